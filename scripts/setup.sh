@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up flowlstm on Debian 12: system packages, then the virtualenvs.
+#   scripts/setup.sh sensor    the sensor venv (.venv/sensor, numpy 2)
+#   scripts/setup.sh trainer   the trainer venv (.venv/trainer, numpy<2, TensorFlow, Spark)
+# Idempotent: a second run only checks.  Needs root or sudo for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-sensor}
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+apt_pkgs=(python3 python3-venv python3-dev gcc libc6-dev libpcap0.8-dev tshark tcpreplay)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+venv=.venv/$what
+case "$what" in
+    sensor) extras='.[sensor,test]' ;;
+    *) echo "setup: unknown part '$what' (expected: sensor)" >&2; exit 64 ;;
+esac
+stamp=$venv/.flowlstm-stamp
+want=$(cat setup.cfg setup.py sensor/capture/_walk.c | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    exit 0
+fi
+[ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools wheel
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$extras"
+echo "$want" > "$stamp"
+echo "setup: $venv ready" >&2
