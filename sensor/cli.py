@@ -1,0 +1,203 @@
+"""``flowlstm-sensor``: the sensor's command line.
+
+Every error flowlstm knows about is a ``FlowlstmError``; ``main()`` catches it
+once, prints one line and exits with the code the error class names.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import FlowlstmError, UsageError
+from .flows import FlowConfig
+from .pipeline import FeaturePipeline, PipelineConfig
+from .progress import FileProgress
+
+log = logging.getLogger("flowlstm.cli")
+
+EXIT_CODES = """\
+exit status:
+  0   success
+  64  bad command line (EX_USAGE)
+  65  damaged capture file; packets before the damage were processed (EX_DATAERR)
+  66  capture file missing, unreadable or not a capture (EX_NOINPUT)
+  73  output cannot be written (EX_CANTCREAT)
+  78  invalid configuration (EX_CONFIG)
+  130 interrupted
+"""
+
+MAIN_HELP = f"""\
+flowlstm-sensor turns packet headers into per-second flow statistics,
+AGURIM-style aggregated flows and three-second feature windows [t-1, t, t+1],
+the input of flowlstm's LSTM anomaly model.
+
+commands:
+  inspect    per-second summary of a capture: volume, flows, heavy hitters
+  features   write the model's feature windows of a capture to Parquet
+
+Run 'flowlstm-sensor COMMAND --help' for a command's options.
+
+{EXIT_CODES}"""
+
+INSPECT_HELP = """\
+Read capture files (pcap or pcapng, optionally .gz/.xz/.bz2) and print one
+line per second: packets, wire bytes, rate, active and new flows, distinct
+sources and destinations, the share of SYN-only TCP packets, and the top
+aggregated flow (AGURIM-style heavy hitter by bytes).
+
+With --json, print one JSON object per second instead (a stable interface):
+  ts          epoch second the line covers (UTC)
+  packets     frames in that second, IP or not
+  bytes       wire bytes of those frames
+  flows       flows (bidirectional 5-tuples) with a packet in that second
+  new_flows   flows that started in that second
+  aggregates  [{"src", "dst", "bytes", "packets", "protocols"}], addresses
+              written as aguri3 writes them: 1.2.3.4, 163.221.0.0/17, *
+
+examples:
+  flowlstm-sensor inspect --pcap /var/log/suricata/dump.pcap
+  flowlstm-sensor inspect --pcap 201911211400.pcap.gz --json | jq .packets
+"""
+
+FEATURES_HELP = """\
+Run the feature path over capture files (in order, as one stream) and write
+every feature window to a Parquet file: one row per window, i.e. per flow and
+per second t in which the flow sent a packet, holding [t-1, t, t+1] rows of
+the versioned feature schema (stored in the file's metadata) plus the flow's
+key and counters.  This is exactly what the model scores and the trainer
+learns from.
+
+examples:
+  flowlstm-sensor features --pcap trace.pcap.gz --out trace.parquet
+  flowlstm-sensor features --pcap a.pcap b.pcap --out ab.parquet --idle-timeout 60
+"""
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return v
+
+    return parse
+
+
+def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("feature path")
+    g.add_argument("--idle-timeout", type=_positive(float), default=FlowConfig.idle_timeout,
+                   metavar="SEC", help="end a flow after SEC seconds without packets (default %(default)s)")
+    g.add_argument("--active-timeout", type=_positive(float), default=FlowConfig.active_timeout,
+                   metavar="SEC", help="split flows longer than SEC seconds (default %(default)s)")
+    g.add_argument("--max-flows", type=_positive(int), default=FlowConfig.max_flows, metavar="N",
+                   help="track at most N flows; the longest idle are evicted first (default %(default)s)")
+    g.add_argument("--slack", type=float, default=PipelineConfig.slack, metavar="SEC",
+                   help="count packets reordered by up to SEC seconds (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="flowlstm-sensor", description=MAIN_HELP, formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"flowlstm-sensor {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="per-second summary of a capture", description=INSPECT_HELP,
+                       epilog=EXIT_CODES, formatter_class=fmt)
+    p.add_argument("--pcap", nargs="+", required=True, metavar="FILE", help="capture files, read in order")
+    p.add_argument("--json", action="store_true", help="one JSON object per second (see above)")
+    p.add_argument("--top", type=_positive(int), default=1, metavar="N",
+                   help="aggregates shown per second in the table (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_pipeline_options(p)
+
+    p = sub.add_parser("features", help="write feature windows to Parquet", description=FEATURES_HELP,
+                       epilog=EXIT_CODES, formatter_class=fmt)
+    p.add_argument("--pcap", nargs="+", required=True, metavar="FILE", help="capture files, read in order")
+    p.add_argument("--out", required=True, metavar="OUT.parquet", help="Parquet file to write (replaced atomically)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_pipeline_options(p)
+    return parser
+
+
+def _pipeline_config(args) -> PipelineConfig:
+    try:
+        return PipelineConfig(
+            flows=FlowConfig(args.idle_timeout, args.active_timeout, args.max_flows), slack=args.slack
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _stream(args):
+    """Run the pipeline over args.pcap with a progress bar; yield PipelineOutputs."""
+    pipe = FeaturePipeline(_pipeline_config(args))
+    with FileProgress(args.pcap, enabled=not args.no_progress) as progress:
+        for path, batch in progress.batches():
+            yield pipe.push(batch)
+    yield pipe.finish()
+    if pipe.late_packets:
+        log.warning("%d packets arrived later than --slack allows and were not counted", pipe.late_packets)
+
+
+def cmd_inspect(args) -> int:
+    from .report import SecondTable, second_json
+
+    out = sys.stdout
+    table = None if args.json else SecondTable(out, top=args.top)
+    for res in _stream(args):
+        for rep in res.seconds:
+            if args.json:
+                out.write(json.dumps(second_json(rep), separators=(",", ":")) + "\n")
+            else:
+                table.row(rep)
+    if table:
+        table.close()
+    return 0
+
+
+def cmd_features(args) -> int:
+    from .parquet import WindowWriter
+
+    with WindowWriter(args.out) as writer:
+        for res in _stream(args):
+            for w in res.windows:
+                writer.write(w)
+        log.info("wrote %d windows to %s", writer.rows, args.out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="flowlstm-sensor: %(levelname)s: %(message)s",
+    )
+    if not args.command:
+        parser.print_help()
+        return 64
+    try:
+        return {"inspect": cmd_inspect, "features": cmd_features}[args.command](args)
+    except FlowlstmError as exc:
+        print(f"flowlstm-sensor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (| head); say nothing, like other Unix tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Global per-second context: what the whole link looked like in one second.
+
+Collective anomalies (floods, scans, reflection) show up here before they show
+in any single flow: a jump in distinct sources, a collapse of destination-port
+entropy, a SYN ratio near one.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .capture.records import TCP_ACK, TCP_RST, TCP_SYN, FRAG_FRAGMENT
+
+CONTEXT_DTYPE = np.dtype(
+    [
+        ("sec", "<i8"),
+        ("packets", "<u8"),  # every frame, IP or not
+        ("bytes", "<u8"),  # wire bytes of every frame
+        ("ip_packets", "<u8"),
+        ("flows", "<u4"),  # flows with a packet in this second
+        ("new_flows", "<u4"),
+        ("n_src", "<u4"),  # distinct source addresses
+        ("n_dst", "<u4"),
+        ("n_sport", "<u4"),
+        ("n_dport", "<u4"),
+        ("h_src", "<f4"),  # Shannon entropy (bits) of the packet distribution over sources
+        ("h_dst", "<f4"),
+        ("h_sport", "<f4"),
+        ("h_dport", "<f4"),
+        ("syn_ratio", "<f4"),  # SYN without ACK, over TCP packets
+        ("rst_ratio", "<f4"),
+        ("tcp_ratio", "<f4"),  # over IP packets
+        ("udp_ratio", "<f4"),
+        ("icmp_ratio", "<f4"),
+        ("frag_ratio", "<f4"),
+    ]
+)
+
+
+def _distinct_entropy(keys: np.ndarray) -> tuple[int, float]:
+    if len(keys) == 0:
+        return 0, 0.0
+    _, counts = np.unique(keys, return_counts=True)
+    p = counts / counts.sum()
+    return len(counts), float(-(p * np.log2(p)).sum())
+
+
+def _addr_keys(addr: np.ndarray) -> np.ndarray:
+    """16-byte addresses as one sortable (N,) key."""
+    return np.ascontiguousarray(addr).view("V16").ravel()
+
+
+def second_context(packets: np.ndarray, flow_seconds: np.ndarray, sec: int) -> np.ndarray:
+    """One ``CONTEXT_DTYPE`` record for the packets and flow rows of second ``sec``."""
+    out = np.zeros(1, dtype=CONTEXT_DTYPE)
+    r = out[0]
+    r["sec"] = sec
+    r["packets"] = len(packets)
+    r["bytes"] = int(packets["wire_len"].sum(dtype=np.uint64))
+    ip = packets[packets["l3"] != 0]
+    r["ip_packets"] = len(ip)
+    r["flows"] = len(flow_seconds)
+    r["new_flows"] = int(flow_seconds["new"].sum()) if len(flow_seconds) else 0
+    if len(ip) == 0:
+        return out
+    r["n_src"], r["h_src"] = _distinct_entropy(_addr_keys(ip["src"]))
+    r["n_dst"], r["h_dst"] = _distinct_entropy(_addr_keys(ip["dst"]))
+    r["n_sport"], r["h_sport"] = _distinct_entropy(ip["sport"])
+    r["n_dport"], r["h_dport"] = _distinct_entropy(ip["dport"])
+    proto = ip["proto"]
+    tcp = proto == 6
+    n_tcp = int(tcp.sum())
+    if n_tcp:
+        fl = ip["tcp_flags"][tcp]
+        r["syn_ratio"] = np.count_nonzero((fl & TCP_SYN) & ~(fl & TCP_ACK)) / n_tcp
+        r["rst_ratio"] = np.count_nonzero(fl & TCP_RST) / n_tcp
+    n = len(ip)
+    r["tcp_ratio"] = n_tcp / n
+    r["udp_ratio"] = np.count_nonzero(proto == 17) / n
+    r["icmp_ratio"] = np.count_nonzero((proto == 1) | (proto == 58)) / n
+    r["frag_ratio"] = np.count_nonzero(ip["frag"] & FRAG_FRAGMENT) / n
+    return out

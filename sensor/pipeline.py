@@ -1,0 +1,154 @@
+"""The feature path, wired: packet batches → closed seconds → flows, aggregates,
+context → feature rows → [t−1, t, t+1] windows.
+
+This is the one implementation of the features: the sensor runs it on live
+traffic and files, and the trainer runs it inside Spark tasks.
+
+A second closes once a packet at least ``slack`` seconds past its end has been
+seen (or the input ends), so packets reordered by less than ``slack`` still
+count; later ones are dropped and counted in ``late_packets``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .aggregate import AggregateConfig, AggregateSet, aggregate_second
+from .capture import read_packets
+from .capture.records import PACKET_DTYPE
+from .context import second_context
+from .features import SCHEMA, aggregate_match, flow_second_features
+from .flows import NS, FlowConfig, FlowTable
+from .windows import WindowAssembler, WindowBatch, window_keys
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of the whole feature path."""
+
+    flows: FlowConfig = field(default_factory=FlowConfig)
+    aggregate: AggregateConfig = field(default_factory=AggregateConfig)
+    slack: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.slack <= 60:
+            raise ValueError("slack must be between 0 and 60 seconds")
+
+
+@dataclass(frozen=True)
+class SecondReport:
+    """What one closed second looked like: its context record, flow rows and aggregates."""
+
+    sec: int
+    context: np.ndarray  # one CONTEXT_DTYPE record
+    flows: np.ndarray  # FLOW_SECOND_DTYPE rows
+    aggregates: AggregateSet
+
+
+@dataclass
+class PipelineOutput:
+    seconds: list[SecondReport] = field(default_factory=list)
+    windows: list[WindowBatch] = field(default_factory=list)
+
+    def extend(self, other: "PipelineOutput") -> None:
+        self.seconds += other.seconds
+        self.windows += other.windows
+
+
+class FeaturePipeline:
+    """Streaming feature path; memory is bounded by the flow cap and one second of packets."""
+
+    def __init__(self, config: PipelineConfig = PipelineConfig()):
+        self.config = config
+        self.flows = FlowTable(config.flows)
+        self.windows = WindowAssembler(SCHEMA.size)
+        self.late_packets = 0
+        self.packets = 0
+        self._slack_ns = int(config.slack * NS)
+        self._next: int | None = None  # first second not yet closed
+        self._last_active: int | None = None  # last closed second that had packets
+        self._max_ts = -1
+        self._pending: list[np.ndarray] = []
+
+    def push(self, batch: np.ndarray) -> PipelineOutput:
+        """Feed one ``PACKET_DTYPE`` batch; return the seconds and windows it completes."""
+        if batch.dtype != PACKET_DTYPE:
+            raise TypeError("push() takes PACKET_DTYPE batches")
+        if len(batch) == 0:
+            return PipelineOutput()
+        self.packets += len(batch)
+        ts = batch["ts"]
+        if self._next is None:
+            self._next = int(ts.min() // NS)
+        late = ts < self._next * NS
+        if late.any():
+            self.late_packets += int(late.sum())
+            batch = batch[~late]
+            ts = batch["ts"]
+        if len(batch):
+            self._pending.append(batch)
+            self._max_ts = max(self._max_ts, int(ts.max()))
+        return self._close_before((self._max_ts - self._slack_ns) // NS)
+
+    def tick(self, now_ns: int) -> PipelineOutput:
+        """Close seconds by the clock when traffic is idle (live capture)."""
+        if self._next is None:
+            return PipelineOutput()
+        self._max_ts = max(self._max_ts, now_ns)
+        return self._close_before((self._max_ts - self._slack_ns) // NS)
+
+    def finish(self) -> PipelineOutput:
+        """End of input: close every second and emit every remaining window."""
+        out = PipelineOutput()
+        if self._next is not None:
+            out = self._close_before(self._max_ts // NS + 1)
+        out.windows += self.windows.flush()
+        return out
+
+    def _close_before(self, limit: int) -> PipelineOutput:
+        out = PipelineOutput()
+        if self._next is None or self._next >= limit:
+            return out
+        if self._pending:
+            p = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+            p = p[np.argsort(p["ts"], kind="stable")]
+        else:
+            p = np.zeros(0, dtype=PACKET_DTYPE)
+        while self._next < limit:
+            s = self._next
+            i = int(np.searchsorted(p["ts"], (s + 1) * NS))
+            chunk, p = p[:i], p[i:]
+            if len(chunk) or (self._last_active is not None and s <= self._last_active + 2):
+                # Seconds right after traffic close even when silent, so the
+                # windows around them are emitted on time.
+                out.extend(self._close_second(s, chunk))
+                self._next = s + 1
+            else:
+                # Idle gap: jump to the next packet's second (or the limit).
+                nxt = int(p["ts"][0] // NS) if len(p) else limit
+                self._next = min(max(nxt, s + 1), limit)
+                self.flows.expire(self._next * NS)
+        self._pending = [p] if len(p) else []
+        return out
+
+    def _close_second(self, s: int, packets: np.ndarray) -> PipelineOutput:
+        fs = self.flows.update(packets, s)
+        self.flows.expire((s + 1) * NS)
+        agg = aggregate_second(packets, self.config.aggregate)
+        ctx = second_context(packets, fs, s)
+        fwd, rev = aggregate_match(agg, fs)
+        x = flow_second_features(fs, ctx, fwd, rev)
+        if len(packets):
+            self._last_active = s
+        wins = self.windows.push(s, window_keys(fs), x)
+        return PipelineOutput([SecondReport(s, ctx, fs, agg)], wins)
+
+
+def run_file(paths, config: PipelineConfig = PipelineConfig()):
+    """Run the pipeline over capture files in order; yield each ``PipelineOutput``."""
+    pipe = FeaturePipeline(config)
+    for path in paths:
+        for batch in read_packets(path):
+            yield pipe.push(batch)
+    yield pipe.finish()
