@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Throughput of the feature path against tshark and pyshark, measured in one run.
+
+Builds a ≥1M-packet pcap from the real MAWI excerpt: K copies overlaid in time,
+each copy's addresses XORed with its own constant (so copies are distinct hosts
+but keep their prefix structure) and shifted by a few microseconds.  Then, on
+that file:
+
+  flowlstm   read → flows → aggregates → context → features → windows, one core
+  tshark     tshark -T fields (the fields the sensor extracts), to /dev/null
+  pyshark    pyshark FileCapture(keep_packets=False) on the first N packets
+
+and prints packets/s of each, the ratios, and flowlstm's peak RSS.
+
+    .venv/sensor/bin/python bench/throughput.py [--packets 1000000] [--pyshark-packets 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MAWI = ROOT / "tests" / "data" / "mawi" / "201911211400_headers.pcap"
+TSHARK_FIELDS = [
+    "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "ip.proto", "ip.len", "ip.ttl",
+    "ip.frag_offset", "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.window_size_value",
+    "udp.srcport", "udp.dstport", "icmp.type", "icmp.code",
+]
+
+
+def build_pcap(src: Path, dst: Path, copies: int) -> int:
+    """Overlay ``copies`` address-XORed, time-shifted copies of a pcap; return packets written."""
+    from sensor.capture import _walk
+
+    raw = src.read_bytes()
+    head = raw[:24]
+    offs = np.empty(len(raw) // 16, np.int64)
+    n, _, _ = _walk.walk_pcap(raw, 24, len(raw), 0, 1 << 20, offs)
+    offs = offs[:n]
+    buf = np.frombuffer(raw, np.uint8)
+    caplen = buf[offs[:, None] + np.arange(8, 12)].copy().view("<u4")[:, 0].astype(np.int64)
+    sec = buf[offs[:, None] + np.arange(0, 4)].copy().view("<u4")[:, 0].astype(np.int64)
+    frac = buf[offs[:, None] + np.arange(4, 8)].copy().view("<u4")[:, 0].astype(np.int64)
+    ns = sec * 1_000_000_000 + frac  # the excerpt has nanosecond timestamps
+    recs = [raw[o : o + 16 + c] for o, c in zip(offs.tolist(), caplen.tolist())]
+    out_ts, out_rec = [], []
+    for k in range(copies):
+        key = (0x0A000000 + k * 0x00010001) if k else 0
+        for t, r in zip(ns.tolist(), recs):
+            rec = bytearray(r)
+            if k and len(rec) >= 16 + 34 and rec[16 + 12 : 16 + 14] == b"\x08\x00":
+                for a in (16 + 26, 16 + 30):  # IPv4 source and destination
+                    v = int.from_bytes(rec[a : a + 4], "big") ^ key
+                    rec[a : a + 4] = v.to_bytes(4, "big")
+            t2 = t + k * 3000
+            rec[0:4] = (t2 // 1_000_000_000).to_bytes(4, "little")
+            rec[4:8] = (t2 % 1_000_000_000).to_bytes(4, "little")
+            out_ts.append(t2)
+            out_rec.append(bytes(rec))
+    order = np.argsort(np.array(out_ts), kind="stable")
+    with open(dst, "wb") as f:
+        f.write(head)
+        f.writelines(out_rec[i] for i in order)
+    return len(out_rec)
+
+
+def run_flowlstm(path: Path) -> dict:
+    """The feature path in a child process, so its peak RSS is its own."""
+    code = (
+        "import sys,time,json,resource\n"
+        "from sensor.capture import read_packets\n"
+        "from sensor.pipeline import FeaturePipeline\n"
+        "p=FeaturePipeline(); n=0; w=0; t=time.perf_counter()\n"
+        f"for b in read_packets({str(path)!r}):\n"
+        "    n+=len(b); w+=sum(len(x) for x in p.push(b).windows)\n"
+        "w+=sum(len(x) for x in p.finish().windows)\n"
+        "dt=time.perf_counter()-t\n"
+        "print(json.dumps({'packets':n,'windows':w,'seconds':dt,"
+        "'rss_mb':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_tshark(path: Path) -> dict:
+    args = ["tshark", "-n", "-r", str(path), "-T", "fields"]
+    for f in TSHARK_FIELDS:
+        args += ["-e", f]
+    t = time.perf_counter()
+    subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return {"seconds": time.perf_counter() - t}
+
+
+def run_pyshark(path: Path, limit: int) -> dict:
+    import pyshark
+
+    cap = pyshark.FileCapture(str(path), keep_packets=False, use_ek=True)
+    n = 0
+    t = time.perf_counter()
+    try:
+        for pkt in cap:
+            _ = pkt.frame_info  # touch the packet as a consumer would
+            n += 1
+            if n >= limit:
+                break
+    finally:
+        cap.close()
+    return {"packets": n, "seconds": time.perf_counter() - t}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--packets", type=int, default=1_000_000, help="at least this many packets (default %(default)s)")
+    ap.add_argument("--pyshark-packets", type=int, default=20_000,
+                    help="pyshark is timed on this many packets (default %(default)s)")
+    ap.add_argument("--keep", metavar="DIR", help="keep the generated pcap in DIR")
+    args = ap.parse_args()
+    if not shutil.which("tshark"):
+        print("bench: tshark is not installed (scripts/setup.sh sensor installs it)", file=sys.stderr)
+        return 69
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from sensor.capture import CaptureReader
+
+        n_src = sum(len(b) for b in CaptureReader(MAWI))
+        copies = -(-args.packets // n_src)
+        pcap = Path(args.keep or tmp) / f"mawi_x{copies}.pcap"
+        t = time.perf_counter()
+        total = build_pcap(MAWI, pcap, copies)
+        print(f"built {pcap.name}: {total} packets ({copies} copies of {n_src}) in {time.perf_counter() - t:.1f} s")
+
+        ours = run_flowlstm(pcap)
+        ts = run_tshark(pcap)
+        ps = run_pyshark(pcap, args.pyshark_packets)
+
+    pps = ours["packets"] / ours["seconds"]
+    tpps = total / ts["seconds"]
+    ppps = ps["packets"] / ps["seconds"]
+    print(f"{'':10} {'packets':>9} {'seconds':>8} {'packets/s':>11}")
+    print(f"{'flowlstm':10} {ours['packets']:9d} {ours['seconds']:8.2f} {pps:11,.0f}   ({ours['windows']} windows)")
+    print(f"{'tshark':10} {total:9d} {ts['seconds']:8.2f} {tpps:11,.0f}")
+    print(f"{'pyshark':10} {ps['packets']:9d} {ps['seconds']:8.2f} {ppps:11,.0f}")
+    print(f"ratio flowlstm/tshark-fields: {pps / tpps:.1f}x   flowlstm/pyshark: {pps / ppps:.0f}x")
+    print(f"flowlstm peak RSS: {ours['rss_mb']:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
