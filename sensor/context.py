@@ -36,17 +36,21 @@ CONTEXT_DTYPE = np.dtype(
 )
 
 
-def _distinct_entropy(keys: np.ndarray) -> tuple[int, float]:
-    if len(keys) == 0:
+def _entropy(counts: np.ndarray) -> tuple[int, float]:
+    counts = counts[counts > 0]
+    if len(counts) == 0:
         return 0, 0.0
-    _, counts = np.unique(keys, return_counts=True)
     p = counts / counts.sum()
     return len(counts), float(-(p * np.log2(p)).sum())
 
 
-def _addr_keys(addr: np.ndarray) -> np.ndarray:
-    """16-byte addresses as one sortable (N,) key."""
-    return np.ascontiguousarray(addr).view("V16").ravel()
+def _addr_counts(addr: np.ndarray) -> np.ndarray:
+    """Packets per distinct address, via a 64-bit hash of the 16 bytes."""
+    w = np.ascontiguousarray(addr).view("<u8")
+    h = w[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ w[:, 1]
+    h.sort()
+    edges = np.flatnonzero(np.r_[True, h[1:] != h[:-1], True])
+    return np.diff(edges)
 
 
 def second_context(packets: np.ndarray, flow_seconds: np.ndarray, sec: int) -> np.ndarray:
@@ -62,10 +66,10 @@ def second_context(packets: np.ndarray, flow_seconds: np.ndarray, sec: int) -> n
     r["new_flows"] = int(flow_seconds["new"].sum()) if len(flow_seconds) else 0
     if len(ip) == 0:
         return out
-    r["n_src"], r["h_src"] = _distinct_entropy(_addr_keys(ip["src"]))
-    r["n_dst"], r["h_dst"] = _distinct_entropy(_addr_keys(ip["dst"]))
-    r["n_sport"], r["h_sport"] = _distinct_entropy(ip["sport"])
-    r["n_dport"], r["h_dport"] = _distinct_entropy(ip["dport"])
+    r["n_src"], r["h_src"] = _entropy(_addr_counts(ip["src"]))
+    r["n_dst"], r["h_dst"] = _entropy(_addr_counts(ip["dst"]))
+    r["n_sport"], r["h_sport"] = _entropy(np.bincount(ip["sport"], minlength=1))
+    r["n_dport"], r["h_dport"] = _entropy(np.bincount(ip["dport"], minlength=1))
     proto = ip["proto"]
     tcp = proto == 6
     n_tcp = int(tcp.sum())

@@ -139,7 +139,7 @@ class FlowTable:
         self._cap = 0
         self._free = np.zeros(0, dtype=np.int64)
         self._next_id = 1
-        self._grow(1024)
+        self._grow(65536)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -197,12 +197,18 @@ class FlowTable:
 
         Non-IP packets are ignored.  The rows are sorted by flow_id.
         """
-        p = packets[packets["l3"] != 0]
+        ip = packets["l3"] != 0
+        p = packets if ip.all() else packets[ip]
         if len(p) == 0:
             return np.zeros(0, dtype=FLOW_SECOND_DTYPE)
         ts = p["ts"]
         h, src_low = endpoint_order(p)
-        uniq, first_idx, inv = np.unique(h, return_index=True, return_inverse=True)
+        # One stable sort groups packets by flow and keeps each group in time order.
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        starts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1]])
+        uniq = hs[starts]
+        first_idx = order[starts]
 
         pos = np.searchsorted(self._keys, uniq)
         hit = pos < len(self._keys)
@@ -254,34 +260,48 @@ class FlowTable:
             self._keys = np.insert(self._keys, ins, uniq[new])
             self._key_slot = np.insert(self._key_slot, ins, ns_slots)
 
-        return self._second_stats(p, sec, slot, inv, src_low, is_new)
+        return self._second_stats(p, sec, order, starts, slot, src_low, is_new)
 
     def _second_stats(
         self,
         p: np.ndarray,
         sec: int,
-        slot_u: np.ndarray,
-        inv: np.ndarray,
+        order: np.ndarray,
+        starts: np.ndarray,
+        slots: np.ndarray,
         src_low: np.ndarray,
-        is_new_u: np.ndarray,
+        is_new: np.ndarray,
     ) -> np.ndarray:
-        # Group packets by flow, keeping time order inside each group.
-        order = np.argsort(inv, kind="stable")
-        g = inv[order]
-        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-        gid = g[starts]  # index into uniq for each group
-        slots = slot_u[gid]
-        ps = p[order]
-        cnt = np.diff(np.r_[starts, len(ps)])
+        """Statistics per flow group; ``order`` sorts packets into groups beginning at ``starts``.
 
-        fwd = src_low[order] == self._init_low[slot_u[g]]
-        wire = ps["wire_len"].astype(np.uint64)
-        iplen = ps["ip_len"].astype(np.float64)
-        ts = ps["ts"]
+        Rows come out sorted by flow_id: reductions run in group order and each
+        result column is permuted once (cheaper than sorting the records).
+        """
+        ts = p["ts"][order]
+        # IATs from the flow's previous packet, which for the first packet of
+        # the second may lie in an earlier second.
+        prev = np.empty_like(ts)
+        prev[1:] = ts[:-1]
+        prev[starts] = np.where(is_new, -1, self._last[slots])
+        has = prev >= 0
+        iat = np.where(has, (ts - prev) / NS, 0.0)
+
+        perm = np.argsort(self._id[slots])
+        cnt = np.diff(np.r_[starts, len(order)])
+        fwd = src_low[order] == np.repeat(self._init_low[slots], cnt)
+        cnt, slots, is_new = cnt[perm], slots[perm], is_new[perm]
 
         def add(x):
-            return np.add.reduceat(x, starts)
+            return np.add.reduceat(x, starts, axis=0)[perm]
 
+        def lo(x):
+            return np.minimum.reduceat(x, starts)[perm]
+
+        def hi(x):
+            return np.maximum.reduceat(x, starts)[perm]
+
+        wire = p["wire_len"][order].astype(np.uint64)
+        iplen = p["ip_len"][order].astype(np.float64)
         out = np.zeros(len(starts), dtype=FLOW_SECOND_DTYPE)
         out["sec"] = sec
         out["flow_id"] = self._id[slots]
@@ -292,51 +312,46 @@ class FlowTable:
         out["dport"] = self._dport[slots]
         out["proto"] = self._proto[slots]
         out["l3"] = self._l3[slots]
-        out["new"] = is_new_u[gid]
+        out["new"] = is_new
         nf = add(fwd.astype(np.int64))
         out["pkts_fwd"] = nf
         out["pkts_rev"] = cnt - nf
+        all_bytes = add(wire)
         bf = add(np.where(fwd, wire, np.uint64(0)))
         out["bytes_fwd"] = bf
-        out["bytes_rev"] = add(wire) - bf
+        out["bytes_rev"] = all_bytes - bf
 
         mean = add(iplen) / cnt
         out["len_mean"] = mean
         out["len_std"] = np.sqrt(np.maximum(add(iplen * iplen) / cnt - mean * mean, 0))
-        out["len_min"] = np.minimum.reduceat(iplen, starts)
-        out["len_max"] = np.maximum.reduceat(iplen, starts)
-        ttl = ps["ttl"].astype(np.float64)
+        out["len_min"] = lo(iplen)
+        out["len_max"] = hi(iplen)
+        ttl = p["ttl"][order].astype(np.float64)
         out["ttl_mean"] = add(ttl) / cnt
-        out["ttl_min"] = np.minimum.reduceat(ttl, starts)
-        out["ttl_max"] = np.maximum.reduceat(ttl, starts)
-        win = ps["tcp_win"].astype(np.float64)
+        out["ttl_min"] = lo(ttl)
+        out["ttl_max"] = hi(ttl)
+        win = p["tcp_win"][order].astype(np.float64)
         out["win_mean"] = add(win) / cnt
-        out["win_min"] = np.minimum.reduceat(win, starts)
-        out["win_max"] = np.maximum.reduceat(win, starts)
-        flags = ps["tcp_flags"]
-        for bit, name in enumerate(TCP_FLAG_NAMES):
-            out[f"n_{name}"] = add(((flags >> bit) & 1).astype(np.int64))
+        out["win_min"] = lo(win)
+        out["win_max"] = hi(win)
+        bits = (p["tcp_flags"][order][:, None] >> np.arange(len(TCP_FLAG_NAMES), dtype=np.uint16)) & 1
+        per_flag = add(bits.astype(np.int32))
+        for i, name in enumerate(TCP_FLAG_NAMES):
+            out[f"n_{name}"] = per_flag[:, i]
 
-        # Inter-arrival times: from the flow's previous packet, which for the
-        # first packet of the second may lie in an earlier second.
-        prev = np.empty_like(ts)
-        prev[1:] = ts[:-1]
-        prev[starts] = np.where(is_new_u[gid], -1, self._last[slots])
-        has = prev >= 0
-        iat = np.where(has, (ts - prev) / NS, 0.0)
         n_iat = add(has.astype(np.int64))
         safe = np.maximum(n_iat, 1)
         im = add(iat) / safe
         out["iat_mean"] = im
         out["iat_std"] = np.sqrt(np.maximum(add(iat * iat) / safe - im * im, 0))
-        out["iat_min"] = np.where(n_iat > 0, np.minimum.reduceat(np.where(has, iat, np.inf), starts), 0)
-        out["iat_max"] = np.maximum.reduceat(iat, starts)
+        out["iat_min"] = np.where(n_iat > 0, lo(np.where(has, iat, np.inf)), 0)
+        out["iat_max"] = hi(iat)
 
-        last = np.maximum.reduceat(ts, starts)
+        last = hi(ts)
         self._last[slots] = last
         self._tot_pkts[slots] += cnt.astype(np.uint64)
-        self._tot_bytes[slots] += add(wire)
+        self._tot_bytes[slots] += all_bytes
         out["total_pkts"] = self._tot_pkts[slots]
         out["total_bytes"] = self._tot_bytes[slots]
         out["duration"] = (last - self._first[slots]) / NS
-        return out[np.argsort(out["flow_id"], kind="stable")]
+        return out
