@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .addresses import format_address
+from .flows import address_words, mix64
 
 BYTE, PACKET, COMBINATION = "byte", "packet", "combination"
 
@@ -110,6 +111,9 @@ class AggregateSet:
     total_packets: int
     input_flows: dict = field(default_factory=dict)  # distinct address pairs per family
     aggregates: tuple[Aggregate, ...] = ()
+    # Which aggregate took each address pair: sorted pair hashes → aggregate index.
+    pair_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64), repr=False)
+    pair_aggregate: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     def __len__(self) -> int:
         return len(self.aggregates)
@@ -182,6 +186,12 @@ class _Lattice:
         m = parent.members[self.alive[parent.members]]
         if len(m) == 0:
             return []
+        if len(m) == 1:
+            # One member: one group, no sorting (the common case deep in the lattice).
+            i = int(m[0])
+            node = _Node(m, self.src[i] & self.space.masks(pl0), self.dst[i] & self.space.masks(pl1),
+                         pl0, pl1, int(self.bytes[i]), int(self.pkts[i]))
+            return [node] if self.heavy(node) else []
         s = self.src[m] & self.space.masks(pl0)
         d = self.dst[m] & self.space.masks(pl1)
         keys = np.concatenate([s, d], axis=1)
@@ -191,19 +201,32 @@ class _Lattice:
             flat = (keys[:, 0] >> np.uint64(64 - self.space.bits)) << shift | (keys[:, 1] >> np.uint64(64 - self.space.bits))
             order = np.argsort(flat, kind="stable")
             fs = flat[order]
-            starts = np.flatnonzero(np.r_[True, fs[1:] != fs[:-1]])
+            starts = _run_starts(fs[1:] != fs[:-1])
         else:
             order = np.lexsort(keys.T[::-1])
             ks = keys[order]
-            starts = np.flatnonzero(np.r_[True, np.any(ks[1:] != ks[:-1], axis=1)])
+            starts = _run_starts(np.any(ks[1:] != ks[:-1], axis=1))
         mo = m[order]
         b = np.add.reduceat(self.bytes[mo], starts)
         p = np.add.reduceat(self.pkts[mo], starts)
-        ends = np.r_[starts[1:], len(mo)]
-        first = order[starts]
+        ends = np.append(starts[1:], len(mo))
+        # Residual volume only shrinks during the search, so a group below the
+        # threshold now can neither recurse nor be extracted: never build it.
+        if self.criterion == PACKET:
+            keep = p >= self.tp
+        elif self.criterion == BYTE:
+            keep = b >= self.tb
+        else:
+            keep = (p >= self.tp) | (b >= self.tb)
+        if pl0 == 0 and pl1 == 0:
+            keep[:] = True
+        sel = np.flatnonzero(keep)
+        first = order[starts[sel]]
         return [
             _Node(mo[a:e], s[f], d[f], pl0, pl1, int(bb), int(pp))
-            for a, e, f, bb, pp in zip(starts.tolist(), ends.tolist(), first.tolist(), b.tolist(), p.tolist())
+            for a, e, f, bb, pp in zip(
+                starts[sel].tolist(), ends[sel].tolist(), first.tolist(), b[sel].tolist(), p[sel].tolist()
+            )
         ]
 
     def search(self, parent: _Node, pl0: int, pl1: int, size: int, pos: int) -> int:
@@ -217,7 +240,7 @@ class _Lattice:
         if not (do_aggregate or do_recurse):
             return 0
         if do_aggregate:
-            children = self._group(parent, pl0, pl1)
+            children = self._group(parent, pl0, pl1)  # only groups at or above the threshold
             if not children:
                 return 0
         else:
@@ -310,12 +333,22 @@ def _hhh_protocols(proto_src, proto_dst, nbytes, npkts, tb, tp, criterion) -> li
     return lat.out
 
 
+def _run_starts(changed: np.ndarray) -> np.ndarray:
+    """Start index of each run, given ``changed[i]`` = row i+1 differs from row i."""
+    out = np.empty(len(changed) + 1, dtype=bool)
+    out[0] = True
+    out[1:] = changed
+    return np.flatnonzero(out)
+
+
 def _group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort rows of keys; return (order, group starts, group id per sorted row)."""
     order = np.lexsort(keys.T[::-1])
     ks = keys[order]
-    starts = np.flatnonzero(np.r_[True, np.any(ks[1:] != ks[:-1], axis=1)])
-    return order, starts, np.cumsum(np.r_[True, np.any(ks[1:] != ks[:-1], axis=1)]) - 1
+    new = np.empty(len(ks), dtype=bool)
+    new[0] = True
+    new[1:] = np.any(ks[1:] != ks[:-1], axis=1)
+    return order, np.flatnonzero(new), np.cumsum(new) - 1
 
 
 def _words(addr: np.ndarray, family: int) -> np.ndarray:
@@ -343,6 +376,8 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
     proto = ip["proto"].astype(np.uint64)
 
     nodes: list[tuple[int, _Node, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    pair_keys: list[np.ndarray] = []
+    pair_agg: list[np.ndarray] = []
     inputs = {}
     for family, bits, words in ((4, 32, 1), (6, 128, 2)):
         sel = np.flatnonzero(ip["l3"] == family)
@@ -357,7 +392,7 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
         inputs[family] = len(starts)
         wb = ip["wire_len"][sel][order].astype(np.int64)
         fb = np.add.reduceat(wb, starts)
-        fp = np.diff(np.r_[starts, len(order)])
+        fp = np.diff(np.append(starts, len(order)))
         space = _Space(bits, words)
         found = _hhh_addresses(space, keys[order][starts, :words], keys[order][starts, words:], fb, fp, tb, tp,
                                config.criterion)
@@ -365,6 +400,9 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
         agg_of_flow = np.full(len(starts), -1, dtype=np.int64)
         for k, node in enumerate(found):
             agg_of_flow[node.members] = k
+        rep = sel[order[starts]]  # one packet per input flow
+        pair_keys.append(pair_hash(ip["src"][rep], ip["dst"][rep]))
+        pair_agg.append(agg_of_flow + len(nodes))
         pkt_agg = np.empty(len(sel), dtype=np.int64)
         pkt_agg[order] = agg_of_flow[gid]
         by_agg = np.argsort(pkt_agg, kind="stable")
@@ -377,8 +415,23 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
     for family, node, pr, sp, dp, wb in nodes:
         aggs.append(_with_protocols(family, node, pr, sp, dp, wb, config))
     ratio = total_b / total_p
-    aggs.sort(key=lambda a: -max(a.bytes, int(ratio * a.packets)))
-    return AggregateSet(total_b, total_p, inputs, tuple(aggs))
+    rank = sorted(range(len(aggs)), key=lambda i: -max(aggs[i].bytes, int(ratio * aggs[i].packets)))
+    new_index = np.empty(len(aggs), dtype=np.int64)
+    new_index[rank] = np.arange(len(aggs))
+    keys = np.concatenate(pair_keys)
+    owner = new_index[np.concatenate(pair_agg)]
+    by_key = np.argsort(keys)
+    return AggregateSet(total_b, total_p, inputs, tuple(aggs[i] for i in rank), keys[by_key], owner[by_key])
+
+
+def pair_hash(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """64-bit hash of (src, dst) 16-byte address pairs, directional."""
+    s_hi, s_lo = address_words(src)
+    d_hi, d_lo = address_words(dst)
+    h = np.zeros(len(src), dtype=np.uint64)
+    for w in (s_hi, s_lo, d_hi, d_lo):
+        h = mix64(h, w)
+    return h
 
 
 def _with_protocols(family, node: _Node, pr, sp, dp, wb, config) -> Aggregate:
@@ -387,9 +440,15 @@ def _with_protocols(family, node: _Node, pr, sp, dp, wb, config) -> Aggregate:
         ps = (pr << np.uint64(16) | sp) << np.uint64(40)
         pd = (pr << np.uint64(16) | dp) << np.uint64(40)
         keys = np.stack([ps, pd], axis=1)
+        if np.all(keys == keys[0]):
+            # A single protocol/port pair (most host-to-host aggregates): it is the answer.
+            key = int(keys[0, 0]) >> 40, int(keys[0, 1]) >> 40
+            protos = (ProtoAggregate(key[0] >> 16, key[0] & 0xFFFF, 16, key[1] & 0xFFFF, 16,
+                                     int(wb.sum()), len(wb)),)
+            return _aggregate(family, node, protos)
         order, starts, _ = _group_rows(keys)
         fb = np.add.reduceat(wb[order], starts)
-        fp = np.diff(np.r_[starts, len(order)])
+        fp = np.diff(np.append(starts, len(order)))
         f = config.protocol_factor
         tb = (node.bytes * config.threshold + 99) // 100 * f
         tp = (node.packets * config.threshold + 99) // 100 * f
@@ -402,6 +461,10 @@ def _with_protocols(family, node: _Node, pr, sp, dp, wb, config) -> Aggregate:
             out.append(ProtoAggregate(s >> 16, s & 0xFFFF, n.src_len - 8, d & 0xFFFF, n.dst_len - 8,
                                       n.bytes, n.packets))
         protos = tuple(out)
+    return _aggregate(family, node, protos)
+
+
+def _aggregate(family: int, node: _Node, protos: tuple[ProtoAggregate, ...]) -> Aggregate:
     return Aggregate(
         family,
         _addr_bytes(node.src, family),
@@ -437,28 +500,13 @@ def to_json_dict(agg: AggregateSet) -> list[dict]:
 
 
 def match_aggregates(agg: AggregateSet, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Per (src, dst) row, the index of the most specific aggregate containing it, or -1.
-
-    "Most specific" is the longest combined prefix; the catch-all always matches
-    (if the second had one of that family).
-    """
-    n = len(src)
-    best = np.full(n, -1, dtype=np.int64)
-    best_len = np.full(n, -1, dtype=np.int64)
-    if n == 0 or not agg.aggregates:
-        return best
-    sw = np.ascontiguousarray(src).view(">u8").astype(np.uint64)
-    dw = np.ascontiguousarray(dst).view(">u8").astype(np.uint64)
-    v4 = np.all(np.ascontiguousarray(src)[:, :12] == np.frombuffer(bytes(10) + b"\xff\xff", np.uint8), axis=1)
-    space = _Space(128, 2)
-    for i, a in enumerate(agg.aggregates):
-        sl, dl = a.spec()
-        sm, dm = space.masks(sl), space.masks(dl)
-        aw = np.frombuffer(a.src, ">u8").astype(np.uint64)
-        bw = np.frombuffer(a.dst, ">u8").astype(np.uint64)
-        fam = v4 if a.family == 4 else ~v4
-        hit = fam & np.all((sw & sm) == (aw & sm), axis=1) & np.all((dw & dm) == (bw & dm), axis=1)
-        better = hit & (a.src_len + a.dst_len > best_len)
-        best[better] = i
-        best_len[better] = a.src_len + a.dst_len
-    return best
+    """Per (src, dst) row, the index of the aggregate that took that address pair's
+    traffic in this second, or -1 if the pair sent nothing in this second."""
+    out = np.full(len(src), -1, dtype=np.int64)
+    if len(src) == 0 or len(agg.pair_keys) == 0:
+        return out
+    h = pair_hash(src, dst)
+    pos = np.minimum(np.searchsorted(agg.pair_keys, h), len(agg.pair_keys) - 1)
+    hit = agg.pair_keys[pos] == h
+    out[hit] = agg.pair_aggregate[pos[hit]]
+    return out

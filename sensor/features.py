@@ -177,3 +177,35 @@ def flow_second_features(
     if x.shape[1] != SCHEMA.size:
         raise AssertionError(f"built {x.shape[1]} features, schema has {SCHEMA.size}")
     return x
+
+
+def aggregate_match(agg, fs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``AGG_MATCH_DTYPE`` rows for each flow's forward and reverse address pair.
+
+    The aggregate is the one that took the pair's traffic in this second (see
+    ``sensor.aggregate.match_aggregates``); a direction that sent nothing gets zeros.
+    """
+    from .aggregate import match_aggregates
+
+    out = []
+    total_b = max(agg.total_bytes, 1)
+    total_p = max(agg.total_packets, 1)
+    if agg.aggregates:
+        a_bytes = np.array([a.bytes for a in agg.aggregates], dtype=np.float64)
+        a_pkts = np.array([a.packets for a in agg.aggregates], dtype=np.float64)
+        full = np.array([32.0 if a.family == 4 else 128.0 for a in agg.aggregates])
+        a_src = np.array([a.src_len for a in agg.aggregates]) / full
+        a_dst = np.array([a.dst_len for a in agg.aggregates]) / full
+    for src, dst, own in (("src", "dst", "bytes_fwd"), ("dst", "src", "bytes_rev")):
+        m = np.zeros(len(fs), dtype=AGG_MATCH_DTYPE)
+        idx = match_aggregates(agg, fs[src], fs[dst]) if len(fs) else np.zeros(0, np.int64)
+        hit = idx >= 0
+        if hit.any():
+            i = idx[hit]
+            m["bytes_share"][hit] = a_bytes[i] / total_b
+            m["pkts_share"][hit] = a_pkts[i] / total_p
+            m["flow_share"][hit] = np.minimum(fs[own][hit] / np.maximum(a_bytes[i], 1), 1.0)
+            m["src_spec"][hit] = a_src[i]
+            m["dst_spec"][hit] = a_dst[i]
+        out.append(m)
+    return out[0], out[1]

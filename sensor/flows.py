@@ -94,7 +94,8 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _mix(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+def mix64(h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Fold a uint64 column into a running hash (vectorized)."""
     # splitmix64 finalizer over (h + w): cheap, vectorized, well distributed.
     z = h ^ (w + _GOLDEN + (h << np.uint64(6)) + (h >> np.uint64(2)))
     z = (z ^ (z >> np.uint64(30))) * _M1
@@ -102,7 +103,7 @@ def _mix(h: np.ndarray, w: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _words(addr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def address_words(addr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N,16) uint8 addresses → high and low 64-bit words, numerically ordered."""
     w = np.ascontiguousarray(addr).view(">u8").astype(np.uint64)
     return w[:, 0], w[:, 1]
@@ -110,8 +111,8 @@ def _words(addr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def endpoint_order(packets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per packet: the canonical flow-key hash and whether its source is the 'low' endpoint."""
-    s_hi, s_lo = _words(packets["src"])
-    d_hi, d_lo = _words(packets["dst"])
+    s_hi, s_lo = address_words(packets["src"])
+    d_hi, d_lo = address_words(packets["dst"])
     sp = packets["sport"].astype(np.uint64)
     dp = packets["dport"].astype(np.uint64)
     src_low = (s_hi < d_hi) | (
@@ -122,7 +123,7 @@ def endpoint_order(packets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h = np.zeros(len(packets), dtype=np.uint64)
     tail = (a_p << np.uint64(32)) | (b_p << np.uint64(16)) | packets["proto"].astype(np.uint64)
     for w in (a_hi, a_lo, b_hi, b_lo, tail):
-        h = _mix(h, w)
+        h = mix64(h, w)
     return h, src_low
 
 

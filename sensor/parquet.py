@@ -24,7 +24,7 @@ _ROW_GROUP = 65536
 _META_KEY = b"flowlstm.schema"
 
 
-def _arrow_schema() -> pa.Schema:
+def _arrow_schema(extra: list[pa.Field] = ()) -> pa.Schema:
     fields = []
     for name in KEY_DTYPE.names:
         if name in ("src", "dst"):
@@ -32,15 +32,20 @@ def _arrow_schema() -> pa.Schema:
         else:
             fields.append(pa.field(name, pa.from_numpy_dtype(KEY_DTYPE.fields[name][0])))
     fields.append(pa.field("x", pa.list_(pa.float32(), WINDOW_SECONDS * SCHEMA.size)))
+    fields += list(extra)
     meta = {
         _META_KEY: json.dumps({**SCHEMA.to_dict(), "window": WINDOW_SECONDS, "flowlstm": __version__}).encode()
     }
     return pa.schema(fields, metadata=meta)
 
 
-def window_table(batches: list[WindowBatch]) -> pa.Table:
-    """Windows → an Arrow table in the exchange schema."""
-    schema = _arrow_schema()
+def window_table(batches: list[WindowBatch], extra: dict[pa.Field, list[np.ndarray]] | None = None) -> pa.Table:
+    """Windows → an Arrow table in the exchange schema.
+
+    ``extra`` adds columns: field → one array per batch (the trainer's labels).
+    """
+    extra = extra or {}
+    schema = _arrow_schema(list(extra))
     if batches:
         keys = np.concatenate([b.keys for b in batches])
         x = np.concatenate([b.x for b in batches]).reshape(len(keys), -1)
@@ -55,25 +60,33 @@ def window_table(batches: list[WindowBatch]) -> pa.Table:
             cols.append(pa.array(keys[name]))
     flat = pa.array(np.ascontiguousarray(x, dtype=np.float32).ravel())
     cols.append(pa.FixedSizeListArray.from_arrays(flat, WINDOW_SECONDS * SCHEMA.size))
+    for fld, parts in extra.items():
+        vals = np.concatenate(parts) if parts else np.zeros(0)
+        cols.append(pa.array(vals, type=fld.type))
     return pa.Table.from_arrays(cols, schema=schema)
 
 
 class WindowWriter:
     """Stream windows into a Parquet file, replaced atomically on success."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, extra: list[pa.Field] = ()):
         self.path = path
         self.rows = 0
         self._tmp = f"{path}.tmp-{os.getpid()}"
+        self._extra = list(extra)
         self._buf: list[WindowBatch] = []
+        self._extra_buf: dict[pa.Field, list[np.ndarray]] = {f: [] for f in self._extra}
         self._n = 0
         try:
-            self._writer = pq.ParquetWriter(self._tmp, _arrow_schema(), compression="zstd")
+            self._writer = pq.ParquetWriter(self._tmp, _arrow_schema(self._extra), compression="zstd")
         except OSError as exc:
             raise OutputError(f"{path}: cannot create: {exc}") from None
 
-    def write(self, batch: WindowBatch) -> None:
+    def write(self, batch: WindowBatch, **extra: np.ndarray) -> None:
+        """Queue one batch; ``extra`` gives one array per extra field, by field name."""
         self._buf.append(batch)
+        for f in self._extra:
+            self._extra_buf[f].append(np.asarray(extra[f.name]))
         self._n += len(batch)
         if self._n >= _ROW_GROUP:
             self._flush()
@@ -82,11 +95,12 @@ class WindowWriter:
         if not self._buf:
             return
         try:
-            self._writer.write_table(window_table(self._buf))
+            self._writer.write_table(window_table(self._buf, self._extra_buf))
         except OSError as exc:
             raise OutputError(f"{self.path}: write failed: {exc}") from None
         self.rows += self._n
         self._buf, self._n = [], 0
+        self._extra_buf = {f: [] for f in self._extra}
 
     def __enter__(self) -> "WindowWriter":
         return self

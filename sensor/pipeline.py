@@ -11,6 +11,7 @@ count; later ones are dropped and counted in ``late_packets``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -56,11 +57,19 @@ class PipelineOutput:
         self.windows += other.windows
 
 
-class FeaturePipeline:
-    """Streaming feature path; memory is bounded by the flow cap and one second of packets."""
+SecondHook = Callable[[int, np.ndarray, np.ndarray], None]
 
-    def __init__(self, config: PipelineConfig = PipelineConfig()):
+
+class FeaturePipeline:
+    """Streaming feature path; memory is bounded by the flow cap and one second of packets.
+
+    ``on_second(sec, packets, flow_rows)``, if given, sees each closed second's
+    time-sorted packets and flow rows; the trainer labels flow-seconds there.
+    """
+
+    def __init__(self, config: PipelineConfig = PipelineConfig(), on_second: SecondHook | None = None):
         self.config = config
+        self.on_second = on_second
         self.flows = FlowTable(config.flows)
         self.windows = WindowAssembler(SCHEMA.size)
         self.late_packets = 0
@@ -135,6 +144,8 @@ class FeaturePipeline:
     def _close_second(self, s: int, packets: np.ndarray) -> PipelineOutput:
         fs = self.flows.update(packets, s)
         self.flows.expire((s + 1) * NS)
+        if self.on_second is not None:
+            self.on_second(s, packets, fs)
         agg = aggregate_second(packets, self.config.aggregate)
         ctx = second_context(packets, fs, s)
         fwd, rev = aggregate_match(agg, fs)
@@ -145,9 +156,9 @@ class FeaturePipeline:
         return PipelineOutput([SecondReport(s, ctx, fs, agg)], wins)
 
 
-def run_file(paths, config: PipelineConfig = PipelineConfig()):
-    """Run the pipeline over capture files in order; yield each ``PipelineOutput``."""
-    pipe = FeaturePipeline(config)
+def run_files(paths, config: PipelineConfig = PipelineConfig(), on_second: SecondHook | None = None):
+    """Run the pipeline over capture files in order (one stream); yield each ``PipelineOutput``."""
+    pipe = FeaturePipeline(config, on_second)
     for path in paths:
         for batch in read_packets(path):
             yield pipe.push(batch)
