@@ -40,8 +40,9 @@ TSHARK_FIELDS = [
 ]
 
 
-def build_pcap(src: Path, dst: Path, copies: int) -> int:
-    """Overlay ``copies`` address-XORed, time-shifted copies of a pcap; return packets written."""
+def build_pcap(src: Path, dst: Path, copies: int, speedup: float = 1.0) -> int:
+    """Overlay ``copies`` address-XORed, time-shifted copies of a pcap, replayed ``speedup``
+    times faster; return packets written."""
     from sensor.capture import _walk
 
     raw = src.read_bytes()
@@ -56,6 +57,7 @@ def build_pcap(src: Path, dst: Path, copies: int) -> int:
     ns = sec * 1_000_000_000 + frac  # the excerpt has nanosecond timestamps
     recs = [raw[o : o + 16 + c] for o, c in zip(offs.tolist(), caplen.tolist())]
     out_ts, out_rec = [], []
+    t0 = int(ns.min())
     for k in range(copies):
         key = (0x0A000000 + k * 0x00010001) if k else 0
         for t, r in zip(ns.tolist(), recs):
@@ -64,7 +66,7 @@ def build_pcap(src: Path, dst: Path, copies: int) -> int:
                 for a in (16 + 26, 16 + 30):  # IPv4 source and destination
                     v = int.from_bytes(rec[a : a + 4], "big") ^ key
                     rec[a : a + 4] = v.to_bytes(4, "big")
-            t2 = t + k * 3000
+            t2 = t0 + int((t - t0) / speedup) + k * 3000
             rec[0:4] = (t2 // 1_000_000_000).to_bytes(4, "little")
             rec[4:8] = (t2 % 1_000_000_000).to_bytes(4, "little")
             out_ts.append(t2)

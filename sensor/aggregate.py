@@ -38,6 +38,7 @@ class AggregateConfig:
     threshold: float = 1.0
     criterion: str = COMBINATION
     protocol_factor: int = 4
+    protocols: bool = True  # the per-aggregate protocol/port breakdown (not a model feature)
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 100:
@@ -361,7 +362,8 @@ def _words(addr: np.ndarray, family: int) -> np.ndarray:
 
 def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateConfig()) -> AggregateSet:
     """AGURIM-style aggregates of one second's ``PACKET_DTYPE`` records."""
-    ip = packets[packets["l3"] != 0]
+    is_ip = packets["l3"] != 0
+    ip = packets if is_ip.all() else packets[is_ip]
     total_b = int(ip["wire_len"].sum(dtype=np.uint64))
     total_p = len(ip)
     if total_p == 0:
@@ -403,6 +405,9 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
         rep = sel[order[starts]]  # one packet per input flow
         pair_keys.append(pair_hash(ip["src"][rep], ip["dst"][rep]))
         pair_agg.append(agg_of_flow + len(nodes))
+        if not config.protocols:
+            nodes += [(family, node, None, None, None, None) for node in found]
+            continue
         pkt_agg = np.empty(len(sel), dtype=np.int64)
         pkt_agg[order] = agg_of_flow[gid]
         by_agg = np.argsort(pkt_agg, kind="stable")
@@ -411,9 +416,10 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
             rows = sel[by_agg[cuts[k] : cuts[k + 1]]]
             nodes.append((family, node, proto[rows], sport[rows], dport[rows], ip["wire_len"][rows].astype(np.int64)))
 
-    aggs = []
-    for family, node, pr, sp, dp, wb in nodes:
-        aggs.append(_with_protocols(family, node, pr, sp, dp, wb, config))
+    aggs = [
+        _with_protocols(family, node, pr, sp, dp, wb, config) if config.protocols else _aggregate(family, node, ())
+        for family, node, pr, sp, dp, wb in nodes
+    ]
     ratio = total_b / total_p
     rank = sorted(range(len(aggs)), key=lambda i: -max(aggs[i].bytes, int(ratio * aggs[i].packets)))
     new_index = np.empty(len(aggs), dtype=np.int64)

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from . import __version__
 from .errors import FlowlstmError, UsageError
+from .aggregate import AggregateConfig
 from .flows import FlowConfig
 from .pipeline import FeaturePipeline, PipelineConfig
 from .progress import FileProgress
@@ -131,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _pipeline_config(args) -> PipelineConfig:
     try:
         return PipelineConfig(
-            flows=FlowConfig(args.idle_timeout, args.active_timeout, args.max_flows), slack=args.slack
+            flows=FlowConfig(args.idle_timeout, args.active_timeout, args.max_flows),
+            aggregate=AggregateConfig(protocols=args.command == "inspect"),
+            slack=args.slack,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

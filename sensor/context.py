@@ -53,14 +53,20 @@ def _addr_counts(addr: np.ndarray) -> np.ndarray:
     return np.diff(edges)
 
 
-def second_context(packets: np.ndarray, flow_seconds: np.ndarray, sec: int) -> np.ndarray:
-    """One ``CONTEXT_DTYPE`` record for the packets and flow rows of second ``sec``."""
+def second_context(
+    packets: np.ndarray, flow_seconds: np.ndarray, sec: int, ip: np.ndarray | None = None
+) -> np.ndarray:
+    """One ``CONTEXT_DTYPE`` record for the packets and flow rows of second ``sec``.
+
+    ``ip``, if the caller has it, is ``packets`` restricted to IP.
+    """
     out = np.zeros(1, dtype=CONTEXT_DTYPE)
     r = out[0]
     r["sec"] = sec
     r["packets"] = len(packets)
     r["bytes"] = int(packets["wire_len"].sum(dtype=np.uint64))
-    ip = packets[packets["l3"] != 0]
+    if ip is None:
+        ip = packets[packets["l3"] != 0]
     r["ip_packets"] = len(ip)
     r["flows"] = len(flow_seconds)
     r["new_flows"] = int(flow_seconds["new"].sum()) if len(flow_seconds) else 0

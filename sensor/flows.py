@@ -335,8 +335,8 @@ class FlowTable:
         out["win_mean"] = add(win) / cnt
         out["win_min"] = lo(win)
         out["win_max"] = hi(win)
-        bits = (p["tcp_flags"][order][:, None] >> np.arange(len(TCP_FLAG_NAMES), dtype=np.uint16)) & 1
-        per_flag = add(bits.astype(np.int32))
+        bits = ((p["tcp_flags"][order][:, None] >> np.arange(len(TCP_FLAG_NAMES), dtype=np.uint16)) & 1).astype(np.uint8)
+        per_flag = np.add.reduceat(bits, starts, axis=0, dtype=np.int32)[perm]
         for i, name in enumerate(TCP_FLAG_NAMES):
             out[f"n_{name}"] = per_flag[:, i]
 

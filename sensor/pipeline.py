@@ -29,7 +29,8 @@ class PipelineConfig:
     """Settings of the whole feature path."""
 
     flows: FlowConfig = field(default_factory=FlowConfig)
-    aggregate: AggregateConfig = field(default_factory=AggregateConfig)
+    # The model needs the address aggregates only; inspect turns protocols back on.
+    aggregate: AggregateConfig = field(default_factory=lambda: AggregateConfig(protocols=False))
     slack: float = 0.5
 
     def __post_init__(self) -> None:
@@ -121,7 +122,9 @@ class FeaturePipeline:
             return out
         if self._pending:
             p = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-            p = p[np.argsort(p["ts"], kind="stable")]
+            ts = p["ts"]
+            if len(ts) > 1 and not np.all(ts[1:] >= ts[:-1]):  # files and live capture are nearly always in order
+                p = p[np.argsort(ts, kind="stable")]
         else:
             p = np.zeros(0, dtype=PACKET_DTYPE)
         while self._next < limit:
@@ -142,12 +145,14 @@ class FeaturePipeline:
         return out
 
     def _close_second(self, s: int, packets: np.ndarray) -> PipelineOutput:
-        fs = self.flows.update(packets, s)
+        is_ip = packets["l3"] != 0
+        ip = packets if is_ip.all() else packets[is_ip]
+        fs = self.flows.update(ip, s)
         self.flows.expire((s + 1) * NS)
         if self.on_second is not None:
             self.on_second(s, packets, fs)
-        agg = aggregate_second(packets, self.config.aggregate)
-        ctx = second_context(packets, fs, s)
+        agg = aggregate_second(ip, self.config.aggregate)
+        ctx = second_context(packets, fs, s, ip)
         fwd, rev = aggregate_match(agg, fs)
         x = flow_second_features(fs, ctx, fwd, rev)
         if len(packets):

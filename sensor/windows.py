@@ -66,16 +66,16 @@ class _Second:
     x: np.ndarray
 
 
-def _rows_for(center_ids: np.ndarray, other: _Second | None, n_feat: int) -> np.ndarray:
-    out = np.zeros((len(center_ids), n_feat), dtype=np.float32)
+def _fill(out: np.ndarray, center_ids: np.ndarray, other: _Second | None) -> None:
+    """Copy ``other``'s rows for the centre flows into ``out``; zero the rest."""
     if other is None or len(other.keys) == 0:
-        return out
+        out[:] = 0
+        return
     ids = other.keys["flow_id"]
-    pos = np.searchsorted(ids, center_ids)
-    pos_c = np.minimum(pos, len(ids) - 1)
-    found = ids[pos_c] == center_ids
-    out[found] = other.x[pos_c[found]]
-    return out
+    pos = np.minimum(np.searchsorted(ids, center_ids), len(ids) - 1)
+    found = ids[pos] == center_ids
+    out[:] = 0
+    out[found] = other.x[pos[found]]
 
 
 class WindowAssembler:
@@ -113,14 +113,10 @@ class WindowAssembler:
             center = self._seconds[c]
             if len(center.keys):
                 ids = center.keys["flow_id"]
-                x = np.stack(
-                    [
-                        _rows_for(ids, self._seconds.get(c - 1), self.n_features),
-                        center.x.astype(np.float32, copy=False),
-                        _rows_for(ids, self._seconds.get(c + 1), self.n_features),
-                    ],
-                    axis=1,
-                )
+                x = np.empty((len(ids), 3, self.n_features), dtype=np.float32)
+                _fill(x[:, 0], ids, self._seconds.get(c - 1))
+                x[:, 1] = center.x
+                _fill(x[:, 2], ids, self._seconds.get(c + 1))
                 out.append(WindowBatch(c, center.keys, x))
         oldest_needed = (self._pending[0] if self._pending else (upto or 0) + 1) - 1
         for s in [s for s in self._seconds if s < oldest_needed]:
