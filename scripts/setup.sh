@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up flowlstm on Debian 12: system packages, then the virtualenvs.
 #   scripts/setup.sh sensor    the sensor venv (.venv/sensor, numpy 2)
-#   scripts/setup.sh trainer   the trainer venv (.venv/trainer, numpy<2, TensorFlow, Spark)
+#   scripts/setup.sh trainer   the trainer venv (.venv/trainer, numpy<2, TensorFlow, Spark, Elephas)
 # Idempotent: a second run only checks.  Needs root or sudo for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 apt_pkgs=(python3 python3-venv python3-dev gcc libc6-dev libpcap0.8-dev tshark tcpreplay)
+[ "$what" = trainer ] && apt_pkgs+=(openjdk-17-jre-headless)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,7 +26,8 @@ fi
 venv=.venv/$what
 case "$what" in
     sensor) extras='.[sensor,test]' ;;
-    *) echo "setup: unknown part '$what' (expected: sensor)" >&2; exit 64 ;;
+    trainer) extras='.[trainer,test]' ;;
+    *) echo "setup: unknown part '$what' (expected: sensor or trainer)" >&2; exit 64 ;;
 esac
 stamp=$venv/.flowlstm-stamp
 want=$(cat setup.cfg setup.py sensor/capture/_walk.c | sha256sum | cut -c1-16)
@@ -35,5 +37,9 @@ fi
 [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools wheel
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$extras"
+if [ "$what" = trainer ]; then
+    # Elephas names the 'tensorflow' package; the CPU build above satisfies it.
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps elephas==7.3.0
+fi
 echo "$want" > "$stamp"
 echo "setup: $venv ready" >&2

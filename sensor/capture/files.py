@@ -65,6 +65,15 @@ class Interface:
         return ns + self.ts_offset_ns
 
 
+@dataclass(frozen=True)
+class Frames:
+    """The raw frames behind the last batch: frame i is ``buf[data[i] : data[i] + cap_len[i]]``."""
+
+    buf: np.ndarray  # uint8
+    data: np.ndarray  # int64 offsets into buf
+    linktype: np.ndarray  # per frame
+
+
 @dataclass
 class FileInfo:
     """What the reader learned about a file while reading it."""
@@ -177,6 +186,8 @@ class CaptureReader:
         self.path = os.fspath(path)
         self.batch_size = batch_size
         self.info = FileInfo(self.path)
+        # Valid right after each yielded batch, for tools that rewrite frames (inject).
+        self.last_frames: Frames | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         raw, compression = _open(self.path)
@@ -221,6 +232,7 @@ class CaptureReader:
                 batch = decode_frames(
                     arr, rec + 16, caplen, _u32(arr, rec, 12, order), ts, linktype, swapped
                 )
+                self.last_frames = Frames(arr, rec + 16, np.full(n, linktype))
                 s.pos = pos
                 self._count(batch, s)
                 yield batch
@@ -343,6 +355,7 @@ class CaptureReader:
             prev = np.maximum.accumulate(known)
             ts = np.where(prev >= 0, ts[np.maximum(prev, 0)], last_ts)
         links = np.array([itf.linktype for itf in self.info.interfaces])[iface]
+        self.last_frames = Frames(arr, data, links)
         for lt in np.unique(links):
             sel = np.flatnonzero(links == lt)
             out[sel] = decode_frames(

@@ -1,0 +1,1 @@
+"""flowlstm-train: offline retraining on Spark; imports the sensor's feature code."""

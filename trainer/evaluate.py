@@ -1,0 +1,166 @@
+"""Evaluation: metrics, threshold choice, per-class recall, plots, Markdown + JSON report."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .labels import anomaly_class
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One model's scores on one split."""
+
+    name: str
+    y: np.ndarray
+    score: np.ndarray
+    taxonomy: np.ndarray
+
+
+def threshold_for_fpr(y: np.ndarray, score: np.ndarray, target_fpr: float) -> float:
+    """The lowest threshold whose FPR on (y, score) stays at or below ``target_fpr``."""
+    neg = np.sort(score[y == 0])[::-1]
+    if len(neg) == 0:
+        return 0.5
+    k = int(np.floor(target_fpr * len(neg)))  # negatives allowed above the threshold
+    if k >= len(neg):
+        return float(neg[-1])
+    # Strictly above the (k+1)-th highest negative score.
+    return float(np.nextafter(neg[k], np.float32(1.0)))
+
+
+def metrics_at(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
+    pred = score >= threshold
+    tp = int(np.sum(pred & (y == 1)))
+    fp = int(np.sum(pred & (y == 0)))
+    fn = int(np.sum(~pred & (y == 1)))
+    tn = int(np.sum(~pred & (y == 0)))
+    dr = tp / (tp + fn) if tp + fn else float("nan")
+    fpr = fp / (fp + tn) if fp + tn else float("nan")
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    f1 = 2 * precision * dr / (precision + dr) if tp else 0.0
+    return {"threshold": float(threshold), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "detection_rate": dr, "fpr": fpr, "precision": precision, "f1": f1}
+
+
+def curve_metrics(y: np.ndarray, score: np.ndarray) -> dict:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if len(np.unique(y)) < 2:
+        return {"roc_auc": float("nan"), "pr_auc": float("nan")}
+    return {"roc_auc": float(roc_auc_score(y, score)), "pr_auc": float(average_precision_score(y, score))}
+
+
+def recall_by(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> dict:
+    out = {}
+    for g in sorted({str(v) for v in groups[y == 1]}):
+        m = (y == 1) & (groups == g)
+        out[g] = {"recall": float(np.mean(pred[m])), "windows": int(m.sum())}
+    return out
+
+
+def evaluate(s: Scores, threshold: float) -> dict:
+    """Every number the report shows for one model at one threshold."""
+    res = metrics_at(s.y, s.score, threshold) | curve_metrics(s.y, s.score)
+    pred = s.score >= threshold
+    res["recall_by_taxonomy"] = recall_by(s.y, pred, s.taxonomy)
+    classes = np.array([anomaly_class(t) if t else "" for t in s.taxonomy], dtype=object)
+    res["recall_by_class"] = recall_by(s.y, pred, classes)
+    return res
+
+
+def plot(scores: list[Scores], thresholds: dict[str, float], out_dir: Path) -> list[str]:
+    """ROC, PR and score-histogram PNGs; returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    names = []
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for s in scores:
+        if len(np.unique(s.y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(s.y, s.score)
+        ax.plot(fpr, tpr, label=s.name)
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set(xlabel="false-positive rate (symlog)", ylabel="detection rate", title="ROC, held-out split")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out_dir / "roc.png", dpi=110)
+    plt.close(fig)
+    names.append("roc.png")
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for s in scores:
+        if len(np.unique(s.y)) < 2:
+            continue
+        p, r, _ = precision_recall_curve(s.y, s.score)
+        ax.plot(r, p, label=s.name)
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, held-out split")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out_dir / "pr.png", dpi=110)
+    plt.close(fig)
+    names.append("pr.png")
+
+    fig, axes = plt.subplots(len(scores), 1, figsize=(6, 2.6 * len(scores)), squeeze=False)
+    for ax, s in zip(axes[:, 0], scores):
+        bins = np.linspace(0, 1, 51)
+        ax.hist(s.score[s.y == 0], bins=bins, alpha=0.6, label="benign", log=True)
+        ax.hist(s.score[s.y == 1], bins=bins, alpha=0.6, label="anomaly", log=True)
+        ax.axvline(thresholds[s.name], color="k", ls="--", lw=1, label="threshold")
+        ax.set(title=s.name, xlabel="score", ylabel="windows")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "scores.png", dpi=110)
+    plt.close(fig)
+    names.append("scores.png")
+    return names
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "n/a" if v != v else f"{v:.4f}"
+    return str(v)
+
+
+def write_report(report: dict, out_dir: Path) -> None:
+    """``report.json`` for machines and ``report.md`` (with the plots) for people."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    lines = ["# flowlstm evaluation report", ""]
+    d = report.get("dataset", {})
+    lines += [f"Windows: {d.get('windows')} ({d.get('anomalous')} anomalous). "
+              f"Target FPR for the threshold: {report.get('target_fpr')}.", ""]
+    for split, models in report.get("splits", {}).items():
+        lines += [f"## {split}", "",
+                  "| model | threshold | detection rate | FPR | precision | F1 | ROC-AUC | PR-AUC |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, m in models.items():
+            lines.append("| " + " | ".join(_fmt(v) for v in (
+                name, m["threshold"], m["detection_rate"], m["fpr"], m["precision"], m["f1"], m["roc_auc"], m["pr_auc"]
+            )) + " |")
+        lines.append("")
+        for name, m in models.items():
+            if m.get("recall_by_class"):
+                parts = ", ".join(f"{k} {v['recall']:.3f} ({v['windows']})" for k, v in m["recall_by_class"].items())
+                lines.append(f"- {name}, recall by anomaly class: {parts}")
+            if m.get("recall_by_taxonomy"):
+                parts = ", ".join(f"{k} {v['recall']:.3f}" for k, v in m["recall_by_taxonomy"].items())
+                lines.append(f"- {name}, recall by MAWILab taxonomy: {parts}")
+        lines.append("")
+    if "quantization" in report:
+        q = report["quantization"]
+        lines += ["## Quantized model", "",
+                  f"Decision agreement float vs TFLite (dynamic-range): {q['agreement']:.5f} on {q['windows']} windows; "
+                  f"max |score difference| {q['max_abs_diff']:.5f}; size {q['bytes']} bytes.", ""]
+    for png in report.get("plots", []):
+        lines.append(f"![{png}]({png})")
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")

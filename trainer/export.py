@@ -1,0 +1,76 @@
+"""Export: trained Keras model → the sensor's bundle (``model.tflite`` + ``metadata.json``)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from sensor.features import SCHEMA
+from sensor.model import (
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_VERSION,
+    METADATA_FILE,
+    MODEL_FILE,
+    ModelBundle,
+    Normalization,
+    file_sha256,
+)
+from sensor.windows import WINDOW_SECONDS
+
+from .model import to_tflite
+
+
+def export_bundle(
+    model,
+    out_dir: str | Path,
+    normalization: Normalization,
+    threshold: float,
+    *,
+    name: str,
+    provenance: dict,
+    metrics: dict,
+    check_x: np.ndarray,
+) -> dict:
+    """Write the bundle atomically, load it back with the sensor's loader and compare
+    its decisions with the float model's on ``check_x`` (normalized by the caller's
+    normalization inside the bundle).  Returns the quantization report."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
+    try:
+        blob = to_tflite(model, tmp / MODEL_FILE)
+        meta = {
+            "format": BUNDLE_FORMAT,
+            "format_version": BUNDLE_FORMAT_VERSION,
+            "name": name,
+            "schema": {**SCHEMA.to_dict(), "window": WINDOW_SECONDS},
+            "normalization": normalization.to_dict(),
+            "threshold": float(threshold),
+            "model": {"type": "lstm", "units": 64, "activation": "relu", "quantization": "dynamic-range"},
+            "training": provenance,
+            "metrics": metrics,
+            "sha256": file_sha256(tmp / MODEL_FILE),
+        }
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        bundle = ModelBundle(tmp)
+        q = bundle.score(check_x)
+        f = model.predict(normalization.apply(check_x), batch_size=4096, verbose=0).ravel()
+        report = {
+            "windows": int(len(check_x)),
+            "agreement": float(np.mean((q >= threshold) == (f >= threshold))) if len(check_x) else float("nan"),
+            "max_abs_diff": float(np.max(np.abs(q - f))) if len(check_x) else 0.0,
+            "bytes": len(blob),
+        }
+        meta["quantization"] = report
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+        return report
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

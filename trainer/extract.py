@@ -1,0 +1,97 @@
+"""Feature extraction on Spark: each trace is one task running the sensor's own pipeline.
+
+Nothing here computes a feature.  A task imports ``sensor.pipeline`` — the
+code the sensor runs on live traffic — streams one capture file through it,
+labels each window's centre flow-second from the MAWILab-format labels, and
+writes ``OUT/trace=NAME/part-0.parquet`` in the sensor's window format plus
+``label``, ``taxonomy`` and ``trace`` columns.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from sensor.flows import FlowConfig
+from sensor.parquet import WindowWriter
+from sensor.pipeline import PipelineConfig, run_files
+
+LABEL_FIELDS = [
+    pa.field("label", pa.int8()),
+    pa.field("taxonomy", pa.string()),
+    pa.field("trace", pa.string()),
+]
+
+
+def trace_name(path: str) -> str:
+    name = os.path.basename(path)
+    for ext in (".gz", ".xz", ".bz2", ".pcapng", ".pcap"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    return name
+
+
+class _SecondLabels:
+    """Labels of flow-seconds, kept until their window has been written."""
+
+    def __init__(self, labels):
+        self.labels = labels
+        self.by_sec: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, sec: int, packets: np.ndarray, flow_rows: np.ndarray) -> None:
+        from .labels import label_flow_seconds
+
+        if self.labels is None or len(flow_rows) == 0:
+            return
+        is_anom, taxonomy = label_flow_seconds(self.labels, packets, flow_rows)
+        self.by_sec[sec] = (flow_rows["flow_id"], np.asarray(is_anom, bool), np.asarray(taxonomy, object))
+
+    def take(self, sec: int, flow_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels for the flows of second ``sec``, forgetting that second and older ones."""
+        y = np.zeros(len(flow_ids), np.int8)
+        tax = np.full(len(flow_ids), "", dtype=object)
+        got = self.by_sec.get(sec)
+        if got is not None:
+            ids, is_anom, taxonomy = got
+            pos = np.searchsorted(ids, flow_ids)  # flow rows are sorted by flow_id
+            y[:] = is_anom[pos]
+            tax[:] = np.where(is_anom[pos], taxonomy[pos], "")
+        for s in [s for s in self.by_sec if s <= sec]:
+            del self.by_sec[s]
+        return y, tax
+
+
+def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict) -> dict:
+    """One Spark task: features of one trace → its Parquet partition.  Returns a summary."""
+    from .labels import load_labels
+
+    cfg = PipelineConfig(flows=FlowConfig(**config["flows"]), slack=config["slack"])
+    labels = _SecondLabels(load_labels(label_paths) if label_paths else None)
+    name = trace_name(path)
+    part = Path(out_dir) / f"trace={name}"
+    part.mkdir(parents=True, exist_ok=True)
+    windows = anomalous = 0
+    with WindowWriter(str(part / "part-0.parquet"), LABEL_FIELDS) as writer:
+        for out in run_files([path], cfg, labels):
+            for w in out.windows:
+                y, tax = labels.take(w.sec, w.keys["flow_id"])
+                writer.write(w, label=y, taxonomy=tax, trace=np.full(len(w), name, dtype=object))
+                windows += len(w)
+                anomalous += int(y.sum())
+    return {"trace": name, "path": path, "windows": windows, "anomalous": anomalous}
+
+
+def extract(sc, paths: list[str], out_dir: str, label_paths: list[str], config: PipelineConfig) -> list[dict]:
+    """Run ``extract_trace`` for every path as its own Spark task; return the summaries."""
+    names = [trace_name(p) for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError("two input traces share a name; rename one (the name is the partition key)")
+    cfg = {"flows": asdict(config.flows), "slack": config.slack}
+    paths = [os.path.abspath(p) for p in paths]
+    label_paths = [os.path.abspath(p) for p in label_paths]
+    out_dir = os.path.abspath(out_dir)
+    rdd = sc.parallelize(paths, max(1, len(paths)))
+    return rdd.map(lambda p: extract_trace(p, out_dir, label_paths, cfg)).collect()
