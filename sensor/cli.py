@@ -38,6 +38,7 @@ AGURIM-style aggregated flows and three-second feature windows [t-1, t, t+1],
 the input of flowlstm's LSTM anomaly model.
 
 commands:
+  run        score capture files with the model and append EVE-JSON alerts
   inspect    per-second summary of a capture: volume, flows, heavy hitters
   features   write the model's feature windows of a capture to Parquet
 
@@ -79,6 +80,25 @@ examples:
 """
 
 
+RUN_HELP = """\
+Read capture files as fast as they can be read, score every [t-1, t, t+1]
+window with the model bundle (LiteRT, one thread), and append an EVE-JSON
+alert for each window at or above the threshold to the EVE file, one whole
+line at a time, exactly as the daemon does on live traffic.  Alerts are
+thresholded like Suricata's threshold.config: per 60 s at most one scan alert
+per scanner and one alert of any other kind per victim, and never more than
+100 alerts a second (the alerts folded into one are counted in its metadata).
+A summary goes to stderr.
+
+The bundled default model is used unless --model names another bundle (a
+directory holding model.tflite and metadata.json from 'flowlstm-train').
+
+examples:
+  flowlstm-sensor run --pcap trace.pcap.gz --eve /var/log/flowlstm/eve.json
+  flowlstm-sensor run --pcap a.pcap --eve - --threshold 0.9 | jq .alert.signature
+"""
+
+
 def _positive(kind):
     def parse(text: str):
         try:
@@ -110,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowlstm-sensor {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="score captures and write EVE alerts", description=RUN_HELP,
+                       epilog=EXIT_CODES, formatter_class=fmt)
+    p.add_argument("--pcap", nargs="+", required=True, metavar="FILE", help="capture files, read in order")
+    p.add_argument("--eve", required=True, metavar="FILE",
+                   help="EVE-JSON file to append alerts to ('-' for standard output)")
+    p.add_argument("--model", metavar="DIR", help="model bundle (default: the bundled default model)")
+    p.add_argument("--threshold", type=float, metavar="P", help="alert score threshold in (0, 1) (default: the bundle's)")
+    p.add_argument("--host", default="", help="sensor name written as EVE 'host' (default: none)")
+    p.add_argument("--limit", type=_positive(int), default=1, metavar="N",
+                   help="alerts per tracked key (scanner or victim) per --period (default %(default)s)")
+    p.add_argument("--period", type=_positive(int), default=60, metavar="SEC",
+                   help="thresholding period in seconds (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_pipeline_options(p)
 
     p = sub.add_parser("inspect", help="per-second summary of a capture", description=INSPECT_HELP,
                        epilog=EXIT_CODES, formatter_class=fmt)
@@ -178,6 +213,30 @@ def cmd_features(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .model import DEFAULT_BUNDLE, ModelBundle
+    from .outputs import EveFile
+    from .run import run_files
+    from .eve import AlertConfig
+    from .threshold import Thresholder, default_rules
+
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
+    eve = EveFile("/dev/stdout" if args.eve == "-" else args.eve)
+    thresholder = Thresholder(default_rules(args.limit, args.period))
+    with eve:
+        s = run_files(args.pcap, eve, bundle, args.threshold, _pipeline_config(args), AlertConfig(host=args.host),
+                      thresholder, progress=not args.no_progress)
+    print(
+        f"flowlstm-sensor: {s.packets} packets, {s.windows} windows scored, {s.anomalous} anomalous, "
+        f"{s.alerts} alerts written to {args.eve} ({s.suppressed} folded by thresholding); "
+        f"model {bundle.name} threshold {args.threshold or bundle.threshold:.4f}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -189,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 64
     try:
-        return {"inspect": cmd_inspect, "features": cmd_features}[args.command](args)
+        return {"run": cmd_run, "inspect": cmd_inspect, "features": cmd_features}[args.command](args)
     except FlowlstmError as exc:
         print(f"flowlstm-sensor: error: {exc}", file=sys.stderr)
         return exc.exit_code

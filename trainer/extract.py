@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from sensor.errors import UsageError
 from sensor.flows import FlowConfig
 from sensor.parquet import WindowWriter
 from sensor.pipeline import PipelineConfig, run_files
@@ -84,14 +85,20 @@ def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict)
     return {"trace": name, "path": path, "windows": windows, "anomalous": anomalous}
 
 
+def labels_for(trace: str, label_paths: list[str], traces: list[str]) -> list[str]:
+    """Label files named after the trace (mix1.pcap ↔ mix1.xml) if there are any, else the
+    files named after no trace at all (e.g. a MAWILab day's CSV for all its traces)."""
+    own = [p for p in label_paths if Path(p).stem == trace]
+    return own or [p for p in label_paths if Path(p).stem not in traces]
+
+
 def extract(sc, paths: list[str], out_dir: str, label_paths: list[str], config: PipelineConfig) -> list[dict]:
     """Run ``extract_trace`` for every path as its own Spark task; return the summaries."""
     names = [trace_name(p) for p in paths]
     if len(set(names)) != len(names):
-        raise ValueError("two input traces share a name; rename one (the name is the partition key)")
+        raise UsageError("two input traces share a name; rename one (the name is the partition key)")
     cfg = {"flows": asdict(config.flows), "slack": config.slack}
-    paths = [os.path.abspath(p) for p in paths]
-    label_paths = [os.path.abspath(p) for p in label_paths]
     out_dir = os.path.abspath(out_dir)
-    rdd = sc.parallelize(paths, max(1, len(paths)))
-    return rdd.map(lambda p: extract_trace(p, out_dir, label_paths, cfg)).collect()
+    jobs = [(os.path.abspath(p), [os.path.abspath(x) for x in labels_for(n, label_paths, names)]) for p, n in zip(paths, names)]
+    rdd = sc.parallelize(jobs, max(1, len(jobs)))
+    return rdd.map(lambda job: extract_trace(job[0], out_dir, job[1], cfg)).collect()

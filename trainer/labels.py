@@ -116,7 +116,7 @@ def _label(text: str, where: str) -> tuple[int, str]:
 
 def read_csv(path: str, into: LabelSet | None = None) -> LabelSet:
     """Read a MAWILab CSV label file (both the plain and the trailing-comma layout)."""
-    out = into or LabelSet([], [])
+    out = into if into is not None else LabelSet([], [])
     ids: dict[str, int] = {}
     try:
         fh = open(path, encoding="utf-8")
@@ -163,7 +163,7 @@ def _bound(el, where: str) -> int | None:
 
 def read_xml(path: str, into: LabelSet | None = None) -> LabelSet:
     """Read an admd XML label file."""
-    out = into or LabelSet([], [])
+    out = into if into is not None else LabelSet([], [])
     try:
         root = ET.parse(path).getroot()
     except OSError as exc:

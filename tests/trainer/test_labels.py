@@ -101,3 +101,8 @@ def test_taxonomy_mapping():
     assert anomaly_class("DDoSSYN") == "collective" and taxonomy_family("DDoSSYN") == "dos"
     assert anomaly_class("alphflHTTP") == "point"
     assert anomaly_class("mptp") == "contextual" and taxonomy_family("mptmp") == "multipoint"
+
+
+def test_load_labels_merges_files():
+    both = load_labels([str(CSV), str(TRAILING)])
+    assert len(both.anomalies) == 2 * 173 and len(both.filters) == 2 * 245

@@ -1,0 +1,169 @@
+"""EVE alerts: Suricata's own schema, Community ID against its reference package, thresholding."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import communityid
+import jsonschema
+import numpy as np
+import pytest
+
+from sensor.communityid import community_id
+from sensor.eve import alert_records, eve_timestamp, to_lines
+from sensor.features import SCHEMA
+from sensor.outputs import EveFile
+from sensor.pipeline import run_files
+from sensor.threshold import ThresholdRule, Thresholder, default_rules
+
+from ..conftest import ATTACKS, DATA
+
+SCHEMA_JSON = json.loads((DATA / "suricata" / "schema.json").read_text())
+
+
+def strict_loads(line: str) -> dict:
+    def no_dupes(pairs):
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"duplicate keys in {keys}")
+        return dict(pairs)
+
+    return json.loads(line, object_pairs_hook=no_dupes)
+
+
+@pytest.fixture(scope="module")
+def flood_windows():
+    return [w for o in run_files([ATTACKS / "pkt.TCP.synflood.spoofed.pcap"]) for w in o.windows]
+
+
+def all_alerts(windows, score_of=lambda w: np.ones(len(w), np.float32)):
+    return [(w.sec, alert_records(w, score_of(w), 0.5, "test@0123456789ab")) for w in windows]
+
+
+def test_every_line_is_valid_eve(flood_windows):
+    validator = jsonschema.Draft7Validator(SCHEMA_JSON)
+    lines = to_lines([r for _, recs in all_alerts(flood_windows[:5]) for r in recs]).decode().splitlines()
+    assert len(lines) > 1000
+    for line in lines:
+        rec = strict_loads(line)
+        errors = list(validator.iter_errors(rec))
+        assert not errors, errors[0].message
+        assert rec["event_type"] == "alert" and rec["alert"]["gid"] == 9330
+        assert rec["timestamp"].endswith("+0000")
+
+
+def test_timestamp_form():
+    assert eve_timestamp(1574312400_313671000) == "2019-11-21T05:00:00.313671+0000"
+
+
+def test_community_id_equals_the_reference_package(flood_windows):
+    """Every flow of the flood, and ICMP types, against the communityid package (the spec's reference)."""
+    cid = communityid.CommunityID()
+    keys = np.concatenate([w.keys for w in flood_windows[:3]])
+    for k in keys[:3000]:
+        src, dst = k["src"].tobytes()[12:], k["dst"].tobytes()[12:]
+        tpl = communityid.FlowTuple.make_tcp(src, dst, int(k["sport"]), int(k["dport"]))
+        assert community_id(k["src"].tobytes(), k["dst"].tobytes(), int(k["sport"]), int(k["dport"]), 6) == cid.calc(tpl)
+    a, b = bytes(10) + b"\xff\xff" + bytes([192, 168, 0, 89]), bytes(10) + b"\xff\xff" + bytes([192, 168, 0, 1])
+    for t, c in ((8, 0), (0, 0), (3, 1), (11, 0)):
+        tpl = communityid.FlowTuple.make_icmp(a[12:], b[12:], t, c)
+        assert community_id(a, b, t, c, 1) == cid.calc(tpl)
+    for seed in (0, 1, 65535):
+        c2 = communityid.CommunityID(seed=seed)
+        tpl = communityid.FlowTuple.make_udp(a[12:], b[12:], 5353, 53)
+        assert community_id(a, b, 5353, 53, 17, seed) == c2.calc(tpl)
+
+
+def test_thresholding_bounds_a_37000_source_flood(flood_windows):
+    th = Thresholder(default_rules(count=1, seconds=60))
+    candidates = emitted = 0
+    folded = 0
+    for sec, recs in all_alerts(flood_windows):
+        candidates += len(recs)
+        kept = th.filter(recs, sec)
+        emitted += len(kept)
+        folded += sum(int(r["alert"]["metadata"].get("flowlstm_suppressed", ["0"])[0]) for r in kept)
+    assert candidates > 30_000
+    assert emitted <= 10  # one victim, a 24 s capture
+    assert emitted + th.suppressed == candidates
+    by_src = Thresholder([ThresholdRule("limit", "by_src", 1, 60, 0)])
+    n = sum(len(by_src.filter(recs, sec)) for sec, recs in all_alerts(flood_windows))
+    assert n > 1000  # spoofed sources: by_src is per source, as in Suricata
+
+
+def test_threshold_and_both_types():
+    def recs(n):
+        return [{"src_ip": "a", "dest_ip": "b", "alert": {"signature_id": 1, "metadata": {}}} for _ in range(n)]
+
+    t = Thresholder([ThresholdRule("threshold", "by_rule", 5, 10, 0)], max_per_second=10**6)
+    assert len(t.filter(recs(12), 100)) == 2  # every 5th
+    b = Thresholder([ThresholdRule("both", "by_rule", 3, 10, 0)], max_per_second=10**6)
+    assert len(b.filter(recs(12), 100)) == 1 and len(b.filter(recs(12), 105)) == 0
+    assert len(b.filter(recs(3), 111)) == 1  # next period
+    with pytest.raises(ValueError, match="track"):
+        ThresholdRule("limit", "by_nothing")
+
+
+WRITER = """
+import sys
+from sensor.outputs import EveFile
+line = b'{"event_type":"alert","pad":"' + b"x" * 300 + b'"}\\n'
+w = EveFile(sys.argv[1])
+print("ready", flush=True)
+while True:
+    w.write(line * 50)
+"""
+
+
+def test_kill_9_leaves_only_whole_lines(tmp_path):
+    path = tmp_path / "eve.json"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    data = path.read_bytes()
+    assert len(data) > 100_000 and data.endswith(b"\n")
+    for line in data.splitlines():
+        json.loads(line)
+
+
+def test_logrotate_rename_then_reopen_loses_nothing(tmp_path):
+    path = tmp_path / "eve.json"
+    w = EveFile(str(path))
+    w.write(b'{"n":1}\n')
+    os.rename(path, tmp_path / "eve.json.1")
+    w.write(b'{"n":2}\n')  # still the old file until reopened
+    w.reopen()
+    w.write(b'{"n":3}\n')
+    w.close()
+    assert (tmp_path / "eve.json.1").read_bytes() == b'{"n":1}\n{"n":2}\n'
+    assert path.read_bytes() == b'{"n":3}\n'
+
+
+def test_full_disk_leaves_no_partial_line(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); CI runs as root and runs this")
+    try:
+        from sensor.errors import OutputError
+
+        w = EveFile(str(mnt / "eve.json"))
+        with pytest.raises(OutputError, match="no partial line"):
+            for _ in range(1000):
+                w.write(b'{"event_type":"alert","pad":"' + b"y" * 1000 + b'"}\n')
+        w.close()
+        data = (mnt / "eve.json").read_bytes()
+        assert data.endswith(b"\n") and all(json.loads(x) for x in data.splitlines())
+    finally:
+        subprocess.run(["umount", str(mnt)])
+
+
+def test_features_schema_names_used_by_classify_exist():
+    for name in ("agg_fwd_src_spec", "agg_fwd_dst_spec", "log_pkts_rev", "frac_syn", "frac_ack"):
+        SCHEMA.index(name)

@@ -1,0 +1,88 @@
+"""inject → features on Spark → train (Elephas) → evaluate → export → load in LiteRT, on local[2].
+
+Small enough for CI: one mixed trace, one epoch.  The parity test compares the
+trainer's windows (Spark task, trainer venv, NumPy 1.26) with the sensor's
+``features`` command run in the sensor's own venv (NumPy 2), bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from sensor.model import ModelBundle
+from sensor.parquet import read_windows
+from trainer.cli import main as train_main
+
+from ..conftest import ATTACKS, MAWI_PCAP
+
+ROOT = Path(__file__).resolve().parents[2]
+SENSOR_PY = ROOT / ".venv" / "sensor" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("e2e")
+    assert train_main([
+        "inject", "--background", str(MAWI_PCAP), "--seed", "5",
+        "--attack", f"{ATTACKS / 'zmap_tcp_5k.pcapng'}@20:0.01:ntscSYN:src=192.168.181.131",
+        "--attack", f"{ATTACKS / 'pkt.TCP.synflood.spoofed.pcap'}@30:1:DDoSSYN:dst=10.10.10.10",
+        "--out-pcap", str(d / "mix.pcap"), "--out-labels", str(d / "mix"),
+    ]) == 0
+    assert train_main(["features", "--pcap", str(d / "mix.pcap"), "--labels", str(d / "mix.xml"),
+                       "--out", str(d / "feat"), "--master", "local[2]"]) == 0
+    return d
+
+
+def test_features_partitioned_by_trace_and_labelled(workdir):
+    part = workdir / "feat" / "trace=mix" / "part-0.parquet"
+    t = pq.read_table(part)
+    labels = t.column("label").to_numpy()
+    assert labels.sum() > 1000 and (labels == 0).sum() > 30000
+    tax = set(t.column("taxonomy").to_pylist())
+    assert {"ntscSYN", "DDoSSYN", ""} <= tax
+
+
+@pytest.mark.skipif(not SENSOR_PY.exists(), reason="needs the sensor venv (scripts/setup.sh sensor)")
+def test_parity_with_the_sensor_bit_for_bit(workdir):
+    out = workdir / "sensor.parquet"
+    subprocess.run([str(SENSOR_PY), "-m", "sensor.cli", "features", "--pcap", str(workdir / "mix.pcap"),
+                    "--out", str(out), "--no-progress"], check=True, cwd=ROOT)
+    ours = read_windows(str(workdir / "feat" / "trace=mix" / "part-0.parquet"))
+    theirs = read_windows(str(out))
+    assert ours.x.shape == theirs.x.shape and ours.x.shape[0] > 50_000
+    assert ours.x.tobytes() == theirs.x.tobytes()
+    for col in theirs.table.column_names:
+        assert ours.table.column(col).equals(theirs.table.column(col)), col
+
+
+def test_train_evaluate_export_and_load(workdir):
+    run = workdir / "run"
+    assert train_main(["train", "--features", str(workdir / "feat"), "--out", str(run), "--epochs", "1",
+                       "--no-family-holdout", "--master", "local[2]", "--name", "e2e"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    models = report["splits"]["time split"]
+    assert set(models) == {"lstm", "lstm (no context)", "linear svm"}
+    for m in models.values():
+        assert 0 <= m["fpr"] <= 1 and 0 <= m["detection_rate"] <= 1 and m["roc_auc"] > 0.5
+    for png in ("roc.png", "pr.png", "scores.png"):
+        assert (run / png).stat().st_size > 10_000
+    assert "| lstm |" in (run / "report.md").read_text()
+
+    q = report["quantization"]
+    assert q["agreement"] >= 0.99 and 10_000 < q["bytes"] < 200_000
+
+    bundle = ModelBundle(run / "bundle")
+    assert bundle.name == "e2e" and 0 < bundle.threshold < 1
+    w = read_windows(str(workdir / "feat" / "trace=mix" / "part-0.parquet"))
+    scores = bundle.score(w.x[:5000])
+    assert scores.shape == (5000,) and np.all((scores >= 0) & (scores <= 1))
+
+    assert train_main(["evaluate", "--model", str(run / "bundle"), "--features", str(workdir / "feat"),
+                       "--out", str(workdir / "eval")]) == 0
+    ev = json.loads((workdir / "eval" / "report.json").read_text())
+    assert ev["model"]["sha256"] == bundle.sha256

@@ -1,0 +1,223 @@
+"""``flowlstm-train``: offline retraining on Apache Spark.
+
+One error hierarchy (``sensor.errors.FlowlstmError``) is caught once in
+``main()`` and turned into a one-line message and an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from sensor import __version__
+from sensor.errors import FlowlstmError, UsageError
+
+log = logging.getLogger("flowlstm.train")
+
+EXIT_CODES = """\
+exit status:
+  0   success
+  64  bad command line
+  65  damaged input (capture or label file; the message names file and place)
+  66  input missing or unreadable
+  73  output cannot be written
+"""
+
+MAIN_HELP = f"""\
+flowlstm-train retrains flowlstm's model offline, on one box or a Spark cluster.
+
+workflow:
+  inject     mix real attack captures into a background trace, writing
+             MAWILab-format labels for what was injected
+  features   run the sensor's own feature code on every trace inside Spark
+             tasks; label each window from MAWILab CSV/XML labels
+  train      train the LSTM with Elephas (and the linear-SVM and no-context
+             baselines), evaluate, and export the quantized model bundle
+  evaluate   score a model bundle with LiteRT on labelled features
+
+Spark: --master takes any master URL (default local[*]); the trainer's venv
+must exist at the same path on the executors.
+
+{EXIT_CODES}"""
+
+
+def _add_master(p):
+    p.add_argument("--master", default="local[*]", metavar="URL",
+                   help="Spark master URL: local[*], local[2], spark://host:7077, yarn, ... (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="flowlstm-train", description=MAIN_HELP, formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"flowlstm-train {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("inject", help="mix attack captures into a background trace", formatter_class=fmt,
+                       epilog=EXIT_CODES, description="""\
+Merge attack captures into a background trace and write MAWILab-format labels
+(PREFIX.csv in the real nine-field layout, PREFIX.xml with <from>/<to> time
+bounds) for what was injected.  Private lab addresses in the attacks are
+remapped onto hosts the background really has (disable with --no-remap).
+
+ATTACK is PATH@OFFSET[:RATE][:TAXONOMY][:src=IP[+IP...]|dst=IP]: start OFFSET
+seconds after the background's first packet, replay RATE times faster, label
+with a MAWILab TAXONOMY (e.g. ntscSYN, poscaSYN, DDoSSYN, rflatDNS), and
+match the ground truth by attacker sources or by victim.
+
+examples:
+  flowlstm-train inject --background mawi.pcap \\
+      --attack 'synflood.pcap@25:0.6:DDoSSYN:dst=10.10.10.10' \\
+      --out-pcap mix.pcap --out-labels mix --seed 1
+""")
+    p.add_argument("--background", required=True, metavar="PCAP")
+    p.add_argument("--attack", action="append", required=True, metavar="ATTACK")
+    p.add_argument("--out-pcap", required=True, metavar="PCAP")
+    p.add_argument("--out-labels", required=True, metavar="PREFIX")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-remap", action="store_true", help="keep the attacks' own addresses")
+
+    p = sub.add_parser("features", help="extract labelled feature windows on Spark", formatter_class=fmt,
+                       epilog=EXIT_CODES, description="""\
+Run the sensor's feature pipeline over every capture (one Spark task per file)
+and write OUT/trace=NAME/part-0.parquet: the sensor's window format plus
+label, taxonomy and trace columns.  A window is anomalous when a packet of its
+flow in its centre second matches an anomaly in the label files.  A label file
+named after a trace (mix1.xml for mix1.pcap) applies to that trace only; the
+others (e.g. a MAWILab day's CSV) apply to every trace without its own.
+
+examples:
+  flowlstm-train features --pcap mix.pcap --labels mix.xml --out feat/
+  flowlstm-train features --pcap /data/mawi/*.pcap.gz --labels /data/mawilab/*.csv \\
+      --out hdfs-mounted/feat --master spark://spark-master:7077
+""")
+    p.add_argument("--pcap", nargs="+", required=True, metavar="FILE")
+    p.add_argument("--labels", nargs="*", default=[], metavar="FILE", help="MAWILab CSV or admd XML")
+    p.add_argument("--out", required=True, metavar="DIR")
+    _add_master(p)
+
+    p = sub.add_parser("train", help="train, evaluate and export", formatter_class=fmt, epilog=EXIT_CODES,
+                       description="""\
+Train on labelled windows: the paper's LSTM (64 units, ReLU, dropout 0.5,
+binary cross-entropy, RMSprop lr 0.001 rho 0.9) with Elephas on Spark, a
+linear SVM (MLlib LinearSVC) and a no-context LSTM (centre second only) on the
+same time split (the last --test-fraction of each trace's seconds is held
+out), plus a leave-one-family-out run per attack family.  Writes the report
+(report.md, report.json, PNG plots) and the quantized bundle RUN/bundle/.
+
+examples:
+  flowlstm-train train --features feat/ --out runs/2026-11-24
+  flowlstm-train train --features feat/ --out runs/x --epochs 3 --no-family-holdout
+""")
+    p.add_argument("--features", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="RUN")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--partitions", type=int, default=2, help="Elephas workers / RDD partitions")
+    p.add_argument("--test-fraction", type=float, default=0.3)
+    p.add_argument("--target-fpr", type=float, default=0.001, help="threshold chosen for this FPR on training data")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-family-holdout", action="store_true", help="skip the leave-family-out runs")
+    p.add_argument("--name", default="flowlstm-default", help="model name stored in the bundle")
+    _add_master(p)
+
+    p = sub.add_parser("evaluate", help="score a bundle with LiteRT", formatter_class=fmt, epilog=EXIT_CODES,
+                       description="""\
+Score labelled windows with a model bundle exactly as the sensor does (LiteRT,
+the bundle's normalization and threshold) and write a report.
+
+examples:
+  flowlstm-train evaluate --model sensor/models/default --features feat/ --out eval/
+""")
+    p.add_argument("--model", required=True, metavar="BUNDLE")
+    p.add_argument("--features", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR")
+    return parser
+
+
+def cmd_inject(args) -> int:
+    from .inject import AttackSpec, inject
+
+    specs = [AttackSpec.parse(a) for a in args.attack]
+    summary = inject(args.background, specs, args.out_pcap, f"{args.out_labels}.csv", f"{args.out_labels}.xml",
+                     seed=args.seed, remap=not args.no_remap)
+    for a in summary["injected"]:
+        print(f"injected {a['source']}: {a['packets']} packets as {a['taxonomy']} "
+              f"({a['role']}={','.join(a['addresses'])})")
+    print(f"wrote {args.out_pcap} ({summary['packets']} packets), {args.out_labels}.csv, {args.out_labels}.xml")
+    return 0
+
+
+def cmd_features(args) -> int:
+    from sensor.pipeline import PipelineConfig
+
+    from .extract import extract
+    from .spark import spark_context
+
+    for p in args.pcap + args.labels:
+        if not Path(p).is_file():
+            raise UsageError(f"{p}: no such file")
+    with spark_context(args.master) as sc:
+        done = extract(sc, args.pcap, args.out, args.labels, PipelineConfig())
+    for d in done:
+        print(f"{d['trace']}: {d['windows']} windows, {d['anomalous']} anomalous")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .run import train_all
+
+    report = train_all(args)
+    print(f"report: {Path(args.out) / 'report.md'}; bundle: {Path(args.out) / 'bundle'}")
+    s = report["splits"]["time split"]
+    for name, m in s.items():
+        print(f"  {name:18} detection {m['detection_rate']:.4f}  FPR {m['fpr']:.5f}  F1 {m['f1']:.4f}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from sensor.model import ModelBundle
+
+    from .dataset import load_windows, write_summary
+    from .evaluate import Scores, evaluate, plot, write_report
+
+    bundle = ModelBundle(args.model)
+    w = load_windows(args.features)
+    s = Scores(bundle.name, w.y, bundle.score(w.x), w.taxonomy)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"dataset": write_summary(w), "target_fpr": None,
+              "splits": {"all windows": {bundle.name: evaluate(s, bundle.threshold)}},
+              "model": {"path": str(args.model), "sha256": bundle.sha256},
+              "created": dt.datetime.now(dt.timezone.utc).isoformat()}
+    report["plots"] = plot([s], {bundle.name: bundle.threshold}, out)
+    write_report(report, out)
+    m = report["splits"]["all windows"][bundle.name]
+    print(json.dumps({k: m[k] for k in ("detection_rate", "fpr", "precision", "f1", "roc_auc")}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="flowlstm-train: %(levelname)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 64
+    try:
+        return {"inject": cmd_inject, "features": cmd_features, "train": cmd_train,
+                "evaluate": cmd_evaluate}[args.command](args)
+    except FlowlstmError as exc:
+        print(f"flowlstm-train: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
