@@ -37,7 +37,7 @@ _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 _BT_IDB, _BT_OPB, _BT_SPB, _BT_EPB = 1, 2, 3, 6
 
 _COMPRESSORS = (
-    (b"\x1f\x8b", "gzip", gzip.GzipFile),
+    (b"\x1f\x8b", "gzip", lambda fh: gzip.GzipFile(fileobj=fh)),
     (b"\xfd7zXZ\x00", "xz", lzma.LZMAFile),
     (b"BZh", "bzip2", bz2.BZ2File),
 )
@@ -328,7 +328,12 @@ class CaptureReader:
         opb_iface = (iface_raw & 0xFFFF) if order == "<" else (iface_raw >> 16)
         iface = np.where(spb, 0, np.where(opb, opb_iface, iface_raw))
         wire = np.where(spb, iface_raw, _u32(arr, offs, 24, order))
-        caplen = np.where(spb, np.minimum(iface_raw, blen - 16), _u32(arr, offs, 20, order))
+        # A simple packet block's captured length is min(original length, the interface's snaplen).
+        snap0 = self.info.interfaces[0].snaplen if self.info.interfaces else 0
+        spb_cap = np.minimum(iface_raw, blen - 16)
+        if snap0 > 0:
+            spb_cap = np.minimum(spb_cap, snap0)
+        caplen = np.where(spb, spb_cap, _u32(arr, offs, 20, order))
         data = offs + np.where(spb, 12, 28)
         room = blen - np.where(spb, 16, 32)
         bad = (caplen > room) | (iface >= len(self.info.interfaces))
