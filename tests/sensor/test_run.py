@@ -1,0 +1,57 @@
+"""'flowlstm-sensor run': capture files in, EVE alerts out, with the bundled model."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import jsonschema
+
+from ..conftest import ATTACKS, DATA, MAWI_PCAP
+
+SCHEMA_JSON = json.loads((DATA / "suricata" / "schema.json").read_text())
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "sensor.cli", "run", "--no-progress", *map(str, args)],
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr)
+    return proc
+
+
+def test_background_and_flood(tmp_path):
+    eve = tmp_path / "eve.json"
+    proc = run("--pcap", MAWI_PCAP, ATTACKS / "pkt.TCP.synflood.spoofed.pcap", "--eve", eve, "--host", "t1")
+    summary = proc.stderr.strip().splitlines()[-1]
+    m = re.search(r"(\d+) packets, (\d+) windows scored, (\d+) anomalous, (\d+) alerts", summary)
+    packets, windows, anomalous, alerts = map(int, m.groups())
+    assert packets == 91_762 + 37_841 and windows > 70_000
+    lines = eve.read_text().splitlines()
+    assert len(lines) == alerts and 1 <= alerts <= 200 < anomalous
+    validator = jsonschema.Draft7Validator(SCHEMA_JSON)
+    recs = [json.loads(x) for x in lines]
+    for r in recs:
+        validator.validate(r)
+        assert r["host"] == "t1"
+    # The flood's victim is alerted on.
+    assert any(r["dest_ip"] == "10.10.10.10" for r in recs)
+
+
+def test_appends_and_stdout(tmp_path):
+    eve = tmp_path / "eve.json"
+    eve.write_text('{"event_type":"stats"}\n')
+    run("--pcap", ATTACKS / "amp.TCP.reflection.SYNACK.pcap", "--eve", eve)
+    assert eve.read_text().startswith('{"event_type":"stats"}\n') and len(eve.read_text().splitlines()) > 1
+    out = run("--pcap", ATTACKS / "amp.TCP.reflection.SYNACK.pcap", "--eve", "-").stdout
+    assert all(json.loads(line)["event_type"] == "alert" for line in out.splitlines())
+
+
+def test_bad_model_and_threshold_are_refused(tmp_path):
+    proc = run("--pcap", MAWI_PCAP, "--eve", tmp_path / "e", "--model", tmp_path, check=False)
+    assert proc.returncode == 78 and "metadata.json: missing" in proc.stderr
+    proc = run("--pcap", MAWI_PCAP, "--eve", tmp_path / "e", "--threshold", "2", check=False)
+    assert proc.returncode == 64 and "--threshold" in proc.stderr
+    proc = run("--pcap", MAWI_PCAP, "--eve", tmp_path / "no" / "dir" / "e", check=False)
+    assert proc.returncode == 73 and "cannot open for appending" in proc.stderr
