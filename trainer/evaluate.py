@@ -80,36 +80,27 @@ def plot(scores: list[Scores], thresholds: dict[str, float], out_dir: Path) -> l
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    names = []
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for s in scores:
-        if len(np.unique(s.y)) < 2:
-            continue
-        fpr, tpr, _ = roc_curve(s.y, s.score)
-        ax.plot(fpr, tpr, label=s.name)
-    ax.set_xscale("symlog", linthresh=1e-3)
-    ax.set(xlabel="false-positive rate (symlog)", ylabel="detection rate", title="ROC, held-out split")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out_dir / "roc.png", dpi=110)
-    plt.close(fig)
-    names.append("roc.png")
+    def curves(name, points, xlabel, ylabel, title, legend, xscale=None):
+        fig, ax = plt.subplots(figsize=(6, 5))
+        for s in scores:
+            if len(np.unique(s.y)) > 1:
+                ax.plot(*points(s), label=s.name)
+        if xscale:
+            ax.set_xscale("symlog", linthresh=1e-3)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc=legend)
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        return name
 
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for s in scores:
-        if len(np.unique(s.y)) < 2:
-            continue
-        p, r, _ = precision_recall_curve(s.y, s.score)
-        ax.plot(r, p, label=s.name)
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, held-out split")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(out_dir / "pr.png", dpi=110)
-    plt.close(fig)
-    names.append("pr.png")
-
+    names = [
+        curves("roc.png", lambda s: roc_curve(s.y, s.score)[:2], "false-positive rate (symlog)", "detection rate",
+               "ROC, held-out split", "lower right", xscale="symlog"),
+        curves("pr.png", lambda s: precision_recall_curve(s.y, s.score)[1::-1], "recall", "precision",
+               "Precision-recall, held-out split", "lower left"),
+    ]
     fig, axes = plt.subplots(len(scores), 1, figsize=(6, 2.6 * len(scores)), squeeze=False)
     for ax, s in zip(axes[:, 0], scores):
         bins = np.linspace(0, 1, 51)

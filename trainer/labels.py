@@ -286,19 +286,16 @@ _FAMILY_PREFIXES = (
 )
 
 
+def _by_prefix(taxonomy: str, table, default: str) -> str:
+    t = taxonomy.lower()
+    return next((name for prefixes, name in table if t.startswith(prefixes)), default)
+
+
 def anomaly_class(taxonomy: str) -> str:
     """point, collective or contextual (see the table above and docs/labels.md)."""
-    t = taxonomy.lower()
-    for prefixes, cls in _CLASS_PREFIXES:
-        if t.startswith(prefixes):
-            return cls
-    return "contextual"
+    return _by_prefix(taxonomy, _CLASS_PREFIXES, "contextual")
 
 
 def taxonomy_family(taxonomy: str) -> str:
     """The attack family a taxonomy belongs to, for leave-family-out evaluation."""
-    t = taxonomy.lower()
-    for prefixes, fam in _FAMILY_PREFIXES:
-        if t.startswith(prefixes):
-            return fam
-    return "other"
+    return _by_prefix(taxonomy, _FAMILY_PREFIXES, "other")
