@@ -97,6 +97,9 @@ examples:
 """)
     p.add_argument("--pcap", nargs="+", required=True, metavar="FILE")
     p.add_argument("--labels", nargs="*", default=[], metavar="FILE", help="MAWILab CSV or admd XML")
+    p.add_argument("--agurim", nargs="*", default=[], metavar="FILE",
+                   help="optional aguri3/agurim output (Aguri-2.0 text, UTC times) joined per second as "
+                        "agurim_share/agurim_entries columns")
     p.add_argument("--out", required=True, metavar="DIR")
     _add_master(p)
 
@@ -158,11 +161,11 @@ def cmd_features(args) -> int:
     from .extract import extract
     from .spark import spark_context
 
-    for p in args.pcap + args.labels:
+    for p in args.pcap + args.labels + args.agurim:
         if not Path(p).is_file():
             raise UsageError(f"{p}: no such file")
     with spark_context(args.master) as sc:
-        done = extract(sc, args.pcap, args.out, args.labels, PipelineConfig())
+        done = extract(sc, args.pcap, args.out, args.labels, PipelineConfig(), args.agurim)
     for d in done:
         print(f"{d['trace']}: {d['windows']} windows, {d['anomalous']} anomalous")
     return 0

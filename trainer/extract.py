@@ -65,8 +65,10 @@ class _SecondLabels:
         return y, tax
 
 
-def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict) -> dict:
+def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict,
+                  agurim_paths: list[str] = ()) -> dict:
     """One Spark task: features of one trace → its Parquet partition.  Returns a summary."""
+    from .agurim import AGURIM_FIELDS, AgurimIndex
     from .labels import load_labels
 
     cfg = PipelineConfig(flows=FlowConfig(**config["flows"]), slack=config["slack"])
@@ -75,11 +77,16 @@ def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict)
     part = Path(out_dir) / f"trace={name}"
     part.mkdir(parents=True, exist_ok=True)
     windows = anomalous = 0
-    with WindowWriter(str(part / "part-0.parquet"), LABEL_FIELDS) as writer:
+    agurim = AgurimIndex(list(agurim_paths)) if agurim_paths else None
+    fields = LABEL_FIELDS + (AGURIM_FIELDS if agurim else [])
+    with WindowWriter(str(part / "part-0.parquet"), fields) as writer:
         for out in run_files([path], cfg, labels):
             for w in out.windows:
                 y, tax = labels.take(w.sec, w.keys["flow_id"])
-                writer.write(w, label=y, taxonomy=tax, trace=np.full(len(w), name, dtype=object))
+                extra = {}
+                if agurim:
+                    extra["agurim_share"], extra["agurim_entries"] = agurim.join(w.sec, w.keys["src"], w.keys["dst"])
+                writer.write(w, label=y, taxonomy=tax, trace=np.full(len(w), name, dtype=object), **extra)
                 windows += len(w)
                 anomalous += int(y.sum())
     return {"trace": name, "path": path, "windows": windows, "anomalous": anomalous}
@@ -92,7 +99,8 @@ def labels_for(trace: str, label_paths: list[str], traces: list[str]) -> list[st
     return own or [p for p in label_paths if Path(p).stem not in traces]
 
 
-def extract(sc, paths: list[str], out_dir: str, label_paths: list[str], config: PipelineConfig) -> list[dict]:
+def extract(sc, paths: list[str], out_dir: str, label_paths: list[str], config: PipelineConfig,
+            agurim_paths: list[str] = ()) -> list[dict]:
     """Run ``extract_trace`` for every path as its own Spark task; return the summaries."""
     names = [trace_name(p) for p in paths]
     if len(set(names)) != len(names):
@@ -100,5 +108,6 @@ def extract(sc, paths: list[str], out_dir: str, label_paths: list[str], config: 
     cfg = {"flows": asdict(config.flows), "slack": config.slack}
     out_dir = os.path.abspath(out_dir)
     jobs = [(os.path.abspath(p), [os.path.abspath(x) for x in labels_for(n, label_paths, names)]) for p, n in zip(paths, names)]
+    agurim = [os.path.abspath(p) for p in agurim_paths]
     rdd = sc.parallelize(jobs, max(1, len(jobs)))
-    return rdd.map(lambda job: extract_trace(job[0], out_dir, job[1], cfg)).collect()
+    return rdd.map(lambda job: extract_trace(job[0], out_dir, job[1], cfg, agurim)).collect()
