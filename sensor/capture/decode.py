@@ -267,3 +267,10 @@ def decode_frames(
     hdr |= np.where(wanted_l4, HDR_TRUNC, 0).astype(np.uint8)
     out["hdr"] = hdr
     return out
+
+
+def network_offsets(buf: np.ndarray, data: np.ndarray, caplen: np.ndarray, linktype: int) -> np.ndarray:
+    """Per frame, where its network header starts (after the link header and any VLAN tags)."""
+    f = _Frames(buf, data.astype(np.int64), caplen)
+    off, _ = _link_layer(f, linktype, len(data), False)
+    return off
