@@ -80,8 +80,17 @@ examples:
 """
 
 
+SIGNALS = """\
+signals (live capture):
+  SIGHUP   reopen the EVE file (after logrotate) and reload the model; a new
+           bundle that fails its checks is refused and the old one keeps scoring
+  SIGTERM  stop capturing, drain the pending windows, exit 0
+"""
+
 RUN_HELP = """\
-Read capture files as fast as they can be read, score every [t-1, t, t+1]
+Read capture files as fast as they can be read (--pcap), or capture live from
+an interface (--interface, headers only, until SIGTERM; under systemd it speaks
+Type=notify: READY=1, STATUS=, WATCHDOG=1), score every [t-1, t, t+1]
 window with the model bundle (LiteRT, one thread), and append an EVE-JSON
 alert for each window at or above the threshold to the EVE file, one whole
 line at a time, exactly as the daemon does on live traffic.  Alerts are
@@ -96,6 +105,7 @@ directory holding model.tflite and metadata.json from 'flowlstm-train').
 examples:
   flowlstm-sensor run --pcap trace.pcap.gz --eve /var/log/flowlstm/eve.json
   flowlstm-sensor run --pcap a.pcap --eve - --threshold 0.9 | jq .alert.signature
+  flowlstm-sensor run --interface eth1 --bpf 'not port 22' --eve /var/log/flowlstm/eve.json
 """
 
 
@@ -132,12 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="score captures and write EVE alerts", description=RUN_HELP,
-                       epilog=EXIT_CODES, formatter_class=fmt)
-    p.add_argument("--pcap", nargs="+", required=True, metavar="FILE", help="capture files, read in order")
+                       epilog=SIGNALS + "\n" + EXIT_CODES, formatter_class=fmt)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pcap", nargs="+", metavar="FILE", help="capture files, read in order, then exit")
+    src.add_argument("--interface", metavar="IFACE", help="capture live from IFACE until SIGTERM")
+    g = p.add_argument_group("live capture")
+    g.add_argument("--bpf", default="", metavar="FILTER", help="BPF capture filter, e.g. 'not port 22'")
+    g.add_argument("--snaplen", type=_positive(int), default=128, metavar="BYTES",
+                   help="bytes captured per packet; headers only (default %(default)s)")
+    g.add_argument("--no-promisc", action="store_true", help="do not put the interface in promiscuous mode")
     p.add_argument("--eve", required=True, metavar="FILE",
                    help="EVE-JSON file to append alerts to ('-' for standard output)")
     p.add_argument("--model", metavar="DIR", help="model bundle (default: the bundled default model)")
-    p.add_argument("--threshold", type=float, metavar="P", help="alert score threshold in (0, 1) (default: the bundle's)")
+    p.add_argument("--threshold", type=float, metavar="P", help="alert score threshold in [0, 1); 0 alerts on every window, for testing "
+                        "a pipeline (default: the bundle's)")
     p.add_argument("--host", default="", help="sensor name written as EVE 'host' (default: none)")
     p.add_argument("--limit", type=_positive(int), default=1, metavar="N",
                    help="alerts per tracked key (scanner or victim) per --period (default %(default)s)")
@@ -220,11 +238,22 @@ def cmd_run(args) -> int:
     from .eve import AlertConfig
     from .threshold import Thresholder, default_rules
 
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.threshold is not None and not 0 <= args.threshold < 1:
+        raise UsageError(f"--threshold must be in [0, 1), got {args.threshold}")
+    thresholder = Thresholder(default_rules(args.limit, args.period))
+    if args.interface:
+        from .capture.live import LiveConfig
+        from .daemon import DaemonConfig, Sensor
+
+        try:
+            live = LiveConfig(args.interface, args.bpf, args.snaplen, not args.no_promisc)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        cfg = DaemonConfig(live, "/dev/stdout" if args.eve == "-" else args.eve, str(args.model or DEFAULT_BUNDLE),
+                           args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface))
+        return Sensor(cfg, thresholder).run()
     bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
     eve = EveFile("/dev/stdout" if args.eve == "-" else args.eve)
-    thresholder = Thresholder(default_rules(args.limit, args.period))
     with eve:
         s = run_files(args.pcap, eve, bundle, args.threshold, _pipeline_config(args), AlertConfig(host=args.host),
                       thresholder, progress=not args.no_progress)
@@ -237,13 +266,30 @@ def cmd_run(args) -> int:
     return 0
 
 
+class _JournalFormatter(logging.Formatter):
+    """Under systemd, stderr goes to the journal: prefix sd-daemon priorities."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{self.PRIORITY.get(record.levelno, 6)}>{record.name}: {record.getMessage()}"
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("flowlstm-sensor: %(levelname)s: %(message)s"))
+    root = logging.getLogger("flowlstm")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="flowlstm-sensor: %(levelname)s: %(message)s",
-    )
+    _setup_logging(args.verbose)
     if not args.command:
         parser.print_help()
         return 64

@@ -1,0 +1,166 @@
+"""The live sensor: capture thread → feature path → model → thresholded EVE alerts.
+
+Wires the stages; the stages know nothing of it.  Capture runs in its own
+thread and hands batches over a bounded queue: it never waits on scoring, and
+a batch that finds the queue full is dropped and counted.  The main loop
+closes seconds by the clock when the link is idle.
+
+Signals (fail2ban-style, documented in ``--help``):
+  SIGHUP   reopen the EVE file (logrotate) and reload the model; a bundle that
+           fails its checks is refused and the loaded one keeps scoring
+  SIGTERM  stop capturing, drain pending windows, exit 0 (SIGINT likewise)
+
+systemd ``Type=notify``: READY=1 once capture is open and the model loaded,
+STATUS= lines every few seconds, WATCHDOG=1 from the main loop when
+``WATCHDOG_USEC`` is set, STOPPING=1 on the way out — sent on ``$NOTIFY_SOCKET``
+with the plain datagram protocol (no library needed).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from .capture.live import LiveCapture, LiveConfig
+from .eve import AlertConfig, alert_records, to_lines
+from .errors import FlowlstmError
+from .model import ModelBundle
+from .outputs import EveFile
+from .pipeline import FeaturePipeline, PipelineConfig, PipelineOutput
+from .threshold import Thresholder
+
+log = logging.getLogger("flowlstm.daemon")
+
+
+def sd_notify(message: str) -> bool:
+    """Send one notification to systemd (or whoever owns $NOTIFY_SOCKET)."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]  # abstract namespace
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        try:
+            # Never block the sensor on a slow reader of the socket.
+            s.sendto(message.encode(), socket.MSG_DONTWAIT, path)
+        except OSError as exc:
+            log.warning("sd_notify failed: %s", exc)
+            return False
+    return True
+
+
+@dataclass
+class DaemonConfig:
+    capture: LiveConfig
+    eve_path: str
+    model_path: str
+    threshold: float | None = None
+    pipeline: PipelineConfig = PipelineConfig()
+    alerts: AlertConfig = AlertConfig()
+    queue_batches: int = 256
+    status_every: float = 5.0
+
+
+class Sensor:
+    def __init__(self, cfg: DaemonConfig, thresholder: Thresholder | None = None):
+        self.cfg = cfg
+        self.bundle = ModelBundle(cfg.model_path)
+        self.eve = EveFile(cfg.eve_path)
+        self.capture = LiveCapture(cfg.capture)
+        self.pipe = FeaturePipeline(cfg.pipeline)
+        self.thresholder = thresholder or Thresholder()
+        self.queue: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
+        self.dropped_batches = self.dropped_packets = 0
+        self.packets = self.windows = self.alerts = 0
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        wd = os.environ.get("WATCHDOG_USEC")
+        self._watchdog = int(wd) / 2e6 if wd and wd.isdigit() else None
+
+    # -- capture thread ----------------------------------------------------
+
+    def _capture_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self.capture.read()
+            except FlowlstmError as exc:
+                log.error("capture failed: %s", exc)
+                self._stop.set()
+                return
+            if len(batch):
+                try:
+                    self.queue.put_nowait(batch)
+                except queue.Full:
+                    self.dropped_batches += 1
+                    self.dropped_packets += len(batch)
+
+    # -- main loop -----------------------------------------------------------
+
+    def _emit(self, out: PipelineOutput) -> None:
+        thr = self.bundle.threshold if self.cfg.threshold is None else self.cfg.threshold
+        label = f"{self.bundle.name}@{self.bundle.sha256[:12]}"
+        for w in out.windows:
+            recs = alert_records(w, self.bundle.score(w.x), thr, label, self.cfg.alerts)
+            kept = self.thresholder.filter(recs, w.sec)
+            try:
+                self.eve.write(to_lines(kept))
+            except FlowlstmError as exc:
+                log.error("%s", exc)  # keep sensing; the next batch may fit
+                continue
+            self.windows += len(w)
+            self.alerts += len(kept)
+
+    def _do_reload(self) -> None:
+        self._reload.clear()
+        self.eve.reopen()
+        try:
+            self.bundle = ModelBundle(self.cfg.model_path)
+            log.info("reloaded model %s (%s)", self.bundle.name, self.bundle.sha256[:12])
+        except FlowlstmError as exc:
+            log.error("new model refused, the loaded one keeps scoring: %s", exc)
+
+    def status(self) -> str:
+        return (f"{self.packets} packets, {self.windows} windows, {self.alerts} alerts, "
+                f"{self.dropped_packets} packets dropped (queue)")
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        reader = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
+        reader.start()
+        sd_notify(f"READY=1\nSTATUS=capturing on {self.cfg.capture.interface}, model {self.bundle.name}")
+        log.info("capturing on %s", self.cfg.capture.interface)
+        next_status = next_dog = time.monotonic()
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._do_reload()
+            try:
+                batch = self.queue.get(timeout=0.2)
+                self.packets += len(batch)
+                self._emit(self.pipe.push(batch))
+            except queue.Empty:
+                self._emit(self.pipe.tick(time.time_ns()))
+            now = time.monotonic()
+            if self._watchdog and now >= next_dog:
+                sd_notify("WATCHDOG=1")
+                next_dog = now + self._watchdog
+            if now >= next_status:
+                sd_notify(f"STATUS={self.status()}")
+                next_status = now + self.cfg.status_every
+        sd_notify("STOPPING=1")
+        reader.join(timeout=2)
+        while not self.queue.empty():
+            batch = self.queue.get_nowait()
+            self.packets += len(batch)
+            self._emit(self.pipe.push(batch))
+        self._emit(self.pipe.finish())
+        self.capture.close()
+        self.eve.close()
+        log.info("stopped: %s", self.status())
+        return 0

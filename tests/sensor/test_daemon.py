@@ -1,0 +1,83 @@
+"""The live sensor as systemd runs it: notify socket, watchdog, SIGHUP reopen, SIGTERM drain."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from ..conftest import ATTACKS, DATA
+from .test_live import veth  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces")
+
+
+def wait_for(pred, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
+    ns_a, ns_b, a, b = veth
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.2)
+    eve = tmp_path / "eve.json"
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--interface", b,
+         "--bpf", "ip", "--eve", str(eve), "--threshold", "0", "--host", "veth-test"],
+        env=env, stderr=subprocess.PIPE, text=True)
+    messages: list[str] = []
+    done = threading.Event()
+
+    def listen():  # like systemd: always reading the socket
+        while not done.is_set():
+            try:
+                messages.append(notify.recv(4096).decode())
+            except (TimeoutError, socket.timeout, BlockingIOError):
+                pass
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+
+    def drain():
+        return messages
+
+    try:
+        assert wait_for(lambda: any("READY=1" in m for m in drain()), 30), messages
+        replay = ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000"]
+        subprocess.run([*replay, str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
+        assert wait_for(lambda: eve.exists() and eve.stat().st_size > 0, 15)
+        os.rename(eve, tmp_path / "eve.json.1")  # logrotate
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        subprocess.run([*replay, "--limit", "3000", str(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")], check=True,
+                       capture_output=True)
+        time.sleep(4.0)  # let the last seconds close
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        time.sleep(0.5)
+        done.set()
+    assert proc.returncode == 0, err
+    assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in messages)
+    assert any("WATCHDOG=1" in m for m in messages) and any("STOPPING=1" in m for m in messages)
+    old = (tmp_path / "eve.json.1").read_text().splitlines()
+    new = eve.read_text().splitlines()
+    assert old and new  # alerts before the rotation stayed, alerts after it went to the new file
+    recs = [json.loads(x) for x in old + new]
+    assert all(r["in_iface"] == b and r["host"] == "veth-test" for r in recs)
+    stopped = [line for line in err.splitlines() if "stopped:" in line][-1]
+    assert f"{len(recs)} alerts" in stopped and "0 packets dropped" in stopped
