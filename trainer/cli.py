@@ -85,7 +85,7 @@ examples:
                        epilog=EXIT_CODES, description="""\
 Run the sensor's feature pipeline over every capture (one Spark task per file)
 and write OUT/trace=NAME/part-0.parquet: the sensor's window format plus
-label, taxonomy and trace columns.  A window is anomalous when a packet of its
+label and taxonomy columns.  A window is anomalous when a packet of its
 flow in its centre second matches an anomaly in the label files.  A label file
 named after a trace (mix1.xml for mix1.pcap) applies to that trace only; the
 others (e.g. a MAWILab day's CSV) apply to every trace without its own.

@@ -53,7 +53,7 @@ def load_windows(features_dir: str | Path) -> Windows:
         xs.append(wf.x)
         ys.append(t.column("label").to_numpy().astype(np.int8))
         secs.append(t.column("sec").to_numpy())
-        traces.append(np.asarray(t.column("trace").to_pylist(), dtype=object))
+        traces.append(np.full(t.num_rows, p.parent.name.split("=", 1)[1], dtype=object))
         taxes.append(np.asarray(t.column("taxonomy").to_pylist(), dtype=object))
     x = np.concatenate(xs) if xs else np.zeros((0, WINDOW_SECONDS, SCHEMA.size), np.float32)
     return Windows(x, np.concatenate(ys), np.concatenate(secs), np.concatenate(traces), np.concatenate(taxes))

@@ -4,7 +4,7 @@ Nothing here computes a feature.  A task imports ``sensor.pipeline`` — the
 code the sensor runs on live traffic — streams one capture file through it,
 labels each window's centre flow-second from the MAWILab-format labels, and
 writes ``OUT/trace=NAME/part-0.parquet`` in the sensor's window format plus
-``label``, ``taxonomy`` and ``trace`` columns.
+``label`` and ``taxonomy`` columns.
 """
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from sensor.flows import FlowConfig
 from sensor.parquet import WindowWriter
 from sensor.pipeline import PipelineConfig, run_files
 
+# The trace name is the partition directory (trace=NAME), not a column: readers
+# that infer hive partitions would otherwise see it twice.
 LABEL_FIELDS = [
     pa.field("label", pa.int8()),
     pa.field("taxonomy", pa.string()),
-    pa.field("trace", pa.string()),
 ]
 
 
@@ -86,7 +87,7 @@ def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict,
                 extra = {}
                 if agurim:
                     extra["agurim_share"], extra["agurim_entries"] = agurim.join(w.sec, w.keys["src"], w.keys["dst"])
-                writer.write(w, label=y, taxonomy=tax, trace=np.full(len(w), name, dtype=object), **extra)
+                writer.write(w, label=y, taxonomy=tax, **extra)
                 windows += len(w)
                 anomalous += int(y.sum())
     return {"trace": name, "path": path, "windows": windows, "anomalous": anomalous}

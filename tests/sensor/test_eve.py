@@ -109,27 +109,36 @@ def test_threshold_and_both_types():
 
 
 WRITER = """
-import sys
+import sys, time
 from sensor.outputs import EveFile
 line = b'{"event_type":"alert","pad":"' + b"x" * 300 + b'"}\\n'
 w = EveFile(sys.argv[1])
 print("ready", flush=True)
 while True:
     w.write(line * 50)
+    time.sleep(0.0005)
 """
 
 
-def test_kill_9_leaves_only_whole_lines(tmp_path):
+@pytest.mark.parametrize("run", range(3))
+def test_kill_9_never_leaves_a_half_line_behind(tmp_path, run):
+    """Every complete line is whole JSON; an unterminated tail (a write cut between pages)
+    is never followed by more data: the next open cuts it."""
     path = tmp_path / "eve.json"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE)
-    assert proc.stdout.readline().strip() == b"ready"
-    time.sleep(0.5)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    for _ in range(2):  # kill, restart, kill
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(0.3 + 0.07 * run)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
     data = path.read_bytes()
-    assert len(data) > 100_000 and data.endswith(b"\n")
-    for line in data.splitlines():
+    complete = data[: data.rfind(b"\n") + 1]
+    assert len(complete) > 100_000
+    for line in complete.splitlines():
         json.loads(line)
+    EveFile(str(path)).close()  # what a restart does
+    repaired = path.read_bytes()
+    assert repaired == complete
 
 
 def test_logrotate_rename_then_reopen_loses_nothing(tmp_path):
@@ -167,3 +176,12 @@ def test_full_disk_leaves_no_partial_line(tmp_path):
 def test_features_schema_names_used_by_classify_exist():
     for name in ("agg_fwd_src_spec", "agg_fwd_dst_spec", "log_pkts_rev", "frac_syn", "frac_ack"):
         SCHEMA.index(name)
+
+
+def test_open_cuts_an_unterminated_tail(tmp_path):
+    path = tmp_path / "eve.json"
+    path.write_bytes(b'{"n":1}\n{"n":2}\n{"n":')
+    w = EveFile(str(path))
+    w.write(b'{"n":3}\n')
+    w.close()
+    assert path.read_bytes() == b'{"n":1}\n{"n":2}\n{"n":3}\n'
