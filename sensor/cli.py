@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="score captures and write EVE alerts", description=RUN_HELP,
                        epilog=SIGNALS + "\n" + EXIT_CODES, formatter_class=fmt)
-    src = p.add_mutually_exclusive_group(required=True)
+    parser.set_defaults(run_parser=p)  # main() lays --config values under it as defaults
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML configuration (see etc/flowlstm/sensor.yaml); command-line options override it")
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--pcap", nargs="+", metavar="FILE", help="capture files, read in order, then exit")
     src.add_argument("--interface", metavar="IFACE", help="capture live from IFACE until SIGTERM")
     g = p.add_argument_group("live capture")
@@ -151,8 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--snaplen", type=_positive(int), default=128, metavar="BYTES",
                    help="bytes captured per packet; headers only (default %(default)s)")
     g.add_argument("--no-promisc", action="store_true", help="do not put the interface in promiscuous mode")
-    p.add_argument("--eve", required=True, metavar="FILE",
-                   help="EVE-JSON file to append alerts to ('-' for standard output)")
+    g.add_argument("--buffer-mb", type=_positive(int), default=64, metavar="MIB",
+                   help="kernel capture buffer (default %(default)s)")
+    p.add_argument("--eve", metavar="FILE",
+                   help="EVE-JSON file to append alerts to ('-' for standard output); required unless the "
+                        "configuration names outputs.eve.filename")
     p.add_argument("--model", metavar="DIR", help="model bundle (default: the bundled default model)")
     p.add_argument("--threshold", type=float, metavar="P", help="alert score threshold in [0, 1); 0 alerts on every window, for testing "
                         "a pipeline (default: the bundle's)")
@@ -161,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="alerts per tracked key (scanner or victim) per --period (default %(default)s)")
     p.add_argument("--period", type=_positive(int), default=60, metavar="SEC",
                    help="thresholding period in seconds (default %(default)s)")
+    p.add_argument("--max-alerts-per-second", type=_positive(int), default=100, metavar="N",
+                   help="hard cap on alerts per second (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_pipeline_options(p)
 
@@ -240,13 +248,17 @@ def cmd_run(args) -> int:
 
     if args.threshold is not None and not 0 <= args.threshold < 1:
         raise UsageError(f"--threshold must be in [0, 1), got {args.threshold}")
-    thresholder = Thresholder(default_rules(args.limit, args.period))
+    if not (args.pcap or args.interface):
+        raise UsageError("name an input: --pcap FILE... or --interface IFACE (or capture.interface in --config)")
+    if not args.eve:
+        raise UsageError("name an output: --eve FILE (or outputs.eve.filename in --config)")
+    thresholder = Thresholder(default_rules(args.limit, args.period), max_per_second=args.max_alerts_per_second)
     if args.interface:
         from .capture.live import LiveConfig
         from .daemon import DaemonConfig, Sensor
 
         try:
-            live = LiveConfig(args.interface, args.bpf, args.snaplen, not args.no_promisc)
+            live = LiveConfig(args.interface, args.bpf, args.snaplen, not args.no_promisc, args.buffer_mb)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         cfg = DaemonConfig(live, "/dev/stdout" if args.eve == "-" else args.eve, str(args.model or DEFAULT_BUNDLE),
@@ -286,8 +298,43 @@ def _setup_logging(verbose: bool) -> None:
     root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
+# Configuration keys → the 'run' options they set (options given on the command line win).
+_CONFIG_TO_OPTION = {
+    "sensor-name": "host", "capture.interface": "interface", "capture.bpf": "bpf",
+    "capture.snaplen": "snaplen", "capture.buffer-mb": "buffer_mb", "model.threshold": "threshold",
+    "features.idle-timeout": "idle_timeout", "features.active-timeout": "active_timeout",
+    "features.max-flows": "max_flows", "features.slack": "slack", "outputs.eve.filename": "eve",
+    "thresholding.limit": "limit", "thresholding.period": "period",
+    "thresholding.max-per-second": "max_alerts_per_second",
+}
+
+
+def _config_defaults(argv: Sequence[str] | None) -> dict:
+    """Option defaults from ``run --config FILE``, validated before anything else runs."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if not known.config:
+        return {}
+    from .config import load_config
+
+    cfg = load_config(known.config)
+    out = {opt: cfg[key] for key, opt in _CONFIG_TO_OPTION.items() if cfg[key] not in ("", None)}
+    out["no_promisc"] = not cfg["capture.promiscuous"]
+    if cfg["model.path"]:
+        out["model"] = cfg["model.path"]
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    try:
+        defaults = _config_defaults(argv if argv is not None else sys.argv[1:])
+    except FlowlstmError as exc:
+        print(f"flowlstm-sensor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if defaults:
+        parser.get_default("run_parser").set_defaults(**defaults)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     if not args.command:
