@@ -32,6 +32,7 @@ from .errors import FlowlstmError
 from .model import ModelBundle
 from .outputs import EveFile
 from .pipeline import FeaturePipeline, PipelineConfig, PipelineOutput
+from .stats import Counters, stats_record
 from .threshold import Thresholder
 
 log = logging.getLogger("flowlstm.daemon")
@@ -64,6 +65,7 @@ class DaemonConfig:
     alerts: AlertConfig = AlertConfig()
     queue_batches: int = 256
     status_every: float = 5.0
+    stats_every: float = 8.0  # EVE stats events, as often as Suricata's default
 
 
 class Sensor:
@@ -77,6 +79,8 @@ class Sensor:
         self.queue: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
         self.dropped_batches = self.dropped_packets = 0
         self.packets = self.windows = self.alerts = 0
+        self.counters = Counters()
+        self._started = time.monotonic()
         self._stop = threading.Event()
         self._reload = threading.Event()
         wd = os.environ.get("WATCHDOG_USEC")
@@ -124,6 +128,15 @@ class Sensor:
         except FlowlstmError as exc:
             log.error("new model refused, the loaded one keeps scoring: %s", exc)
 
+    def _write_stats(self) -> None:
+        try:
+            rec = stats_record(self.counters, self._started, self.pipe.flows.counters.created, len(self.pipe.flows),
+                               self.alerts, self.thresholder.suppressed, tuple(vars(self.capture.stats()).values()),
+                               self.cfg.alerts.host)
+            self.eve.write(to_lines([rec]))
+        except FlowlstmError as exc:
+            log.error("%s", exc)
+
     def status(self) -> str:
         return (f"{self.packets} packets, {self.windows} windows, {self.alerts} alerts, "
                 f"{self.dropped_packets} packets dropped (queue)")
@@ -137,12 +150,14 @@ class Sensor:
         sd_notify(f"READY=1\nSTATUS=capturing on {self.cfg.capture.interface}, model {self.bundle.name}")
         log.info("capturing on %s", self.cfg.capture.interface)
         next_status = next_dog = time.monotonic()
+        next_stats = next_status + self.cfg.stats_every
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._do_reload()
             try:
                 batch = self.queue.get(timeout=0.2)
                 self.packets += len(batch)
+                self.counters.add(batch)
                 self._emit(self.pipe.push(batch))
             except queue.Empty:
                 self._emit(self.pipe.tick(time.time_ns()))
@@ -153,13 +168,18 @@ class Sensor:
             if now >= next_status:
                 sd_notify(f"STATUS={self.status()}")
                 next_status = now + self.cfg.status_every
+            if now >= next_stats:
+                self._write_stats()
+                next_stats = now + self.cfg.stats_every
         sd_notify("STOPPING=1")
         reader.join(timeout=2)
         while not self.queue.empty():
             batch = self.queue.get_nowait()
             self.packets += len(batch)
+            self.counters.add(batch)
             self._emit(self.pipe.push(batch))
         self._emit(self.pipe.finish())
+        self._write_stats()
         self.capture.close()
         self.eve.close()
         log.info("stopped: %s", self.status())

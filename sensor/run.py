@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import time
+
 from .eve import AlertConfig, alert_records, to_lines
 from .model import ModelBundle
 from .outputs import EveFile
 from .pipeline import FeaturePipeline, PipelineConfig, PipelineOutput
 from .progress import FileProgress
+from .stats import Counters, stats_record
 from .threshold import Thresholder
 
 
@@ -35,7 +38,9 @@ def run_files(
     thresholder: Thresholder | None = None,
     progress: bool = True,
 ) -> RunSummary:
-    """Score every window of the files and append the alerts to ``eve``."""
+    """Score every window of the files and append the alerts, then one ``stats`` event, to ``eve``."""
+    started = time.monotonic()
+    counters = Counters()
     thr = bundle.threshold if threshold is None else threshold
     label = f"{bundle.name}@{bundle.sha256[:12]}"
     thresholder = thresholder or Thresholder()
@@ -55,8 +60,11 @@ def run_files(
     with FileProgress(paths, enabled=progress) as files:
         for _, batch in files.batches():
             summary.packets += len(batch)
+            counters.add(batch)
             emit(pipe.push(batch))
     emit(pipe.finish())
     summary.suppressed = thresholder.suppressed
     summary.late_packets = pipe.late_packets
+    eve.write(to_lines([stats_record(counters, started, pipe.flows.counters.created, len(pipe.flows),
+                                     summary.alerts, summary.suppressed, host=alerts.host)]))
     return summary

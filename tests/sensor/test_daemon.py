@@ -77,7 +77,11 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
     old = (tmp_path / "eve.json.1").read_text().splitlines()
     new = eve.read_text().splitlines()
     assert old and new  # alerts before the rotation stayed, alerts after it went to the new file
-    recs = [json.loads(x) for x in old + new]
+    events = [json.loads(x) for x in old + new]
+    recs = [e for e in events if e["event_type"] == "alert"]
+    stats = [e for e in events if e["event_type"] == "stats"]
     assert all(r["in_iface"] == b and r["host"] == "veth-test" for r in recs)
+    assert stats and stats[-1]["stats"]["capture"]["kernel_drops"] == 0
+    assert stats[-1]["stats"]["decoder"]["pkts"] == stats[-1]["stats"]["capture"]["kernel_packets"] > 400
     stopped = [line for line in err.splitlines() if "stopped:" in line][-1]
     assert f"{len(recs)} alerts" in stopped and "0 packets dropped" in stopped

@@ -28,13 +28,17 @@ def test_background_and_flood(tmp_path):
     m = re.search(r"(\d+) packets, (\d+) windows scored, (\d+) anomalous, (\d+) alerts", summary)
     packets, windows, anomalous, alerts = map(int, m.groups())
     assert packets == 91_762 + 37_841 and windows > 70_000
-    lines = eve.read_text().splitlines()
-    assert len(lines) == alerts and 1 <= alerts <= 200 < anomalous
+    events = [json.loads(x) for x in eve.read_text().splitlines()]
+    recs = [e for e in events if e["event_type"] == "alert"]
+    assert len(recs) == alerts and 1 <= alerts <= 200 < anomalous
     validator = jsonschema.Draft7Validator(SCHEMA_JSON)
-    recs = [json.loads(x) for x in lines]
-    for r in recs:
+    for r in events:
         validator.validate(r)
         assert r["host"] == "t1"
+    stats = events[-1]["stats"]  # one stats event closes the run
+    assert events[-1]["event_type"] == "stats" and len(events) == alerts + 1
+    assert stats["decoder"]["pkts"] == packets and stats["detect"]["alert"] == alerts
+    assert stats["decoder"]["ipv4"] + stats["decoder"]["ipv6"] <= packets and stats["flow"]["total"] > 30_000
     # The flood's victim is alerted on.
     assert any(r["dest_ip"] == "10.10.10.10" for r in recs)
 
@@ -45,7 +49,8 @@ def test_appends_and_stdout(tmp_path):
     run("--pcap", ATTACKS / "amp.TCP.reflection.SYNACK.pcap", "--eve", eve)
     assert eve.read_text().startswith('{"event_type":"stats"}\n') and len(eve.read_text().splitlines()) > 1
     out = run("--pcap", ATTACKS / "amp.TCP.reflection.SYNACK.pcap", "--eve", "-").stdout
-    assert all(json.loads(line)["event_type"] == "alert" for line in out.splitlines())
+    kinds = [json.loads(line)["event_type"] for line in out.splitlines()]
+    assert set(kinds[:-1]) == {"alert"} and kinds[-1] == "stats"
 
 
 def test_bad_model_and_threshold_are_refused(tmp_path):
