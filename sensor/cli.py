@@ -157,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--buffer-mb", type=_positive(int), default=64, metavar="MIB",
                    help="kernel capture buffer (default %(default)s)")
     p.add_argument("--eve", metavar="FILE",
-                   help="EVE-JSON file to append alerts to ('-' for standard output); required unless the "
-                        "configuration names outputs.eve.filename")
+                   help="EVE-JSON file to append alerts to ('-' for standard output), or unix_dgram:PATH / "
+                        "unix_stream:PATH for a socket as in Suricata; required unless the configuration "
+                        "names outputs.eve.filename")
     p.add_argument("--model", metavar="DIR", help="model bundle (default: the bundled default model)")
     p.add_argument("--threshold", type=float, metavar="P", help="alert score threshold in [0, 1); 0 alerts on every window, for testing "
                         "a pipeline (default: the bundle's)")
@@ -241,7 +242,7 @@ def cmd_features(args) -> int:
 
 def cmd_run(args) -> int:
     from .model import DEFAULT_BUNDLE, ModelBundle
-    from .outputs import EveFile
+    from .outputs import open_eve
     from .run import run_files
     from .eve import AlertConfig
     from .threshold import Thresholder, default_rules
@@ -261,11 +262,11 @@ def cmd_run(args) -> int:
             live = LiveConfig(args.interface, args.bpf, args.snaplen, not args.no_promisc, args.buffer_mb)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        cfg = DaemonConfig(live, "/dev/stdout" if args.eve == "-" else args.eve, str(args.model or DEFAULT_BUNDLE),
+        cfg = DaemonConfig(live, args.eve, str(args.model or DEFAULT_BUNDLE),
                            args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface))
         return Sensor(cfg, thresholder).run()
     bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
-    eve = EveFile("/dev/stdout" if args.eve == "-" else args.eve)
+    eve = open_eve(args.eve)
     with eve:
         s = run_files(args.pcap, eve, bundle, args.threshold, _pipeline_config(args), AlertConfig(host=args.host),
                       thresholder, progress=not args.no_progress)

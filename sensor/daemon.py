@@ -30,7 +30,7 @@ from .capture.live import LiveCapture, LiveConfig
 from .eve import AlertConfig, alert_records, to_lines
 from .errors import FlowlstmError
 from .model import ModelBundle
-from .outputs import EveFile
+from .outputs import open_eve
 from .pipeline import FeaturePipeline, PipelineConfig, PipelineOutput
 from .stats import Counters, stats_record
 from .threshold import Thresholder
@@ -72,7 +72,7 @@ class Sensor:
     def __init__(self, cfg: DaemonConfig, thresholder: Thresholder | None = None):
         self.cfg = cfg
         self.bundle = ModelBundle(cfg.model_path)
-        self.eve = EveFile(cfg.eve_path)
+        self.eve = open_eve(cfg.eve_path)
         self.capture = LiveCapture(cfg.capture)
         self.pipe = FeaturePipeline(cfg.pipeline)
         self.thresholder = thresholder or Thresholder()

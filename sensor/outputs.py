@@ -20,6 +20,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
+import socket
+import time
 
 from .errors import OutputError
 
@@ -91,3 +94,122 @@ class EveFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class EveSocket:
+    """EVE over a Unix socket, as Suricata's ``filetype: unix_dgram`` / ``unix_stream``.
+
+    Datagram: one event per datagram.  Stream: newline-delimited events.  Sends
+    never block the sensor: what the peer cannot take right now is dropped and
+    counted, and a lost connection is retried on the next write (at most once a
+    second), like Suricata's reconnect.
+    """
+
+    MAX_PENDING = 4 << 20  # stream bytes held for a slow reader before whole lines are dropped
+    SEND_WAIT = 0.2  # seconds a datagram write may wait for a full peer queue
+
+    def __init__(self, path: str, kind: str = "dgram"):
+        if kind not in ("dgram", "stream"):
+            raise ValueError("kind must be 'dgram' or 'stream'")
+        self.path = path
+        self.kind = kind
+        self.sent = 0
+        self.dropped = 0
+        self._pending = bytearray()  # stream: bytes not yet taken by the peer
+        self._sock: socket.socket | None = None
+        self._next_try = 0.0
+        self._connect()
+
+    def _connect(self) -> None:
+        now = time.monotonic()
+        if now < self._next_try:
+            return
+        self._next_try = now + 1.0
+        kind = socket.SOCK_DGRAM if self.kind == "dgram" else socket.SOCK_STREAM
+        s = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+        try:
+            s.connect(self.path)
+        except OSError as exc:
+            s.close()
+            log.warning("%s: cannot connect (%s); events are dropped until it can", self.path, exc.strerror)
+            return
+        s.setblocking(False)
+        self._sock = s
+
+    def write(self, blob: bytes) -> None:
+        lines = blob.splitlines(keepends=True)
+        if self._sock is None:
+            self._connect()
+        if self._sock is None:
+            self.dropped += len(lines)
+            return
+        try:
+            if self.kind == "dgram":
+                # A Unix datagram queue holds few messages (net.unix.max_dgram_qlen,
+                # 10 by default): give a live reader up to SEND_WAIT per write to
+                # drain it, then drop and count rather than stall the sensor.
+                deadline = time.monotonic() + self.SEND_WAIT
+                for i, line in enumerate(lines):
+                    while True:
+                        try:
+                            self._sock.send(line.rstrip(b"\n"))
+                            self.sent += 1
+                            break
+                        except BlockingIOError:
+                            left = deadline - time.monotonic()
+                            if left <= 0 or not select.select([], [self._sock], [], left)[1]:
+                                self.dropped += len(lines) - i
+                                return
+            else:
+                self._stream(blob, len(lines))
+        except (ConnectionError, OSError):
+            self.dropped += len(lines)
+            self.close()
+
+    def _stream(self, blob: bytes, n_lines: int) -> None:
+        # Keep what the peer has not taken, so a line is never cut in the stream;
+        # past MAX_PENDING drop whole unsent lines (never the one already begun).
+        self._pending += blob
+        try:
+            n = self._sock.send(self._pending)
+        except BlockingIOError:
+            n = 0
+        self.sent += self._pending[:n].count(b"\n")
+        del self._pending[:n]
+        if len(self._pending) > self.MAX_PENDING:
+            cut = self._pending.find(b"\n") + 1 if n and self._pending else 0
+            self.dropped += self._pending[cut:].count(b"\n")
+            del self._pending[cut:]
+
+    def reopen(self) -> None:
+        self.close()
+        self._next_try = 0.0
+        self._connect()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            if self._pending:
+                # Last chance to hand over what is queued, without blocking for long.
+                self._sock.settimeout(1.0)
+                try:
+                    self._sock.sendall(self._pending)
+                    self.sent += self._pending.count(b"\n")
+                except OSError:
+                    self.dropped += self._pending.count(b"\n")
+                self._pending.clear()
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> "EveSocket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_eve(spec: str):
+    """'-' (standard output), a file path, or ``unix_dgram:PATH`` / ``unix_stream:PATH``."""
+    for kind in ("dgram", "stream"):
+        if spec.startswith(f"unix_{kind}:"):
+            return EveSocket(spec.split(":", 1)[1], kind)
+    return EveFile("/dev/stdout" if spec == "-" else spec)
