@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-promisc", action="store_true", help="do not put the interface in promiscuous mode")
     g.add_argument("--buffer-mb", type=_positive(int), default=64, metavar="MIB",
                    help="kernel capture buffer (default %(default)s)")
+    g.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+                   help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)")
     p.add_argument("--eve", metavar="FILE",
                    help="EVE-JSON file to append alerts to ('-' for standard output), or unix_dgram:PATH / "
                         "unix_stream:PATH for a socket as in Suricata; required unless the configuration "
@@ -263,7 +265,8 @@ def cmd_run(args) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         cfg = DaemonConfig(live, args.eve, str(args.model or DEFAULT_BUNDLE),
-                           args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface))
+                           args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface),
+                           metrics_port=args.metrics_port)
         return Sensor(cfg, thresholder).run()
     bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
     eve = open_eve(args.eve)
@@ -306,7 +309,7 @@ _CONFIG_TO_OPTION = {
     "features.idle-timeout": "idle_timeout", "features.active-timeout": "active_timeout",
     "features.max-flows": "max_flows", "features.slack": "slack", "outputs.eve.filename": "eve",
     "thresholding.limit": "limit", "thresholding.period": "period",
-    "thresholding.max-per-second": "max_alerts_per_second",
+    "thresholding.max-per-second": "max_alerts_per_second", "metrics.port": "metrics_port",
 }
 
 
@@ -320,7 +323,7 @@ def _config_defaults(argv: Sequence[str] | None) -> dict:
     from .config import load_config
 
     cfg = load_config(known.config)
-    out = {opt: cfg[key] for key, opt in _CONFIG_TO_OPTION.items() if cfg[key] not in ("", None)}
+    out = {opt: cfg[key] for key, opt in _CONFIG_TO_OPTION.items() if cfg[key] not in ("", None, 0)}
     out["no_promisc"] = not cfg["capture.promiscuous"]
     if cfg["model.path"]:
         out["model"] = cfg["model.path"]

@@ -66,6 +66,7 @@ class DaemonConfig:
     queue_batches: int = 256
     status_every: float = 5.0
     stats_every: float = 8.0  # EVE stats events, as often as Suricata's default
+    metrics_port: int = 0  # Prometheus endpoint on 127.0.0.1; 0 = off
 
 
 class Sensor:
@@ -83,6 +84,14 @@ class Sensor:
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self.metrics = None
+        if cfg.metrics_port:
+            from .metrics import MetricsServer
+
+            try:
+                self.metrics = MetricsServer(self.collect, cfg.metrics_port)
+            except OSError as exc:
+                raise FlowlstmError(f"metrics port {cfg.metrics_port}: cannot listen: {exc.strerror}") from None
         wd = os.environ.get("WATCHDOG_USEC")
         self._watchdog = int(wd) / 2e6 if wd and wd.isdigit() else None
 
@@ -137,6 +146,24 @@ class Sensor:
         except FlowlstmError as exc:
             log.error("%s", exc)
 
+    def collect(self) -> dict:
+        """Counters for the Prometheus endpoint."""
+        c = self.counters
+        k = self.capture.stats()
+        return {
+            "flowlstm_packets_total": ("counter", "Packets read from the capture.", c.pkts),
+            "flowlstm_bytes_total": ("counter", "Wire bytes read from the capture.", c.bytes),
+            "flowlstm_windows_scored_total": ("counter", "Windows scored by the model.", self.windows),
+            "flowlstm_alerts_total": ("counter", "Alerts written.", self.alerts),
+            "flowlstm_alerts_suppressed_total": ("counter", "Alerts folded by thresholding.",
+                                                 self.thresholder.suppressed),
+            "flowlstm_queue_dropped_packets_total": ("counter", "Packets dropped: scoring fell behind capture.",
+                                                     self.dropped_packets),
+            "flowlstm_kernel_dropped_packets_total": ("counter", "Packets the kernel dropped.", k.dropped),
+            "flowlstm_flows_active": ("gauge", "Flows tracked now.", len(self.pipe.flows)),
+            "flowlstm_late_packets_total": ("counter", "Packets later than the slack.", self.pipe.late_packets),
+        }
+
     def status(self) -> str:
         return (f"{self.packets} packets, {self.windows} windows, {self.alerts} alerts, "
                 f"{self.dropped_packets} packets dropped (queue)")
@@ -182,5 +209,7 @@ class Sensor:
         self._write_stats()
         self.capture.close()
         self.eve.close()
+        if self.metrics:
+            self.metrics.close()
         log.info("stopped: %s", self.status())
         return 0

@@ -36,7 +36,7 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--interface", b,
-         "--bpf", "ip", "--eve", str(eve), "--threshold", "0", "--host", "veth-test"],
+         "--bpf", "ip", "--eve", str(eve), "--threshold", "0", "--host", "veth-test", "--metrics-port", "9309"],
         env=env, stderr=subprocess.PIPE, text=True)
     messages: list[str] = []
     done = threading.Event()
@@ -65,6 +65,10 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
         subprocess.run([*replay, "--limit", "3000", str(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")], check=True,
                        capture_output=True)
         time.sleep(4.0)  # let the last seconds close
+        scrape = subprocess.run(["ip", "netns", "exec", ns_b, sys.executable, "-c",
+                                 "import urllib.request;print(urllib.request.urlopen("
+                                 "'http://127.0.0.1:9309/metrics',timeout=5).read().decode())"],
+                                capture_output=True, text=True)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -82,6 +86,7 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
     stats = [e for e in events if e["event_type"] == "stats"]
     assert all(r["in_iface"] == b and r["host"] == "veth-test" for r in recs)
     assert stats and stats[-1]["stats"]["capture"]["kernel_drops"] == 0
+    assert scrape.returncode == 0 and "flowlstm_packets_total" in scrape.stdout, scrape.stderr
     assert stats[-1]["stats"]["decoder"]["pkts"] == stats[-1]["stats"]["capture"]["kernel_packets"] > 400
     stopped = [line for line in err.splitlines() if "stopped:" in line][-1]
     assert f"{len(recs)} alerts" in stopped and "0 packets dropped" in stopped

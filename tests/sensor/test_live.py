@@ -58,7 +58,7 @@ def veth():
         sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
         sh("ip", "link", "set", a, "netns", ns_a)
         sh("ip", "link", "set", b, "netns", ns_b)
-        for ns, dev in ((ns_a, a), (ns_b, b)):
+        for ns, dev in ((ns_a, a), (ns_b, b), (ns_b, "lo")):
             sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
         yield ns_a, ns_b, a, b
     finally:
