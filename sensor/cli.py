@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EVE-JSON file to append alerts to ('-' for standard output), or unix_dgram:PATH / "
                         "unix_stream:PATH for a socket as in Suricata; required unless the configuration "
                         "names outputs.eve.filename")
+    p.add_argument("--zeek-notice", metavar="FILE", help="also append the alerts to FILE as a Zeek notice log")
     p.add_argument("--model", metavar="DIR", help="model bundle (default: the bundled default model)")
     p.add_argument("--threshold", type=float, metavar="P", help="alert score threshold in [0, 1); 0 alerts on every window, for testing "
                         "a pipeline (default: the bundle's)")
@@ -270,9 +271,16 @@ def cmd_run(args) -> int:
         return Sensor(cfg, thresholder).run()
     bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
     eve = open_eve(args.eve)
+    notice = None
+    if args.zeek_notice:
+        from .zeeklog import ZeekNoticeLog
+
+        notice = ZeekNoticeLog(args.zeek_notice, args.period)
     with eve:
         s = run_files(args.pcap, eve, bundle, args.threshold, _pipeline_config(args), AlertConfig(host=args.host),
-                      thresholder, progress=not args.no_progress)
+                      thresholder, progress=not args.no_progress, notice=notice)
+    if notice is not None:
+        notice.close()
     print(
         f"flowlstm-sensor: {s.packets} packets, {s.windows} windows scored, {s.anomalous} anomalous, "
         f"{s.alerts} alerts written to {args.eve} ({s.suppressed} folded by thresholding); "

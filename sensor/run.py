@@ -37,8 +37,10 @@ def run_files(
     alerts: AlertConfig = AlertConfig(),
     thresholder: Thresholder | None = None,
     progress: bool = True,
+    notice=None,
 ) -> RunSummary:
-    """Score every window of the files and append the alerts, then one ``stats`` event, to ``eve``."""
+    """Score every window of the files and append the alerts, then one ``stats`` event, to ``eve``
+    (and the alerts to ``notice``, a Zeek notice log, if given)."""
     started = time.monotonic()
     counters = Counters()
     thr = bundle.threshold if threshold is None else threshold
@@ -55,6 +57,8 @@ def run_files(
             summary.anomalous += len(recs)
             kept = thresholder.filter(recs, w.sec)
             eve.write(to_lines(kept))
+            if notice is not None:
+                notice.write_alerts(kept)
             summary.alerts += len(kept)
 
     with FileProgress(paths, enabled=progress) as files:

@@ -1,0 +1,81 @@
+"""Alerts as a Zeek notice log (TSV, Zeek's own header), for Zeek tooling.
+
+Columns and types are those of Zeek's notice.log, so zat, zeek-cut and
+Zeek-aware SIEM parsers read it: ``note`` is ``FlowLSTM::<Kind>``, ``msg`` the
+signature and score, ``sub`` the window, ``n`` how many alerts thresholding
+folded into this one.  Lines are appended whole, like the EVE file.
+"""
+from __future__ import annotations
+
+import time
+
+from .outputs import EveFile
+
+FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p fuid file_mime_type file_desc proto note msg sub src dst "
+          "p n peer_descr actions email_dest suppress_for remote_location.country_code remote_location.region "
+          "remote_location.city remote_location.latitude remote_location.longitude").split()
+TYPES = ("time string addr port addr port string string string enum enum string string addr addr port count string "
+         "set[enum] set[string] interval string string string double double").split()
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _uid(flow_id: int) -> str:
+    """Zeek-style connection uid ('C' + base62) from the EVE flow_id."""
+    out = ""
+    while flow_id:
+        flow_id, r = divmod(flow_id, 62)
+        out = _B62[r] + out
+    return "C" + (out or "0")
+
+
+def _field(v) -> str:
+    s = str(v)
+    return "(empty)" if s == "" else s.replace("\t", "\\x09").replace("\n", "\\x0a")
+
+
+class ZeekNoticeLog:
+    """Append-only Zeek notice log; a new (or rotated) file starts with Zeek's header."""
+
+    def __init__(self, path: str, suppress_for: float = 60.0):
+        self.path = path
+        self.suppress_for = suppress_for
+        self._file = EveFile(path)
+        self._header_if_new()
+
+    def _header_if_new(self) -> None:
+        import os
+
+        if os.path.getsize(self.path) == 0:
+            opened = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
+            head = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-",
+                    "#path\tnotice", f"#open\t{opened}", "#fields\t" + "\t".join(FIELDS),
+                    "#types\t" + "\t".join(TYPES)]
+            self._file.write(("\n".join(head) + "\n").encode())
+
+    def write_alerts(self, records: list[dict]) -> None:
+        lines = []
+        for r in records:
+            a = r["alert"]
+            md = a.get("metadata", {})
+            kind = md.get("flowlstm_kind", ["anomaly"])[0]
+            sec = time.mktime(time.strptime(r["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+            ts = sec + float("0" + r["timestamp"][19:26])
+            row = [
+                f"{ts:.6f}", _uid(r["flow_id"]), r["src_ip"], r["src_port"], r["dest_ip"], r["dest_port"],
+                "-", "-", "-", r["proto"].lower().replace("ipv6-icmp", "icmp"),
+                f"FlowLSTM::{kind.capitalize()}", f"{a['signature']} (score {md.get('flowlstm_score', ['?'])[0]})",
+                f"window {md.get('flowlstm_window', ['?'])[0]}", r["src_ip"], r["dest_ip"], r["dest_port"],
+                md.get("flowlstm_suppressed", ["-"])[0], "flowlstm", "Notice::ACTION_LOG", "", f"{self.suppress_for:.6f}",
+                "-", "-", "-", "-", "-",
+            ]
+            lines.append("\t".join(_field(v) for v in row))
+        if lines:
+            self._file.write(("\n".join(lines) + "\n").encode())
+
+    def reopen(self) -> None:
+        self._file.reopen()
+        self._header_if_new()
+
+    def close(self) -> None:
+        self._file.write(f"#close\t{time.strftime('%Y-%m-%d-%H-%M-%S', time.gmtime())}\n".encode())
+        self._file.close()

@@ -1,0 +1,32 @@
+"""Alerts as a Zeek notice log: Zeek's own header, parsed by zat."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from zat.log_to_dataframe import LogToDataFrame
+
+from ..conftest import ATTACKS, DATA
+
+
+def header(path, tag):
+    return next(line for line in open(path) if line.startswith(tag))
+
+
+def test_notice_log_matches_zeek_and_parses_with_zat(tmp_path):
+    eve, notice = tmp_path / "eve.json", tmp_path / "notice.log"
+    subprocess.run([sys.executable, "-m", "sensor.cli", "run", "--no-progress", "--threshold", "0", "--limit", "5",
+                    "--pcap", str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"), "--eve", str(eve),
+                    "--zeek-notice", str(notice)], check=True, capture_output=True)
+    real = DATA / "zeek" / "ssh_sshguess.notice.log"  # written by Zeek itself
+    for tag in ("#separator", "#fields", "#types", "#path"):
+        assert header(notice, tag) == header(real, tag)
+    alerts = [json.loads(x) for x in eve.read_text().splitlines() if '"event_type":"alert"' in x]
+    df = LogToDataFrame().create_dataframe(str(notice))
+    assert len(df) == len(alerts) > 5
+    assert set(df["note"].astype(str)) <= {"FlowLSTM::Flood", "FlowLSTM::Scan", "FlowLSTM::Reflection",
+                                           "FlowLSTM::Anomaly"}
+    assert list(df["id.orig_h"].astype(str)) == [a["src_ip"] for a in alerts]
+    assert list(df["id.resp_p"].astype(int)) == [a["dest_port"] for a in alerts]
+    assert open(notice).read().rstrip("\n").splitlines()[-1].startswith("#close")
