@@ -267,7 +267,7 @@ def cmd_run(args) -> int:
             raise UsageError(str(exc)) from None
         cfg = DaemonConfig(live, args.eve, str(args.model or DEFAULT_BUNDLE),
                            args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface),
-                           metrics_port=args.metrics_port)
+                           metrics_port=args.metrics_port, notice_path=args.zeek_notice or "")
         return Sensor(cfg, thresholder).run()
     bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
     eve = open_eve(args.eve)

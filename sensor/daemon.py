@@ -67,6 +67,7 @@ class DaemonConfig:
     status_every: float = 5.0
     stats_every: float = 8.0  # EVE stats events, as often as Suricata's default
     metrics_port: int = 0  # Prometheus endpoint on 127.0.0.1; 0 = off
+    notice_path: str = ""  # also write alerts as a Zeek notice log
 
 
 class Sensor:
@@ -74,6 +75,11 @@ class Sensor:
         self.cfg = cfg
         self.bundle = ModelBundle(cfg.model_path)
         self.eve = open_eve(cfg.eve_path)
+        self.notice = None
+        if cfg.notice_path:
+            from .zeeklog import ZeekNoticeLog
+
+            self.notice = ZeekNoticeLog(cfg.notice_path)
         self.capture = LiveCapture(cfg.capture)
         self.pipe = FeaturePipeline(cfg.pipeline)
         self.thresholder = thresholder or Thresholder()
@@ -122,6 +128,8 @@ class Sensor:
             kept = self.thresholder.filter(recs, w.sec)
             try:
                 self.eve.write(to_lines(kept))
+                if self.notice is not None:
+                    self.notice.write_alerts(kept)
             except FlowlstmError as exc:
                 log.error("%s", exc)  # keep sensing; the next batch may fit
                 continue
@@ -131,6 +139,8 @@ class Sensor:
     def _do_reload(self) -> None:
         self._reload.clear()
         self.eve.reopen()
+        if self.notice is not None:
+            self.notice.reopen()
         try:
             self.bundle = ModelBundle(self.cfg.model_path)
             log.info("reloaded model %s (%s)", self.bundle.name, self.bundle.sha256[:12])
@@ -209,6 +219,8 @@ class Sensor:
         self._write_stats()
         self.capture.close()
         self.eve.close()
+        if self.notice is not None:
+            self.notice.close()
         if self.metrics:
             self.metrics.close()
         log.info("stopped: %s", self.status())

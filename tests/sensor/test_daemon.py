@@ -36,7 +36,8 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--interface", b,
-         "--bpf", "ip", "--eve", str(eve), "--threshold", "0", "--host", "veth-test", "--metrics-port", "9309"],
+         "--bpf", "ip", "--eve", str(eve), "--threshold", "0", "--host", "veth-test", "--metrics-port", "9309",
+         "--zeek-notice", str(tmp_path / "notice.log")],
         env=env, stderr=subprocess.PIPE, text=True)
     messages: list[str] = []
     done = threading.Event()
@@ -87,6 +88,8 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
     assert all(r["in_iface"] == b and r["host"] == "veth-test" for r in recs)
     assert stats and stats[-1]["stats"]["capture"]["kernel_drops"] == 0
     assert scrape.returncode == 0 and "flowlstm_packets_total" in scrape.stdout, scrape.stderr
+    notice_rows = [x for x in (tmp_path / "notice.log").read_text().splitlines() if not x.startswith("#")]
+    assert len(notice_rows) == len(recs)
     assert stats[-1]["stats"]["decoder"]["pkts"] == stats[-1]["stats"]["capture"]["kernel_packets"] > 400
     stopped = [line for line in err.splitlines() if "stopped:" in line][-1]
     assert f"{len(recs)} alerts" in stopped and "0 packets dropped" in stopped
