@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kernel capture buffer (default %(default)s)")
     g.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
                    help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)")
+    g.add_argument("--no-announce", action="store_true",
+                   help="do not announce the sensor over zeroconf (_flowlstm._tcp.local.)")
     p.add_argument("--eve", metavar="FILE",
                    help="EVE-JSON file to append alerts to ('-' for standard output), or unix_dgram:PATH / "
                         "unix_stream:PATH for a socket as in Suricata; required unless the configuration "
@@ -267,7 +269,8 @@ def cmd_run(args) -> int:
             raise UsageError(str(exc)) from None
         cfg = DaemonConfig(live, args.eve, str(args.model or DEFAULT_BUNDLE),
                            args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface),
-                           metrics_port=args.metrics_port, notice_path=args.zeek_notice or "")
+                           metrics_port=args.metrics_port, notice_path=args.zeek_notice or "",
+                           announce=not args.no_announce)
         return Sensor(cfg, thresholder).run()
     bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
     eve = open_eve(args.eve)
@@ -333,6 +336,7 @@ def _config_defaults(argv: Sequence[str] | None) -> dict:
     cfg = load_config(known.config)
     out = {opt: cfg[key] for key, opt in _CONFIG_TO_OPTION.items() if cfg[key] not in ("", None, 0)}
     out["no_promisc"] = not cfg["capture.promiscuous"]
+    out["no_announce"] = not cfg["announce"]
     if cfg["model.path"]:
         out["model"] = cfg["model.path"]
     return out

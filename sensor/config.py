@@ -54,6 +54,7 @@ SPECS: dict[str, Spec] = {
     "thresholding.limit": Spec(1, _int(1, 1_000_000), "an integer from 1"),
     "thresholding.period": Spec(60, _int(1, 86400), "seconds, from 1 to 86400"),
     "thresholding.max-per-second": Spec(100, _int(1, 1_000_000), "an integer from 1"),
+    "announce": Spec(True, _bool, "true or false (zeroconf _flowlstm._tcp.local.)"),
     "metrics.port": Spec(0, _int(0, 65535), "a TCP port for the Prometheus endpoint on 127.0.0.1, or 0 for none"),
 }
 

@@ -68,6 +68,7 @@ class DaemonConfig:
     stats_every: float = 8.0  # EVE stats events, as often as Suricata's default
     metrics_port: int = 0  # Prometheus endpoint on 127.0.0.1; 0 = off
     notice_path: str = ""  # also write alerts as a Zeek notice log
+    announce: bool = True  # zeroconf _flowlstm._tcp.local.
 
 
 class Sensor:
@@ -184,6 +185,18 @@ class Sensor:
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
         reader = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
         reader.start()
+        announcer = None
+        if self.cfg.announce:
+            from . import __version__
+            from .announce import Announcer
+
+            name = self.cfg.alerts.host or socket.gethostname()
+            try:
+                announcer = Announcer(f"{name}-{self.cfg.capture.interface}", self.cfg.metrics_port, {
+                    "version": __version__, "interface": self.cfg.capture.interface,
+                    "model_sha256": self.bundle.sha256, "metrics_port": str(self.cfg.metrics_port)})
+            except Exception as exc:  # noqa: BLE001 - announcing is optional; sensing is not
+                log.warning("zeroconf announcement failed: %s", exc)
         sd_notify(f"READY=1\nSTATUS=capturing on {self.cfg.capture.interface}, model {self.bundle.name}")
         log.info("capturing on %s", self.cfg.capture.interface)
         next_status = next_dog = time.monotonic()
@@ -209,6 +222,8 @@ class Sensor:
                 self._write_stats()
                 next_stats = now + self.cfg.stats_every
         sd_notify("STOPPING=1")
+        if announcer is not None:
+            announcer.close()
         reader.join(timeout=2)
         while not self.queue.empty():
             batch = self.queue.get_nowait()

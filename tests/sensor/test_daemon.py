@@ -18,6 +18,24 @@ from .test_live import veth  # noqa: F401  (fixture)
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces")
 
 
+BROWSE = """
+import time
+from zeroconf import Zeroconf, ServiceBrowser
+zc, found = Zeroconf(), []
+class L:
+    def add_service(self, z, t, n): found.append(z.get_service_info(t, n, timeout=3000))
+    def update_service(self, *a): pass
+    def remove_service(self, *a): pass
+ServiceBrowser(zc, "_flowlstm._tcp.local.", L())
+end = time.time() + 10
+while not found and time.time() < end:
+    time.sleep(0.2)
+for i in found:
+    print(i.name, {k.decode(): v.decode() for k, v in i.properties.items()})
+zc.close()
+"""
+
+
 def wait_for(pred, timeout):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -57,6 +75,8 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
 
     try:
         assert wait_for(lambda: any("READY=1" in m for m in drain()), 30), messages
+        browse = subprocess.run(["ip", "netns", "exec", ns_b, sys.executable, "-c", BROWSE], capture_output=True,
+                                text=True, timeout=30)
         replay = ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000"]
         subprocess.run([*replay, str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
         assert wait_for(lambda: eve.exists() and eve.stat().st_size > 0, 15)
@@ -88,6 +108,8 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
     assert all(r["in_iface"] == b and r["host"] == "veth-test" for r in recs)
     assert stats and stats[-1]["stats"]["capture"]["kernel_drops"] == 0
     assert scrape.returncode == 0 and "flowlstm_packets_total" in scrape.stdout, scrape.stderr
+    assert f"veth-test-{b}._flowlstm._tcp.local." in browse.stdout, browse.stderr
+    assert "'model_sha256': '" in browse.stdout and "'metrics_port': '9309'" in browse.stdout
     notice_rows = [x for x in (tmp_path / "notice.log").read_text().splitlines() if not x.startswith("#")]
     assert len(notice_rows) == len(recs)
     assert stats[-1]["stats"]["decoder"]["pkts"] == stats[-1]["stats"]["capture"]["kernel_packets"] > 400

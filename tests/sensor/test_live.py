@@ -60,6 +60,9 @@ def veth():
         sh("ip", "link", "set", b, "netns", ns_b)
         for ns, dev in ((ns_a, a), (ns_b, b), (ns_b, "lo")):
             sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+        # Multicast on the sensor side's loopback, for the zeroconf announcement test.
+        sh("ip", "netns", "exec", ns_b, "ip", "link", "set", "lo", "multicast", "on")
+        sh("ip", "netns", "exec", ns_b, "ip", "route", "add", "224.0.0.0/4", "dev", "lo")
         yield ns_a, ns_b, a, b
     finally:
         for ns in (ns_a, ns_b):
