@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kernel capture buffer (default %(default)s)")
     g.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
                    help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)")
+    g.add_argument("--backend", choices=("libpcap", "pyshark"), default="libpcap",
+                   help="capture with libpcap (fast, default) or tshark via pyshark (remote capture; ~10k pps; "
+                        "packets later than 10 s are dropped and counted)")
     g.add_argument("--no-announce", action="store_true",
                    help="do not announce the sensor over zeroconf (_flowlstm._tcp.local.)")
     p.add_argument("--eve", metavar="FILE",
@@ -270,7 +273,7 @@ def cmd_run(args) -> int:
         cfg = DaemonConfig(live, args.eve, str(args.model or DEFAULT_BUNDLE),
                            args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface),
                            metrics_port=args.metrics_port, notice_path=args.zeek_notice or "",
-                           announce=not args.no_announce)
+                           announce=not args.no_announce, backend=args.backend)
         return Sensor(cfg, thresholder).run()
     bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
     eve = open_eve(args.eve)
@@ -321,6 +324,7 @@ _CONFIG_TO_OPTION = {
     "features.max-flows": "max_flows", "features.slack": "slack", "outputs.eve.filename": "eve",
     "thresholding.limit": "limit", "thresholding.period": "period",
     "thresholding.max-per-second": "max_alerts_per_second", "metrics.port": "metrics_port",
+    "capture.backend": "backend",
 }
 
 

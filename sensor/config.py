@@ -41,6 +41,7 @@ SPECS: dict[str, Spec] = {
     "sensor-name": Spec("", _str, "a string (written as EVE 'host')"),
     "capture.interface": Spec("", _str, "an interface name such as eth1"),
     "capture.bpf": Spec("", _str, "a BPF filter string such as 'not port 22'"),
+    "capture.backend": Spec("libpcap", lambda v: v in ("libpcap", "pyshark"), "libpcap or pyshark"),
     "capture.snaplen": Spec(128, _int(64, 262144), "an integer from 64 to 262144"),
     "capture.promiscuous": Spec(True, _bool, "true or false"),
     "capture.buffer-mb": Spec(64, _int(1, 4096), "an integer from 1 to 4096 (MiB)"),

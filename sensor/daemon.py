@@ -69,6 +69,7 @@ class DaemonConfig:
     metrics_port: int = 0  # Prometheus endpoint on 127.0.0.1; 0 = off
     notice_path: str = ""  # also write alerts as a Zeek notice log
     announce: bool = True  # zeroconf _flowlstm._tcp.local.
+    backend: str = "libpcap"  # or "pyshark" (tshark/dumpcap; slower, lag-bounded)
 
 
 class Sensor:
@@ -81,7 +82,12 @@ class Sensor:
             from .zeeklog import ZeekNoticeLog
 
             self.notice = ZeekNoticeLog(cfg.notice_path)
-        self.capture = LiveCapture(cfg.capture)
+        if cfg.backend == "pyshark":
+            from .capture.shark import SharkCapture
+
+            self.capture = SharkCapture(cfg.capture)
+        else:
+            self.capture = LiveCapture(cfg.capture)
         self.pipe = FeaturePipeline(cfg.pipeline)
         self.thresholder = thresholder or Thresholder()
         self.queue: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
@@ -173,6 +179,8 @@ class Sensor:
             "flowlstm_kernel_dropped_packets_total": ("counter", "Packets the kernel dropped.", k.dropped),
             "flowlstm_flows_active": ("gauge", "Flows tracked now.", len(self.pipe.flows)),
             "flowlstm_late_packets_total": ("counter", "Packets later than the slack.", self.pipe.late_packets),
+            "flowlstm_capture_lag_seconds": ("gauge", "Capture time to processing (pyshark backend).",
+                                             getattr(self.capture, "lag", 0.0)),
         }
 
     def status(self) -> str:
