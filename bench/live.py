@@ -43,6 +43,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", default="20000,50000,100000,200000,400000")
     ap.add_argument("--packets", type=int, default=91762, help="packets replayed per rate (default: the excerpt)")
+    ap.add_argument("--loop", type=int, default=1,
+                    help="replay the excerpt this many times per rate, for a sustained rather than burst test")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/live.py needs root (network namespaces)", file=sys.stderr)
@@ -70,10 +72,10 @@ def main() -> int:
         for rate in (int(r) for r in args.rates.split(",")):
             before = metrics(ns_b, port)
             out = sh("ip", "netns", "exec", ns_a, "tcpreplay", "-i", a, "--pps", str(rate), "--limit",
-                     str(args.packets), str(MAWI)).stdout
+                     str(args.packets * args.loop), "--loop", str(args.loop), str(MAWI)).stdout
             sent = int(re.search(r"Actual: (\d+) packets", out).group(1))
             achieved = float(re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", out).group(1))
-            time.sleep(3)
+            time.sleep(3 + args.loop)
             after = metrics(ns_b, port)
             seen = after["flowlstm_packets_total"] - before["flowlstm_packets_total"]
             lost = sent - seen
