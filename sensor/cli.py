@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--pcap", nargs="+", metavar="FILE", help="capture files, read in order, then exit")
     src.add_argument("--interface", metavar="IFACE", help="capture live from IFACE until SIGTERM")
+    p.add_argument("--realtime", action="store_true", help="with --pcap: feed packets at their recorded pace")
     g = p.add_argument_group("live capture")
     g.add_argument("--bpf", default="", metavar="FILTER", help="BPF capture filter, e.g. 'not port 22'")
     g.add_argument("--snaplen", type=_positive(int), default=128, metavar="BYTES",
@@ -284,7 +285,7 @@ def cmd_run(args) -> int:
         notice = ZeekNoticeLog(args.zeek_notice, args.period)
     with eve:
         s = run_files(args.pcap, eve, bundle, args.threshold, _pipeline_config(args), AlertConfig(host=args.host),
-                      thresholder, progress=not args.no_progress, notice=notice)
+                      thresholder, progress=not args.no_progress, notice=notice, realtime=args.realtime)
     if notice is not None:
         notice.close()
     print(

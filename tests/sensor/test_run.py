@@ -60,3 +60,29 @@ def test_bad_model_and_threshold_are_refused(tmp_path):
     assert proc.returncode == 64 and "--threshold" in proc.stderr
     proc = run("--pcap", MAWI_PCAP, "--eve", tmp_path / "no" / "dir" / "e", check=False)
     assert proc.returncode == 73 and "cannot open for appending" in proc.stderr
+
+
+def test_realtime_replay_keeps_the_recorded_pace_and_the_results(tmp_path):
+    import time
+
+    import numpy as np
+
+    from sensor.capture import read_packets
+    from sensor.run import _Pacer
+
+    pcap = ATTACKS / "amp.TCP.reflection.SYNACK.pcap"  # 8,000 packets recorded in 0.147 s
+    packets = np.concatenate(list(read_packets(pcap)))
+    span = (int(packets["ts"].max()) - int(packets["ts"].min())) / 1e9
+    t = time.monotonic()
+    parts = list(_Pacer().slices(packets))
+    elapsed = time.monotonic() - t
+    assert np.array_equal(np.concatenate(parts), packets) and len(parts) >= 3
+    assert span - _Pacer.STEP / 1e9 <= elapsed < span + 0.5  # the last 50 ms slice goes out when it begins
+    fast, slow = tmp_path / "fast.json", tmp_path / "slow.json"
+    run("--pcap", pcap, "--eve", fast, "--threshold", "0", "--limit", "1000")
+    run("--pcap", pcap, "--eve", slow, "--threshold", "0", "--limit", "1000", "--realtime")
+
+    def alerts(f):
+        return [x for x in f.read_text().splitlines() if json.loads(x)["event_type"] == "alert"]
+
+    assert alerts(fast) == alerts(slow) and len(alerts(fast)) > 10
