@@ -263,7 +263,7 @@ def cmd_run(args) -> int:
     if not args.eve:
         raise UsageError("name an output: --eve FILE (or outputs.eve.filename in --config)")
     thresholder = Thresholder(default_rules(args.limit, args.period), max_per_second=args.max_alerts_per_second)
-    if args.interface:
+    if args.interface and not args.pcap:  # --pcap on the command line beats capture.interface in a config
         from .capture.live import LiveConfig
         from .daemon import DaemonConfig, Sensor
 
