@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import CaptureError, CorruptCaptureError
 from . import _walk
-from .decode import SUPPORTED_LINKTYPES, decode_frames
+from .decode import SUPPORTED_LINKTYPES, WINDOW, decode_frames, frame_windows
 from .records import PACKET_DTYPE
 
 CHUNK_BYTES = 8 << 20
@@ -35,6 +35,8 @@ _PCAP_MAGICS = {
 }
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 _BT_IDB, _BT_OPB, _BT_SPB, _BT_EPB = 1, 2, 3, 6
+# Smallest valid length of each block type (others: 12, type + length + trailer).
+_MIN_BLOCK = np.array([12, 20, 32, 16, 12, 12, 32, 12], dtype=np.int64)
 
 _COMPRESSORS = (
     (b"\x1f\x8b", "gzip", lambda fh: gzip.GzipFile(fileobj=fh)),
@@ -57,11 +59,13 @@ class Interface:
         exp = self.tsresol & 0x7F
         if self.tsresol & 0x80:
             # Binary fractions are rare; float64 keeps them to well under a microsecond.
-            ns = (units.astype(np.float64) * (1e9 / 2.0**exp)).astype(np.int64)
+            ns = np.clip(units.astype(np.float64) * (1e9 / 2.0**exp), 0, 2.0**62).astype(np.int64)
         elif exp <= 9:
             ns = units.astype(np.int64) * (10 ** (9 - exp))
-        else:
+        elif exp - 9 < 20:
             ns = (units // np.uint64(10 ** (exp - 9))).astype(np.int64)
+        else:  # finer than 10^-28 s: every timestamp this field can hold is below 1 ns
+            ns = np.zeros(len(units), dtype=np.int64)
         return ns + self.ts_offset_ns
 
 
@@ -114,14 +118,13 @@ class _Stream:
         """Read one more chunk; False once nothing more can be read."""
         if self.eof:
             return False
-        try:
-            chunk = self.raw.read(CHUNK_BYTES)
-        except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
-            if not self.compressed:
+        if self.compressed:
+            chunk = self._read_compressed()
+        else:
+            try:
+                chunk = self.raw.read(CHUNK_BYTES)
+            except OSError as exc:
                 raise CaptureError(f"{self.path}: read failed: {exc}") from exc
-            # Decompressors report damage as any of these; keep what came before it.
-            self.error = f"compressed stream is damaged ({exc})"
-            chunk = b""
         if not chunk:
             self.eof = True
             return False
@@ -129,6 +132,27 @@ class _Stream:
         self.buf = self.buf[self.pos :] + chunk
         self.pos = 0
         return True
+
+    def _read_compressed(self) -> bytes:
+        # read1() returns what one decompression step produced, so the bytes decoded
+        # before damaged or missing compressed data are kept (read(n) would drop them
+        # together with the exception).
+        parts: list[bytes] = []
+        got = 0
+        while got < CHUNK_BYTES:
+            try:
+                part = self.raw.read1(CHUNK_BYTES - got)
+            except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+                # Decompressors report damage as any of these; keep what came before it.
+                self.error = f"compressed stream is damaged ({exc})"
+                self.eof = True
+                break
+            if not part:
+                self.eof = True
+                break
+            parts.append(part)
+            got += len(part)
+        return b"".join(parts)
 
     def ensure(self, n: int) -> bool:
         while self.available() < n:
@@ -150,7 +174,8 @@ class _Stream:
             raise self.corrupt(f"file ends inside a {what} ({left} trailing bytes)")
 
 
-def _open(path: str) -> tuple[BinaryIO, str]:
+def _open(path: str) -> tuple[BinaryIO, str, BinaryIO]:
+    """(reader, compression name, the underlying file, which the caller closes)."""
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
@@ -161,12 +186,16 @@ def _open(path: str) -> tuple[BinaryIO, str]:
         raise CaptureError(f"{path}: permission denied") from None
     except OSError as exc:
         raise CaptureError(f"{path}: cannot open: {exc.strerror}") from None
-    head = fh.read(6)
-    fh.seek(0)
+    try:
+        head = fh.read(6)
+        fh.seek(0)
+    except OSError as exc:
+        fh.close()
+        raise CaptureError(f"{path}: cannot read: {exc.strerror}") from None
     for magic, name, opener in _COMPRESSORS:
         if head.startswith(magic):
-            return opener(fh), name
-    return fh, ""
+            return opener(fh), name, fh
+    return fh, "", fh
 
 
 def _u32(arr: np.ndarray, offs: np.ndarray, k: int, order: str) -> np.ndarray:
@@ -190,9 +219,9 @@ class CaptureReader:
         self.last_frames: Frames | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        raw, compression = _open(self.path)
-        self.info.compression = compression
-        with raw:
+        raw, compression, fh = _open(self.path)
+        self.info = FileInfo(self.path, compression=compression)
+        with fh, raw:
             s = _Stream(raw, self.path, compression)
             s.ensure(4)
             magic = s.buf[s.pos : s.pos + 4]
@@ -205,6 +234,8 @@ class CaptureReader:
             else:
                 if s.error:
                     raise s.corrupt(s.error, 0)
+                if magic and len(magic) < 4 and any(m.startswith(magic) for m in (*_PCAP_MAGICS, _PCAPNG_SHB)):
+                    raise s.corrupt("file header is truncated", 0)
                 what = "empty file" if not magic else f"unknown magic {magic.hex()}"
                 raise CaptureError(f"{self.path}: not a pcap or pcapng file ({what})")
 
@@ -227,10 +258,13 @@ class CaptureReader:
             if n:
                 arr = np.frombuffer(s.buf, dtype=np.uint8)
                 rec = offs[:n].copy()
-                caplen = _u32(arr, rec, 8, order)
-                ts = _u32(arr, rec, 0, order) * 1_000_000_000 + _u32(arr, rec, 4, order) * ns_per_unit
+                # One row gather: the 16-byte record header and the frame's first bytes.
+                win = frame_windows(arr, rec, 16 + WINDOW)
+                head = win[:, :16].view(order + "u4")
+                caplen = head[:, 2].astype(np.int64)
+                ts = head[:, 0].astype(np.int64) * 1_000_000_000 + head[:, 1].astype(np.int64) * ns_per_unit
                 batch = decode_frames(
-                    arr, rec + 16, caplen, _u32(arr, rec, 12, order), ts, linktype, swapped
+                    arr, rec + 16, caplen, head[:, 3], ts, linktype, swapped, window=win[:, 16:]
                 )
                 self.last_frames = Frames(arr, rec + 16, np.full(n, linktype))
                 s.pos = pos
@@ -258,11 +292,16 @@ class CaptureReader:
                 order = self._section_header(s)
             n, pos, status = _walk.walk_pcapng(s.buf, s.pos, len(s.buf), order == ">", offs, types)
             if n:
-                batch, last_ts = self._pcapng_blocks(s, offs[:n].copy(), types[:n].copy(), order, last_ts)
-                s.pos = pos
+                batch, last_ts, error = self._pcapng_blocks(
+                    s, offs[:n].copy(), types[:n].copy(), order, last_ts
+                )
+                if error is None:
+                    s.pos = pos
                 if len(batch):
                     self._count(batch, s)
                     yield batch
+                if error is not None:
+                    raise error
             s.pos = pos
             if status == _walk.CORRUPT:
                 raise s.corrupt("block length is invalid or does not match its trailer")
@@ -287,6 +326,11 @@ class CaptureReader:
             raise s.corrupt(f"section header block length {length} is invalid")
         if not s.ensure(length):
             raise s.corrupt("section header block is truncated")
+        major = int(np.frombuffer(s.buf, order + "u2", 1, s.pos + 12)[0])
+        if major != 1:
+            raise s.corrupt(f"section header has unsupported pcapng version {major}")
+        if int(np.frombuffer(s.buf, order + "u4", 1, s.pos + length - 4)[0]) != length:
+            raise s.corrupt("section header block length does not match its trailer")
         self.info.interfaces = []
         s.pos += length
         return order
@@ -301,10 +345,10 @@ class CaptureReader:
             code, olen = (int(v) for v in np.frombuffer(s.buf, order + "u2", 2, p))
             if code == 0:
                 break
-            val = s.buf[p + 4 : p + 4 + olen]
-            if code == 9 and olen >= 1:  # if_tsresol
+            val = s.buf[p + 4 : min(p + 4 + olen, end)]
+            if code == 9 and len(val) >= 1:  # if_tsresol
                 iface.tsresol = val[0]
-            elif code == 14 and olen >= 8:  # if_tsoffset, seconds
+            elif code == 14 and len(val) >= 8:  # if_tsoffset, seconds
                 iface.ts_offset_ns = int(np.frombuffer(val, order + "i8", 1)[0]) * 1_000_000_000
             p += 4 + ((olen + 3) & ~3)
         self._check_linktype(linktype, at=s.base + off)
@@ -312,42 +356,70 @@ class CaptureReader:
 
     def _pcapng_blocks(
         self, s: _Stream, offs: np.ndarray, types: np.ndarray, order: str, last_ts: int
-    ) -> tuple[np.ndarray, int]:
-        for off in offs[types == _BT_IDB]:
-            self.info.interfaces.append(self._interface(s, int(off), order))
-        pkt = np.isin(types, (_BT_EPB, _BT_SPB, _BT_OPB))
-        offs, types = offs[pkt], types[pkt]
-        if len(offs) == 0:
-            return np.zeros(0, PACKET_DTYPE), last_ts
+    ) -> tuple[np.ndarray, int, CaptureError | None]:
+        """Decode the packet blocks among whole blocks at ``offs``.
+
+        Returns the batch, the last timestamp, and the error to raise *after* the
+        batch (which holds every packet before the damaged block) was delivered.
+        """
         arr = np.frombuffer(s.buf, dtype=np.uint8)
         blen = _u32(arr, offs, 4, order)
+        stop, error = len(offs), None
+        short = blen < _MIN_BLOCK[np.minimum(types, len(_MIN_BLOCK) - 1)]
+        if short.any():
+            stop = int(np.argmax(short))
+            error = s.corrupt(
+                f"block of type {int(types[stop])} is {int(blen[stop])} bytes, too short",
+                s.base + int(offs[stop]),
+            )
+        is_idb = types[:stop] == _BT_IDB
+        # How many interfaces are defined before each block (IDBs apply in file order).
+        defined = len(self.info.interfaces) + np.cumsum(is_idb) - is_idb
+        for j in np.flatnonzero(is_idb):
+            try:
+                self.info.interfaces.append(self._interface(s, int(offs[j]), order))
+            except CaptureError as exc:
+                stop, error = int(j), exc
+                break
+        idx = np.flatnonzero(np.isin(types[:stop], (_BT_EPB, _BT_SPB, _BT_OPB)))
+        offs, types, blen, defined = offs[idx], types[idx], blen[idx], defined[idx]
+        if len(offs) == 0:
+            return np.zeros(0, PACKET_DTYPE), last_ts, error
         spb = types == _BT_SPB
         opb = types == _BT_OPB
         iface_raw = _u32(arr, offs, 8, order)
         # OPB stores a 16-bit interface id followed by a 16-bit drop counter.
         opb_iface = (iface_raw & 0xFFFF) if order == "<" else (iface_raw >> 16)
         iface = np.where(spb, 0, np.where(opb, opb_iface, iface_raw))
-        wire = np.where(spb, iface_raw, _u32(arr, offs, 24, order))
+        # SPBs are 16 bytes long at least, EPB/OPB 32: offsets 20..28 are read only for EPB/OPB.
+        epb_off = np.where(spb, offs, offs + 20)
+        wire = np.where(spb, iface_raw, _u32(arr, epb_off, 4, order))
         # A simple packet block's captured length is min(original length, the interface's snaplen).
         snap0 = self.info.interfaces[0].snaplen if self.info.interfaces else 0
         spb_cap = np.minimum(iface_raw, blen - 16)
         if snap0 > 0:
             spb_cap = np.minimum(spb_cap, snap0)
-        caplen = np.where(spb, spb_cap, _u32(arr, offs, 20, order))
+        caplen = np.where(spb, spb_cap, _u32(arr, epb_off, 0, order))
         data = offs + np.where(spb, 12, 28)
         room = blen - np.where(spb, 16, 32)
-        bad = (caplen > room) | (iface >= len(self.info.interfaces))
+        bad = (caplen > room) | (iface >= defined)
         if bad.any():
             i = int(np.argmax(bad))
             why = (
                 f"packet block refers to interface {int(iface[i])}, but only "
-                f"{len(self.info.interfaces)} are defined"
-                if iface[i] >= len(self.info.interfaces)
+                f"{int(defined[i])} are defined"
+                if iface[i] >= defined[i]
                 else f"packet block claims {int(caplen[i])} captured bytes in a {int(blen[i])}-byte block"
             )
-            raise s.corrupt(why, s.base + int(offs[i]))
-        units = (_u32(arr, offs, 12, order).astype(np.uint64) << np.uint64(32)) | _u32(
-            arr, offs, 16, order
+            error = s.corrupt(why, s.base + int(offs[i]))
+            offs, spb, iface, wire, caplen, data = (
+                v[:i] for v in (offs, spb, iface, wire, caplen, data)
+            )
+            if i == 0:
+                return np.zeros(0, PACKET_DTYPE), last_ts, error
+        ts_off = np.where(spb, offs, offs + 12)
+        units = (_u32(arr, ts_off, 0, order).astype(np.uint64) << np.uint64(32)) | _u32(
+            arr, ts_off, 4, order
         ).astype(np.uint64)
         ts = np.zeros(len(offs), dtype=np.int64)
         out = np.zeros(len(offs), dtype=PACKET_DTYPE)
@@ -366,7 +438,7 @@ class CaptureReader:
             out[sel] = decode_frames(
                 arr, data[sel], caplen[sel], wire[sel], ts[sel], int(lt), order == ">", iface[sel]
             )
-        return out, int(ts[-1])
+        return out, int(ts[-1]), error
 
     # -- shared -----------------------------------------------------------
 

@@ -64,9 +64,10 @@ def byteswap_pcap(src, dst) -> Path:
     return write_pcap(dst, head, recs, endian=">")
 
 
-def add_ipv6_extensions(src, dst) -> tuple[Path, int]:
-    """Insert hop-by-hop, routing, destination-options and an atomic fragment header
-    in front of the transport header of every IPv6 packet; return (path, count)."""
+def add_ipv6_extensions(src, dst, frag_offset: int = 0) -> tuple[Path, int]:
+    """Insert hop-by-hop, routing, destination-options and a fragment header (offset
+    ``frag_offset`` in 8-byte units, M=0) in front of the transport header of every IPv6
+    packet; return (path, count)."""
     head, recs = read_pcap(src)
     out, n = [], 0
     for sec, frac, cap, wire, data in recs:
@@ -77,7 +78,7 @@ def add_ipv6_extensions(src, dst) -> tuple[Path, int]:
                 bytes([43, 0]) + bytes(6)  # hop-by-hop (8 bytes) → routing
                 + bytes([60, 0, 0, 0]) + bytes(4)  # routing type 0, no segments left → dest opts
                 + bytes([44, 0]) + bytes(6)  # destination options (8 bytes) → fragment
-                + bytes([nxt, 0, 0, 0]) + struct.pack(">I", 0x1234)  # fragment: offset 0, M=0
+                + bytes([nxt, 0]) + struct.pack(">HI", frag_offset << 3, 0x1234)  # fragment, M=0
             )
             plen = struct.unpack(">H", ip[4:6])[0] + len(ext)
             ip = ip[:4] + struct.pack(">H", plen) + bytes([0]) + ip[7:]
@@ -152,3 +153,34 @@ def epb_to_spb(src, dst) -> Path:
         off += blen
     Path(dst).write_bytes(b"".join(out))
     return Path(dst)
+
+
+def pcap_record_offsets(path) -> list[int]:
+    """Start of every record of a classic pcap, then the end of the last one."""
+    raw = Path(path).read_bytes()
+    endian = "<" if raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    offs, off = [], 24
+    while off + 16 <= len(raw):
+        offs.append(off)
+        off += 16 + struct.unpack(endian + "I", raw[off + 8 : off + 12])[0]
+    return offs + [off]
+
+
+def pcapng_blocks(path) -> list[tuple[int, int, int]]:
+    """(offset, type, length) of every block of a little-endian pcapng."""
+    raw = Path(path).read_bytes()
+    out, off = [], 0
+    while off + 12 <= len(raw):
+        btype, blen = struct.unpack("<II", raw[off : off + 8])
+        out.append((off, btype, blen))
+        off += blen
+    return out
+
+
+def add_vlan(src, dst, tags: list[tuple[int, int]]) -> Path:
+    """Insert 802.1Q/802.1ad tags [(tpid, vid), ...] (outermost first) after the MAC addresses."""
+    head, recs = read_pcap(src)
+    assert head["linktype"] == 1
+    tag = b"".join(struct.pack(">HH", tpid, vid) for tpid, vid in tags)
+    out = [(s, f, c + len(tag), w + len(tag), d[:12] + tag + d[12:]) for s, f, c, w, d in recs]
+    return write_pcap(dst, head, out)
