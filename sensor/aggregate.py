@@ -12,9 +12,9 @@ prefix, then full destination), then the whole lattice, so host-level
 aggregates are preferred.  IPv4 prefixes shorter than /16 move in 8-bit
 steps; IPv6 never splits the interface identifier (/64../128 are searched
 separately) and moves in 16-bit steps below /32.  The catch-all ``* *``
-always exists.  Each aggregate's traffic is then summarized the same way over
-(protocol, source port) × (protocol, destination port), with a threshold of
-4% of the aggregate.  docs/aggregation.md states every rule and every known
+appears whenever traffic is left after the host-level passes.  Each
+aggregate's traffic is then summarized the same way over (protocol, source
+port) × (protocol, destination port), with a threshold of 4% of the aggregate.  docs/aggregation.md states every rule and every known
 difference from aguri3.
 
 Counts are wire bytes (pcap ``orig_len``) and packets of IP packets only.
@@ -22,10 +22,11 @@ Counts are wire bytes (pcap ``orig_len``) and packets of IP packets only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
-from .addresses import format_address
+from .capture.records import FRAG_FRAGMENT, FRAG_MF, FRAG_NONFIRST
 from .flows import address_words, mix64
 
 BYTE, PACKET, COMBINATION = "byte", "packet", "combination"
@@ -33,35 +34,95 @@ BYTE, PACKET, COMBINATION = "byte", "packet", "combination"
 
 @dataclass(frozen=True)
 class AggregateConfig:
-    """Thresholds in percent, as aguri3's ``-t``; protocol thresholds are 4× address ones."""
+    """Thresholds as fractions of the second's volume (aguri3's ``-t 1`` is 0.01).
 
-    threshold: float = 1.0
+    ``address_threshold``: an address aggregate is kept when its residual
+    bytes or packets (see ``criterion``) reach this fraction of the second's.
+    ``protocol_threshold``: a protocol/port sub-entry is kept when it reaches
+    this fraction of its aggregate; aguri3 uses 4 × the address threshold.
+    ``criterion``: "combination" (bytes or packets), "byte" or "packet"
+    (aguri3's ``-p``/``-b``-style modes; they also decide the ranking).
+    ``protocols``: compute the per-aggregate protocol/port breakdown (only
+    ``inspect`` shows it; the model does not use it).
+    """
+
+    address_threshold: float = 0.01
+    protocol_threshold: float = 0.04
     criterion: str = COMBINATION
-    protocol_factor: int = 4
-    protocols: bool = True  # the per-aggregate protocol/port breakdown (not a model feature)
+    protocols: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 < self.threshold <= 100:
-            raise ValueError("aggregate threshold must be a percentage in (0, 100]")
+        for name in ("address_threshold", "protocol_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+                raise ValueError(f"AggregateConfig.{name} must be a fraction in (0, 1], got {v!r}")
         if self.criterion not in (BYTE, PACKET, COMBINATION):
-            raise ValueError(f"aggregate criterion must be one of {BYTE}, {PACKET}, {COMBINATION}")
-        if self.protocol_factor < 1:
-            raise ValueError("protocol_factor must be at least 1")
+            raise ValueError(
+                f"AggregateConfig.criterion must be one of {BYTE!r}, {PACKET!r}, {COMBINATION!r}, "
+                f"got {self.criterion!r}"
+            )
+        if not isinstance(self.protocols, bool):
+            raise ValueError(f"AggregateConfig.protocols must be true or false, got {self.protocols!r}")
+
+    def address_limits(self, nbytes: int, npackets: int) -> tuple[int, int]:
+        """Integer (bytes, packets) thresholds: ceil(volume × fraction), as aguri3 rounds."""
+        f = _fraction(self.address_threshold)
+        return _ceil_mul(nbytes, f), _ceil_mul(npackets, f)
+
+    def protocol_limits(self, nbytes: int, npackets: int) -> tuple[int, int]:
+        """Thresholds for one aggregate's protocol/port entries.
+
+        aguri3 rounds the address percentage first and then multiplies by 4;
+        when the protocol threshold is a whole multiple of the address one (the
+        default 0.04 = 4 × 0.01) we round the same way, otherwise ceil(volume × fraction).
+        """
+        a, q = _fraction(self.address_threshold), _fraction(self.protocol_threshold)
+        k = q / a
+        if k.denominator == 1:
+            return _ceil_mul(nbytes, a) * k.numerator, _ceil_mul(npackets, a) * k.numerator
+        return _ceil_mul(nbytes, q), _ceil_mul(npackets, q)
+
+
+def _fraction(x: float) -> Fraction:
+    # 0.01 is not exactly representable; read it as the decimal the user meant.
+    return Fraction(x).limit_denominator(10**9)
+
+
+def _ceil_mul(n: int, f: Fraction) -> int:
+    return -((-n * f.numerator) // f.denominator)
 
 
 @dataclass(frozen=True)
 class ProtoAggregate:
-    """A protocol/port sub-aggregate: proto 0 and port 0 mean '*'."""
+    """A protocol/port sub-entry of one aggregate.
+
+    ``sport``/``dport`` are the first port of a range of ``2**(16 - len)``
+    ports (len 16 = one port, 0 = any). proto 0 with both lengths 0 is
+    aguri3's ``[*:*:*]`` placeholder for an aggregate without any entry.
+    Shares are fractions of the aggregate's own bytes and packets.
+    """
 
     proto: int
     sport: int
-    sport_len: int  # 16 = exact port, 0 = any
+    sport_len: int
     dport: int
     dport_len: int
     bytes: int
     packets: int
+    byte_share: float = 0.0
+    packet_share: float = 0.0
+
+    @property
+    def sport_range(self) -> tuple[int, int]:
+        return self.sport, self.sport + (1 << (16 - self.sport_len)) - 1
+
+    @property
+    def dport_range(self) -> tuple[int, int]:
+        return self.dport, self.dport + (1 << (16 - self.dport_len)) - 1
 
     def label(self) -> str:
+        """``[6:443:*]``, ``[17:1024-2047:53]``: aguri3's notation (port 0 reads ``*``)."""
+
         def port(p: int, n: int) -> str:
             if p == 0:
                 return "*"
@@ -75,7 +136,7 @@ class Aggregate:
     """One heavy hitter: a (source prefix, destination prefix) pair of one address family."""
 
     family: int  # 4 or 6
-    src: bytes  # 16-byte address (IPv4-mapped for IPv4), host bits zeroed
+    src: bytes  # 16-byte network address (IPv4-mapped ::ffff:a.b.c.d for IPv4), host bits zeroed
     src_len: int  # prefix length within the family: 0..32 or 0..128
     dst: bytes
     dst_len: int
@@ -83,25 +144,76 @@ class Aggregate:
     packets: int
     protocols: tuple[ProtoAggregate, ...] = ()
 
-    def _prefix(self, addr: bytes, plen: int) -> str:
-        if plen == 0:
-            return "*" if self.family == 4 else "*::"
-        text = format_address(addr)
-        full = 32 if self.family == 4 else 128
-        return text if plen == full else f"{text}/{plen}"
+    @property
+    def src_len128(self) -> int:
+        """Source prefix length in the 128-bit space of the packet records."""
+        return self.src_len + (96 if self.family == 4 else 0)
+
+    @property
+    def dst_len128(self) -> int:
+        return self.dst_len + (96 if self.family == 4 else 0)
+
+    def spec(self) -> tuple[int, int]:
+        """(src, dst) prefix lengths in the 128-bit space the packet records use."""
+        return self.src_len128, self.dst_len128
 
     @property
     def src_text(self) -> str:
-        return self._prefix(self.src, self.src_len)
+        return render_prefix(self.src, self.src_len, self.family)
 
     @property
     def dst_text(self) -> str:
-        return self._prefix(self.dst, self.dst_len)
+        return render_prefix(self.dst, self.dst_len, self.family)
 
-    def spec(self) -> tuple[int, int]:
-        """Prefix lengths in the 128-bit space the packet records use."""
-        off = 96 if self.family == 4 else 0
-        return self.src_len + off, self.dst_len + off
+    def label(self) -> str:
+        """``src dst`` as aguri3 writes an entry."""
+        return f"{self.src_text} {self.dst_text}"
+
+
+def render_prefix(addr: bytes, plen: int, family: int) -> str:
+    """A prefix as aguri3 prints it: ``*`` / ``*::`` for length 0, the bare
+    address at full length, ``address/len`` otherwise (IPv6 as glibc's inet_ntop)."""
+    if plen == 0:
+        return "*" if family == 4 else "*::"
+    addr = bytes(addr)
+    if family == 4:
+        text = ".".join(str(x) for x in addr[12:16])
+        return text if plen == 32 else f"{text}/{plen}"
+    text = _ntop6(addr)
+    return text if plen == 128 else f"{text}/{plen}"
+
+
+def _ntop6(addr: bytes) -> str:
+    """glibc ``inet_ntop(AF_INET6)``: the first longest run of two or more zero
+    words becomes ``::``; ``::a.b.c.d`` and ``::ffff:a.b.c.d`` keep a dotted tail."""
+    words = [int.from_bytes(addr[i : i + 2], "big") for i in range(0, 16, 2)]
+    best_base, best_len, cur_base, cur_len = -1, 0, -1, 0
+    for i, w in enumerate(words + [1]):  # a sentinel closes a trailing run
+        if w == 0:
+            if cur_base < 0:
+                cur_base, cur_len = i, 0
+            cur_len += 1
+        elif cur_base >= 0:
+            if cur_len > best_len:
+                best_base, best_len = cur_base, cur_len
+            cur_base = -1
+    if best_len < 2:
+        best_base = -1
+    out = ""
+    for i, w in enumerate(words):
+        if best_base >= 0 and best_base <= i < best_base + best_len:
+            if i == best_base:
+                out += ":"
+            continue
+        if i:
+            out += ":"
+        if i == 6 and best_base == 0 and (best_len == 6 or (best_len == 5 and words[5] == 0xFFFF)):
+            out += ".".join(str(x) for x in addr[12:16])
+            return out
+        out += f"{w:x}"
+    if best_base >= 0 and best_base + best_len == 8:
+        out += ":"
+    return out
 
 
 @dataclass(frozen=True)
@@ -199,7 +311,8 @@ class _Lattice:
         if keys.shape[1] == 2:
             # One word a side: combine for a fast 1-D sort (IPv4, protocol space).
             shift = np.uint64(self.space.bits)
-            flat = (keys[:, 0] >> np.uint64(64 - self.space.bits)) << shift | (keys[:, 1] >> np.uint64(64 - self.space.bits))
+            low = np.uint64(64 - self.space.bits)
+            flat = (keys[:, 0] >> low) << shift | (keys[:, 1] >> low)
             order = np.argsort(flat, kind="stable")
             fs = flat[order]
             starts = _run_starts(fs[1:] != fs[:-1])
@@ -368,14 +481,9 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
     total_p = len(ip)
     if total_p == 0:
         return AggregateSet(0, 0, {4: 0, 6: 0})
-    tb = (total_b * config.threshold + 99) // 100
-    tp = (total_p * config.threshold + 99) // 100
-    # aguri3 takes ICMP type and code as both ports; every other protocol its ports.
-    icmp = ip["proto"] == 1
-    code = (ip["icmp_type"].astype(np.uint64) << np.uint64(8)) | ip["icmp_code"]
-    sport = np.where(icmp, code, ip["sport"]).astype(np.uint64)
-    dport = np.where(icmp, code, ip["dport"]).astype(np.uint64)
+    tb, tp = config.address_limits(total_b, total_p)
     proto = ip["proto"].astype(np.uint64)
+    sport, dport = _aguri_ports(ip) if config.protocols else (None, None)
 
     nodes: list[tuple[int, _Node, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     pair_keys: list[np.ndarray] = []
@@ -420,8 +528,8 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
         _with_protocols(family, node, pr, sp, dp, wb, config) if config.protocols else _aggregate(family, node, ())
         for family, node, pr, sp, dp, wb in nodes
     ]
-    ratio = total_b / total_p
-    rank = sorted(range(len(aggs)), key=lambda i: -max(aggs[i].bytes, int(ratio * aggs[i].packets)))
+    key = _rank_key(config.criterion, total_b, total_p)
+    rank = sorted(range(len(aggs)), key=lambda i: -key(aggs[i]))
     new_index = np.empty(len(aggs), dtype=np.int64)
     new_index[rank] = np.arange(len(aggs))
     keys = np.concatenate(pair_keys)
@@ -449,25 +557,85 @@ def _with_protocols(family, node: _Node, pr, sp, dp, wb, config) -> Aggregate:
         if np.all(keys == keys[0]):
             # A single protocol/port pair (most host-to-host aggregates): it is the answer.
             key = int(keys[0, 0]) >> 40, int(keys[0, 1]) >> 40
-            protos = (ProtoAggregate(key[0] >> 16, key[0] & 0xFFFF, 16, key[1] & 0xFFFF, 16,
-                                     int(wb.sum()), len(wb)),)
+            protos = (_proto(key[0] >> 16, key[0] & 0xFFFF, 16, key[1] & 0xFFFF, 16, int(wb.sum()), len(wb), node),)
             return _aggregate(family, node, protos)
         order, starts, _ = _group_rows(keys)
         fb = np.add.reduceat(wb[order], starts)
         fp = np.diff(np.append(starts, len(order)))
-        f = config.protocol_factor
-        tb = (node.bytes * config.threshold + 99) // 100 * f
-        tp = (node.packets * config.threshold + 99) // 100 * f
+        tb, tp = config.protocol_limits(node.bytes, node.packets)
         found = _hhh_protocols(ps[order][starts, None], pd[order][starts, None], fb, fp, tb, tp, config.criterion)
-        ratio = node.bytes / max(node.packets, 1)
-        found.sort(key=lambda n: -max(n.bytes, int(ratio * n.packets)))
+        key = _rank_key(config.criterion, node.bytes, node.packets)
+        found.sort(key=lambda n: -key(n))
         out = []
         for n in found:
             s, d = int(n.src[0]) >> 40, int(n.dst[0]) >> 40
-            out.append(ProtoAggregate(s >> 16, s & 0xFFFF, n.src_len - 8, d & 0xFFFF, n.dst_len - 8,
-                                      n.bytes, n.packets))
+            out.append(_proto(s >> 16, s & 0xFFFF, n.src_len - 8, d & 0xFFFF, n.dst_len - 8,
+                              n.bytes, n.packets, node))
         protos = tuple(out)
+    if not protos:
+        # aguri3 prints "[*:*:*] 100.00% 100.00%" for an aggregate without entries
+        # (the catch-all when nothing is left over for it).
+        protos = (ProtoAggregate(0, 0, 0, 0, 0, node.bytes, node.packets, 1.0, 1.0),)
     return _aggregate(family, node, protos)
+
+
+def _proto(proto, sport, slen, dport, dlen, nbytes, npkts, node: _Node) -> ProtoAggregate:
+    return ProtoAggregate(proto, sport, slen, dport, dlen, nbytes, npkts,
+                          nbytes / node.bytes if node.bytes else 0.0,
+                          npkts / node.packets if node.packets else 0.0)
+
+
+def _rank_key(criterion: str, total_b: int, total_p: int):
+    """aguri3's ranking: bytes, packets, or for "combination" the larger of the
+    bytes and the packets scaled by the mean packet size (truncated to an integer)."""
+    if criterion == BYTE:
+        return lambda a: a.bytes
+    if criterion == PACKET:
+        return lambda a: a.packets
+    ratio = total_b / total_p if total_p else 0.0
+    return lambda a: max(a.bytes, int(ratio * a.packets))
+
+
+def _aguri_ports(ip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (sport, dport) aguri3 files each packet under.
+
+    TCP and UDP: their ports. ICMP and ICMPv6: the (type << 8 | code) word as both
+    ports. Any other protocol: 0 (aguri3 reads no ports for SCTP, DCCP, ...).
+    IPv4 non-first TCP/UDP fragments: the ports of the datagram's first fragment,
+    which aguri3 remembers; we take the latest first fragment of the same
+    (src, dst, proto) earlier in this second, until that datagram's last fragment.
+    """
+    proto = ip["proto"]
+    l3 = ip["l3"]
+    tcpudp = (proto == 6) | (proto == 17)
+    icmp = ((proto == 1) & (l3 == 4)) | ((proto == 58) & (l3 == 6))
+    code = (ip["icmp_type"].astype(np.uint64) << np.uint64(8)) | ip["icmp_code"]
+    sport = np.where(icmp, code, np.where(tcpudp, ip["sport"], 0)).astype(np.uint64)
+    dport = np.where(icmp, code, np.where(tcpudp, ip["dport"], 0)).astype(np.uint64)
+    frag = ip["frag"]
+    v4frag = tcpudp & (l3 == 4) & ((frag & FRAG_FRAGMENT) != 0)
+    nonfirst = v4frag & ((frag & FRAG_NONFIRST) != 0)
+    if not nonfirst.any():
+        return sport, dport
+    rows = np.flatnonzero(v4frag)
+    first = ~nonfirst[rows] & ((frag[rows] & FRAG_MF) != 0)
+    last = nonfirst[rows] & ((frag[rows] & FRAG_MF) == 0)
+    key = pair_hash(ip["src"][rows], ip["dst"][rows]) ^ proto[rows].astype(np.uint64)
+    order = np.lexsort((rows, key))  # by key, then arrival
+    k, f, la = key[order], first[order], last[order]
+    n = len(order)
+    pos = np.arange(n)
+    start = np.maximum.accumulate(np.where(np.r_[True, k[1:] != k[:-1]], pos, 0))
+    src_pos = np.maximum.accumulate(np.where(f, pos, -1))
+    # a last fragment closes its datagram: later fragments need a new first fragment
+    closed = np.maximum.accumulate(np.where(la, pos, -1))
+    closed_before = np.r_[-1, closed[:-1]]
+    ok = ~f & (src_pos >= start) & (src_pos > closed_before)
+    tgt = rows[order[ok]]
+    srow = rows[order[src_pos[ok]]]
+    sport[tgt] = sport[srow]
+    dport[tgt] = dport[srow]
+    return sport, dport
 
 
 def _aggregate(family: int, node: _Node, protos: tuple[ProtoAggregate, ...]) -> Aggregate:
@@ -505,14 +673,48 @@ def to_json_dict(agg: AggregateSet) -> list[dict]:
     ]
 
 
-def match_aggregates(agg: AggregateSet, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Per (src, dst) row, the index of the aggregate that took that address pair's
-    traffic in this second, or -1 if the pair sent nothing in this second."""
-    out = np.full(len(src), -1, dtype=np.int64)
-    if len(src) == 0 or len(agg.pair_keys) == 0:
+def match_aggregates(agg: AggregateSet, src: np.ndarray, dst: np.ndarray, containing: bool = False) -> np.ndarray:
+    """Per (src, dst) row of 16-byte addresses, the index into ``agg.aggregates``
+    of the aggregate the pair falls in, or -1.
+
+    A pair that sent traffic in this second maps to the aggregate that took that
+    traffic: the one whose counts include it (with aguri3's residual counting
+    this is unique, and it is the pair's most specific containing aggregate in
+    the order aguri3 extracts them). A pair that sent nothing this second maps
+    to -1, or with ``containing=True`` to the most specific aggregate of its
+    family whose prefixes contain it (longest src + dst prefix; ties: better
+    rank), which is -1 only when no traffic of that family was seen.
+    """
+    n = len(src)
+    out = np.full(n, -1, dtype=np.int64)
+    if n == 0:
         return out
-    h = pair_hash(src, dst)
-    pos = np.minimum(np.searchsorted(agg.pair_keys, h), len(agg.pair_keys) - 1)
-    hit = agg.pair_keys[pos] == h
-    out[hit] = agg.pair_aggregate[pos[hit]]
+    if len(agg.pair_keys):
+        h = pair_hash(src, dst)
+        pos = np.minimum(np.searchsorted(agg.pair_keys, h), len(agg.pair_keys) - 1)
+        hit = agg.pair_keys[pos] == h
+        out[hit] = agg.pair_aggregate[pos[hit]]
+    if containing and (out < 0).any():
+        rest = np.flatnonzero(out < 0)
+        out[rest] = _most_specific(agg, src[rest], dst[rest])
     return out
+
+
+def _most_specific(agg: AggregateSet, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    s_hi, s_lo = address_words(src)
+    d_hi, d_lo = address_words(dst)
+    v4 = (s_hi == 0) & ((s_lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    best = np.full(len(src), -1, dtype=np.int64)
+    best_spec = np.full(len(src), -1, dtype=np.int64)
+    for k, a in enumerate(agg.aggregates):  # tens per second
+        m = v4.copy() if a.family == 4 else ~v4
+        for net, plen, hi, lo in ((a.src, a.src_len128, s_hi, s_lo), (a.dst, a.dst_len128, d_hi, d_lo)):
+            mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
+            net_i = int.from_bytes(net, "big") & mask
+            m &= (hi & np.uint64(mask >> 64)) == np.uint64(net_i >> 64)
+            m &= (lo & np.uint64(mask & 0xFFFFFFFFFFFFFFFF)) == np.uint64(net_i & 0xFFFFFFFFFFFFFFFF)
+        spec = a.src_len + a.dst_len
+        better = m & (spec > best_spec)
+        best[better] = k
+        best_spec[better] = spec
+    return best

@@ -24,11 +24,49 @@ _PROTO = re.compile(r"\[([^\]]+)\]\s+([\d.]+)%\s+([\d.]+)%")
 _TIME = re.compile(r"\((\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2}):(\d{2})\)")
 
 
+_LABEL = re.compile(r"^(\*|\d+):(\*|\d+(?:-\d+)?):(\*|\d+(?:-\d+)?)$")
+
+
+def parse_proto_label(label: str) -> tuple[int | None, tuple[int, int] | None, tuple[int, int] | None]:
+    """``"6:1024-2047:*"`` → (6, (1024, 2047), None); ``*`` is None. ValueError if malformed."""
+    m = _LABEL.match(label)
+    if not m:
+        raise ValueError(f"malformed protocol label {label!r}")
+
+    def rng(text: str) -> tuple[int, int] | None:
+        if text == "*":
+            return None
+        lo, _, hi = text.partition("-")
+        r = (int(lo), int(hi or lo))
+        if not r[0] <= r[1] <= 65535:
+            raise ValueError(f"bad port range {text!r} in {label!r}")
+        return r
+
+    proto = None if m[1] == "*" else int(m[1])
+    if proto is not None and proto > 255:
+        raise ValueError(f"bad protocol number in {label!r}")
+    return proto, rng(m[2]), rng(m[3])
+
+
 @dataclass(frozen=True)
 class AguriProto:
-    label: str  # e.g. "6:443:*"
+    label: str  # e.g. "6:443:*", as written without the brackets
     byte_pct: float
     packet_pct: float
+
+    @property
+    def proto(self) -> int | None:
+        """IP protocol number, None for ``*``."""
+        return parse_proto_label(self.label)[0]
+
+    @property
+    def sport(self) -> tuple[int, int] | None:
+        """Source port range (lo, hi), None for ``*``."""
+        return parse_proto_label(self.label)[1]
+
+    @property
+    def dport(self) -> tuple[int, int] | None:
+        return parse_proto_label(self.label)[2]
 
 
 @dataclass(frozen=True)
@@ -101,9 +139,15 @@ def read_aguri(fh: TextIO, name: str = "<input>", utc_offset: int = 0) -> Iterat
         elif line.startswith("\t") or line.startswith(" "):
             if last is None:
                 raise ValueError(f"{where}: protocol line without an entry")
-            protos = tuple(AguriProto(lbl, float(b), float(p)) for lbl, b, p in _PROTO.findall(line))
-            if not protos:
+            found = _PROTO.findall(line)
+            if not found or _PROTO.sub("", line).strip():
                 raise ValueError(f"{where}: malformed protocol line {line!r}")
+            for lbl, _, _ in found:
+                try:
+                    parse_proto_label(lbl)
+                except ValueError as e:
+                    raise ValueError(f"{where}: {e}") from None
+            protos = tuple(AguriProto(lbl, float(b), float(p)) for lbl, b, p in found)
             last = AguriEntry(**{**last.__dict__, "protocols": last.protocols + protos})
             block.entries[-1] = last
         else:
