@@ -9,7 +9,9 @@ what=${1:-sensor}
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
-apt_pkgs=(python3 python3-venv python3-dev gcc libc6-dev libpcap0.8-dev tshark tcpreplay)
+# tcpreplay and fever are for the tests only: replaying fixtures onto a veth pair, and
+# a real EVE consumer reading our unix_stream output.
+apt_pkgs=(python3 python3-venv python3-dev gcc libc6-dev libpcap0.8-dev tshark tcpreplay fever)
 [ "$what" = trainer ] && apt_pkgs+=(openjdk-17-jre-headless)
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -246,3 +247,49 @@ def test_socket_without_listener_drops_and_counts(tmp_path):
     s.write(b'{"a":1}\n{"a":2}\n')
     assert s.dropped == 2 and s.sent == 0
     s.close()
+
+
+@pytest.mark.skipif(not shutil.which("fever"), reason="needs DCSO's fever (Debian package fever; scripts/setup.sh installs it)")
+def test_fever_forwards_every_alert_from_the_unix_stream(tmp_path):
+    """fever, a real EVE consumer, reads our unix_stream output and forwards every event unchanged.
+
+    fever's legacy `-o` forwarder has an unbuffered channel and drops what arrives while it
+    writes, so the consumer is configured the way its example config recommends, with a buffer.
+    """
+    import socket as so
+
+    out_path, in_path = tmp_path / "out.sock", tmp_path / "in.sock"
+    (tmp_path / "fever.yaml").write_text(
+        f"multi-forward:\n  all:\n    socket: {out_path}\n    all: true\n    buffer-length: 100000\n")
+    srv = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    srv.bind(str(out_path))
+    srv.listen(1)
+    srv.settimeout(30)
+    fever = subprocess.Popen(["fever", "run", "--config", str(tmp_path / "fever.yaml"), "--dummy",
+                              "-i", str(in_path), "--mgmt-socket", str(tmp_path / "mgmt.sock"),
+                              "--logfile", str(tmp_path / "fever.log")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        conn, _ = srv.accept()
+        deadline = time.monotonic() + 30
+        while not in_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc = _run_to(f"unix_stream:{in_path}")
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        conn.settimeout(30)
+        data = b""
+        while not data.endswith(b"\n") or b'"event_type":"stats"' not in data.rsplit(b"\n", 2)[-2]:
+            chunk = conn.recv(1 << 16)
+            assert chunk, "fever closed the connection early"
+            data += chunk
+    finally:
+        fever.terminate()
+        fever.wait(timeout=30)
+    got = data.decode().splitlines()
+    reference = tmp_path / "eve.json"
+    assert _run_to(str(reference)).wait(timeout=60) == 0
+    want = reference.read_text().splitlines()
+    alerts = [x for x in got if json.loads(x)["event_type"] == "alert"]
+    assert len(alerts) == json.loads(got[-1])["stats"]["detect"]["alert"] > 10
+    assert alerts == [x for x in want if json.loads(x)["event_type"] == "alert"]
+    assert "level=warn" not in (tmp_path / "fever.log").read_text()
