@@ -1,5 +1,6 @@
-"""Everything declarative lives in setup.cfg; this file only adds the C record walker,
-which setup.cfg cannot declare."""
+"""Everything declarative lives in setup.cfg; this file only adds the two small C
+extensions (the capture record walker and the per-flow statistics kernel), which
+setup.cfg cannot declare."""
 from setuptools import Extension, setup
 
 setup(
@@ -8,6 +9,11 @@ setup(
             "sensor.capture._walk",
             sources=["sensor/capture/_walk.c"],
             extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
-        )
+        ),
+        Extension(
+            "sensor._flowstats",
+            sources=["sensor/_flowstats.c"],
+            extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
+        ),
     ]
 )

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .capture.records import TCP_FLAG_NAMES
+from . import _flowstats
+from .capture.records import PACKET_DTYPE, TCP_FLAG_NAMES
 
 NS = 1_000_000_000
 
@@ -88,6 +89,14 @@ class FlowCounters:
     def ended(self) -> int:
         return self.expired_idle + self.expired_active + self.evicted
 
+
+# Columns of _flowstats.group_stats's output (the enum in sensor/_flowstats.c).
+(_C_CNT, _C_NFWD, _C_BYTES, _C_BYTES_FWD, _C_LEN_SUM, _C_LEN_SQ, _C_LEN_MIN, _C_LEN_MAX,
+ _C_TTL_SUM, _C_TTL_MIN, _C_TTL_MAX, _C_WIN_SUM, _C_WIN_MIN, _C_WIN_MAX, _C_FLAG0) = range(15)
+_C_LAST_TS = _C_FLAG0 + len(TCP_FLAG_NAMES)
+if _flowstats.N_COLS != _C_LAST_TS + 1:
+    raise ImportError("sensor._flowstats is out of date; rebuild it (scripts/setup.sh sensor)")
+_STAT_OFFSETS = tuple(PACKET_DTYPE.fields[f][1] for f in ("ts", "wire_len", "ip_len", "ttl", "tcp_flags", "tcp_win"))
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -278,7 +287,11 @@ class FlowTable:
         Rows come out sorted by flow_id: reductions run in group order and each
         result column is permuted once (cheaper than sorting the records).
         """
-        ts = p["ts"][order]
+        g = len(starts)
+        m = np.empty((g, _flowstats.N_COLS), dtype=np.int64)
+        ts = np.empty(len(order), dtype=np.int64)
+        _flowstats.group_stats(np.ascontiguousarray(p), p.itemsize, *_STAT_OFFSETS, order, starts,
+                               src_low.view(np.uint8), self._init_low[slots].view(np.uint8), m, ts)
         # IATs from the flow's previous packet, which for the first packet of
         # the second may lie in an earlier second.
         prev = np.empty_like(ts)
@@ -288,22 +301,13 @@ class FlowTable:
         iat = np.where(has, (ts - prev) / NS, 0.0)
 
         perm = np.argsort(self._id[slots])
-        cnt = np.diff(np.r_[starts, len(order)])
-        fwd = src_low[order] == np.repeat(self._init_low[slots], cnt)
-        cnt, slots, is_new = cnt[perm], slots[perm], is_new[perm]
+        m, slots, is_new = m[perm], slots[perm], is_new[perm]
+        cnt = m[:, _C_CNT]
 
         def add(x):
             return np.add.reduceat(x, starts, axis=0)[perm]
 
-        def lo(x):
-            return np.minimum.reduceat(x, starts)[perm]
-
-        def hi(x):
-            return np.maximum.reduceat(x, starts)[perm]
-
-        wire = p["wire_len"][order].astype(np.uint64)
-        iplen = p["ip_len"][order].astype(np.float64)
-        out = np.zeros(len(starts), dtype=FLOW_SECOND_DTYPE)
+        out = np.zeros(g, dtype=FLOW_SECOND_DTYPE)
         out["sec"] = sec
         out["flow_id"] = self._id[slots]
         out["start_ts"] = self._first[slots]
@@ -314,41 +318,38 @@ class FlowTable:
         out["proto"] = self._proto[slots]
         out["l3"] = self._l3[slots]
         out["new"] = is_new
-        nf = add(fwd.astype(np.int64))
+        nf = m[:, _C_NFWD]
         out["pkts_fwd"] = nf
         out["pkts_rev"] = cnt - nf
-        all_bytes = add(wire)
-        bf = add(np.where(fwd, wire, np.uint64(0)))
+        all_bytes = m[:, _C_BYTES].astype(np.uint64)
+        bf = m[:, _C_BYTES_FWD].astype(np.uint64)
         out["bytes_fwd"] = bf
         out["bytes_rev"] = all_bytes - bf
 
-        mean = add(iplen) / cnt
+        # The integer sums are exact, so these are the bits float reductions would give.
+        mean = m[:, _C_LEN_SUM].astype(np.float64) / cnt
         out["len_mean"] = mean
-        out["len_std"] = np.sqrt(np.maximum(add(iplen * iplen) / cnt - mean * mean, 0))
-        out["len_min"] = lo(iplen)
-        out["len_max"] = hi(iplen)
-        ttl = p["ttl"][order].astype(np.float64)
-        out["ttl_mean"] = add(ttl) / cnt
-        out["ttl_min"] = lo(ttl)
-        out["ttl_max"] = hi(ttl)
-        win = p["tcp_win"][order].astype(np.float64)
-        out["win_mean"] = add(win) / cnt
-        out["win_min"] = lo(win)
-        out["win_max"] = hi(win)
-        bits = ((p["tcp_flags"][order][:, None] >> np.arange(len(TCP_FLAG_NAMES), dtype=np.uint16)) & 1).astype(np.uint8)
-        per_flag = np.add.reduceat(bits, starts, axis=0, dtype=np.int32)[perm]
+        out["len_std"] = np.sqrt(np.maximum(m[:, _C_LEN_SQ].astype(np.float64) / cnt - mean * mean, 0))
+        out["len_min"] = m[:, _C_LEN_MIN]
+        out["len_max"] = m[:, _C_LEN_MAX]
+        out["ttl_mean"] = m[:, _C_TTL_SUM].astype(np.float64) / cnt
+        out["ttl_min"] = m[:, _C_TTL_MIN]
+        out["ttl_max"] = m[:, _C_TTL_MAX]
+        out["win_mean"] = m[:, _C_WIN_SUM].astype(np.float64) / cnt
+        out["win_min"] = m[:, _C_WIN_MIN]
+        out["win_max"] = m[:, _C_WIN_MAX]
         for i, name in enumerate(TCP_FLAG_NAMES):
-            out[f"n_{name}"] = per_flag[:, i]
+            out[f"n_{name}"] = m[:, _C_FLAG0 + i]
 
         n_iat = add(has.astype(np.int64))
         safe = np.maximum(n_iat, 1)
         im = add(iat) / safe
         out["iat_mean"] = im
         out["iat_std"] = np.sqrt(np.maximum(add(iat * iat) / safe - im * im, 0))
-        out["iat_min"] = np.where(n_iat > 0, lo(np.where(has, iat, np.inf)), 0)
-        out["iat_max"] = hi(iat)
+        out["iat_min"] = np.where(n_iat > 0, np.minimum.reduceat(np.where(has, iat, np.inf), starts)[perm], 0)
+        out["iat_max"] = np.maximum.reduceat(iat, starts)[perm]
 
-        last = hi(ts)
+        last = m[:, _C_LAST_TS]
         self._last[slots] = last
         self._tot_pkts[slots] += cnt.astype(np.uint64)
         self._tot_bytes[slots] += all_bytes

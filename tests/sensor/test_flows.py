@@ -180,6 +180,34 @@ def test_second_statistics_match_packets():
     assert r["n_syn"] == np.count_nonzero(packets["tcp_flags"][mine] & TCP_SYN)
 
 
+@pytest.mark.parametrize("path", [MAWI_PCAP, ATTACKS / "nmap.pcapng"], ids=lambda v: v.name)
+def test_every_flow_second_matches_a_plain_group_by(path):
+    """Every statistic of every flow-second against a per-row Python recomputation (no reduceat, no C)."""
+    packets = load(path)
+    packets = packets[packets["l3"] != 0]
+    rows = run_seconds(FlowTable(NO_TIMEOUT), packets)
+    ends = lambda a, pa, b, pb: tuple(sorted([(bytes(a), int(pa)), (bytes(b), int(pb))]))
+    groups: dict = {}
+    for pk in packets:
+        key = (int(pk["ts"] // NS), ends(pk["src"], pk["sport"], pk["dst"], pk["dport"]), int(pk["proto"]))
+        groups.setdefault(key, []).append(pk)
+    assert len(groups) == len(rows)
+    for r in rows:
+        g = groups[(int(r["sec"]), ends(r["src"], r["sport"], r["dst"], r["dport"]), int(r["proto"]))]
+        fwd = [bytes(pk["src"]) == bytes(r["src"]) and pk["sport"] == r["sport"] for pk in g]
+        assert (r["pkts_fwd"], r["pkts_rev"]) == (sum(fwd), len(g) - sum(fwd))
+        assert r["bytes_fwd"] == sum(int(pk["wire_len"]) for pk, f in zip(g, fwd) if f)
+        assert r["bytes_rev"] == sum(int(pk["wire_len"]) for pk, f in zip(g, fwd) if not f)
+        for col, field in (("len", "ip_len"), ("ttl", "ttl"), ("win", "tcp_win")):
+            v = [int(pk[field]) for pk in g]
+            assert r[f"{col}_min"] == min(v) and r[f"{col}_max"] == max(v)
+            assert r[f"{col}_mean"] == np.float32(sum(v) / len(v))
+        v = [int(pk["ip_len"]) for pk in g]
+        assert r["len_std"] == pytest.approx(np.std(v), rel=1e-5, abs=1e-3)
+        for bit, name in enumerate(("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns")):
+            assert r[f"n_{name}"] == sum(int(pk["tcp_flags"]) >> bit & 1 for pk in g)
+
+
 _UNITS = {"bytes": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3}
 
 
@@ -236,3 +264,28 @@ def test_conversations_equal_tshark_conv_tables(path, proto, num):
         f, b = ours[key]
         assert f == frames
         assert abs(b / _UNITS[unit] - nbytes) < 1, (key, b, nbytes, unit)
+
+
+def test_stats_kernel_refuses_bad_indices():
+    """The C kernel checks every index it is given instead of reading out of bounds."""
+    from sensor import _flowstats
+    from sensor.flows import _STAT_OFFSETS
+
+    p = np.zeros(4, dtype=PACKET_DTYPE)
+    low, out, ts = np.zeros(4, np.uint8), np.zeros((2, _flowstats.N_COLS), np.int64), np.zeros(4, np.int64)
+
+    def call(order, starts, init=np.zeros(2, np.uint8), size=p.itemsize):
+        _flowstats.group_stats(p, size, *_STAT_OFFSETS, np.asarray(order, np.int64), np.asarray(starts, np.int64),
+                               low, init, out, ts)
+
+    call([0, 1, 2, 3], [0, 2])
+    assert out[:, 0].tolist() == [2, 2]
+    for order, starts, match in (([0, 1, 2, 4], [0, 2], "order"), ([0, 1, 2, -1], [0, 2], "order"),
+                                 ([0, 1, 2, 3], [1, 2], "starts"), ([0, 1, 2, 3], [0, 4], "starts"),
+                                 ([0, 1, 2, 3], [2, 2], "starts")):
+        with pytest.raises(ValueError, match=match):
+            call(order, starts)
+    with pytest.raises(ValueError, match="lengths"):
+        call([0, 1, 2, 3], [0, 2], init=np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match="offsets"):
+        call([0, 1, 2, 3], [0, 2], size=8)
