@@ -50,14 +50,16 @@ class Normalization:
     mean: np.ndarray
     scale: np.ndarray
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
+    def apply(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Normalized float32 copy of windows ``x`` (N, 3, F), written into ``out`` if given."""
+        if out is None:
+            out = np.empty(x.shape, np.result_type(x, self.mean))
+        # In place: the arithmetic of (x - mean) / scale with a third of the memory traffic.
+        np.subtract(x, self.mean, out=out)
+        out /= self.scale
         # Absent seconds stay exactly zero, so the model sees "silent", not "average".
-        # In place on one fresh array: same arithmetic as (x - mean) / scale, a third of the
-        # memory traffic (this runs on every window the sensor scores).
-        y = np.subtract(x, self.mean, dtype=np.result_type(x, self.mean))
-        y /= self.scale
-        y[~(x[..., 0] > 0)] = 0
-        return y.astype(np.float32, copy=False)
+        out[~(x[..., 0] > 0)] = 0
+        return out.astype(np.float32, copy=False)
 
     def to_dict(self) -> dict:
         return {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale]}
@@ -148,11 +150,11 @@ class ModelBundle:
         """Anomaly scores in [0, 1] for raw windows x of shape (N, 3, F)."""
         n = len(x)
         out = np.empty(n, dtype=np.float32)
-        xn = self.normalization.apply(x)
         buf = np.zeros((_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
         for i in range(0, n, _SCORE_BATCH):
-            part = xn[i : i + _SCORE_BATCH]
-            buf[: len(part)] = part
+            part = x[i : i + _SCORE_BATCH]
+            # Normalizing batch by batch keeps the working set in cache.
+            self.normalization.apply(part, out=buf[: len(part)])
             buf[len(part) :] = 0
             self._interp.set_tensor(self._in, buf)
             self._interp.invoke()
