@@ -131,8 +131,7 @@ class Sensor:
         thr = self.bundle.threshold if self.cfg.threshold is None else self.cfg.threshold
         label = f"{self.bundle.name}@{self.bundle.sha256[:12]}"
         for w in out.windows:
-            recs = alert_records(w, self.bundle.score(w.x), thr, label, self.cfg.alerts)
-            kept = self.thresholder.filter(recs, w.sec)
+            kept = alert_records(w, self.bundle.score(w.x), thr, label, self.cfg.alerts, self.thresholder)
             try:
                 self.eve.write(to_lines(kept))
                 if self.notice is not None:

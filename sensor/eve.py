@@ -29,6 +29,7 @@ import numpy as np
 from .addresses import format_addresses
 from .communityid import community_id
 from .features import SCHEMA
+from .threshold import Thresholder
 from .windows import WindowBatch
 
 GID = 9330
@@ -114,13 +115,27 @@ def alert_records(
     threshold: float,
     model_label: str,
     config: AlertConfig = AlertConfig(),
+    thresholder: Thresholder | None = None,
 ) -> list[dict]:
-    """EVE alert dicts for the windows of ``batch`` scoring at or above ``threshold``."""
+    """EVE alert dicts for the windows of ``batch`` scoring at or above ``threshold``.
+
+    With a ``thresholder``, only the candidates it lets through become records (the
+    rest are counted there), so the cost follows the alerts written, not the anomalies.
+    """
     hit = np.flatnonzero(scores >= threshold)
     if len(hit) == 0:
         return []
     keys = batch.keys[hit]
     kinds = classify(batch.x[hit, 1], keys)
+    folded = np.zeros(len(hit), dtype=np.int64)
+    if thresholder is not None:
+        sids = np.empty(len(hit), dtype=np.int64)
+        for kind in set(kinds.tolist()):
+            sids[kinds == kind] = (config.signatures.get(kind) or config.signatures["anomaly"]).sid
+        keep, folded = thresholder.decide(batch.sec, sids, keys["src"], keys["dst"])
+        hit, keys, kinds, folded = hit[keep], keys[keep], kinds[keep], folded[keep]
+        if len(hit) == 0:
+            return []
     src = format_addresses(keys["src"])
     dst = format_addresses(keys["dst"])
     fids = flow_id(keys)
@@ -164,6 +179,8 @@ def alert_records(
                 "start": eve_timestamp(int(k["start_ts"])),
             },
         }
+        if folded[i]:
+            rec["alert"]["metadata"]["flowlstm_suppressed"] = [str(int(folded[i]))]
         if config.host:
             rec["host"] = config.host
         if not config.in_iface:

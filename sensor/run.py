@@ -5,9 +5,8 @@ can be read.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,10 +54,9 @@ def run_files(
     def emit(out: PipelineOutput) -> None:
         for w in out.windows:
             scores = bundle.score(w.x)
-            recs = alert_records(w, scores, thr, label, alerts)
             summary.windows += len(w)
-            summary.anomalous += len(recs)
-            kept = thresholder.filter(recs, w.sec)
+            summary.anomalous += int(np.count_nonzero(scores >= thr))
+            kept = alert_records(w, scores, thr, label, alerts, thresholder)
             eve.write(to_lines(kept))
             if notice is not None:
                 notice.write_alerts(kept)

@@ -11,11 +11,13 @@ tracked ``by_src``, ``by_dst``, ``by_rule`` (one key per signature) or
 second), so replaying a pcap gives the same alerts as seeing it live.  Every
 suppressed alert is counted; the next alert emitted for the same key carries
 that count in ``alert.metadata.flowlstm_suppressed``, so nothing disappears
-silently.  ``max_per_second`` caps all alerts of one second as a safety valve.
+silently.  Decisions are made on arrays before any alert record is built.  ``max_per_second`` caps all alerts of one second as a safety valve.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import numpy as np
 
 LIMIT, THRESHOLD, BOTH = "limit", "threshold", "both"
 TRACKS = ("by_src", "by_dst", "by_rule", "by_both")
@@ -58,6 +60,13 @@ class _State:
 
 @dataclass
 class Thresholder:
+    """Decides, per second, which alert candidates become alerts.
+
+    Works on arrays, before any alert record exists: a spoofed flood yields tens
+    of thousands of anomalous windows a second, and only the few that survive
+    thresholding are worth formatting.
+    """
+
     rules: list[ThresholdRule] = field(default_factory=default_rules)
     max_per_second: int = 100
     suppressed: int = 0
@@ -70,54 +79,82 @@ class Thresholder:
         exact = [r for r in self.rules if r.sid == sid]
         return exact[0] if exact else next((r for r in self.rules if r.sid == 0), None)
 
-    def filter(self, records: list[dict], sec: int) -> list[dict]:
-        """Keep the alerts of second ``sec`` the rules allow; count the rest."""
+    def decide(self, sec: int, sids: np.ndarray, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates of second ``sec``, in order: signature ids and (N, 16) source/destination
+        addresses.  Returns which to emit, and for each the number of earlier alerts of its
+        key it stands for (suppressed since that key's last emitted alert)."""
         if sec != self._second:
             self._second, self._in_second = sec, 0
             # Forget expired keys so state stays bounded by the active ones.
             if len(self._state) > 100_000:
                 self._state = {k: v for k, v in self._state.items() if sec - v.start < 3600}
-        out = []
-        for rec in records:
-            sid = rec["alert"]["signature_id"]
+        n = len(sids)
+        keep = np.zeros(n, dtype=bool)
+        folded = np.zeros(n, dtype=np.int64)
+        owner: dict[int, _State] = {}  # kept candidate → its key's state
+        for sid in np.unique(sids).tolist():
+            idx = np.flatnonzero(sids == sid)
             rule = self._rule(sid)
-            keep = True
-            if rule is not None:
-                key = (sid, rule.track, _track_key(rec, rule.track))
-                st = self._state.get(key)
+            if rule is None:
+                keep[idx] = True
+                continue
+            for key, members in _groups(rule.track, src[idx], dst[idx], idx):
+                st = self._state.get((sid, rule.track, key))
                 if st is None or sec - st.start >= rule.seconds:
-                    folded = st.folded if st else 0
-                    st = self._state[key] = _State(sec, folded=folded)
-                st.hits += 1
-                if rule.type == LIMIT:
-                    keep = st.emitted < rule.count
-                elif rule.type == THRESHOLD:
-                    keep = st.hits % rule.count == 0
-                else:
-                    keep = st.hits >= rule.count and st.emitted == 0
-                if keep:
-                    st.emitted += 1
-                    if st.folded:
-                        rec["alert"]["metadata"]["flowlstm_suppressed"] = [str(st.folded)]
-                        st.folded = 0
-                else:
-                    st.folded += 1
-            if keep and self._in_second >= self.max_per_second:
-                keep = False
-            if keep:
-                self._in_second += 1
-                self.emitted += 1
-                out.append(rec)
-            else:
-                self.suppressed += 1
-        return out
+                    st = self._state[(sid, rule.track, key)] = _State(sec, folded=st.folded if st else 0)
+                pos = _passing(rule, st.hits, st.emitted, len(members))
+                st.hits += len(members)
+                if len(pos) == 0:
+                    st.folded += len(members)
+                    continue
+                kept = members[pos]
+                keep[kept] = True
+                # Each emitted alert stands for the candidates suppressed since the one before.
+                gaps = np.diff(pos, prepend=-1) - 1
+                gaps[0] += st.folded
+                folded[kept] = gaps
+                st.folded = len(members) - 1 - int(pos[-1])
+                st.emitted += len(kept)
+                owner.update(dict.fromkeys(kept.tolist(), st))
+        chosen = np.flatnonzero(keep)
+        room = max(self.max_per_second - self._in_second, 0)
+        if len(chosen) > room:
+            # The per-second safety valve: the cut alerts' counts go back to their keys,
+            # to be reported on each key's next emitted alert.
+            for i in chosen[room:].tolist():
+                owner[i].folded += int(folded[i]) + 1
+            keep[chosen[room:]] = False
+            folded[chosen[room:]] = 0
+        k = int(keep.sum())
+        self._in_second += k
+        self.emitted += k
+        self.suppressed += n - k
+        return keep, folded
 
 
-def _track_key(rec: dict, track: str):
-    if track == "by_src":
-        return rec["src_ip"]
-    if track == "by_dst":
-        return rec["dest_ip"]
-    if track == "by_both":
-        return rec["src_ip"], rec["dest_ip"]
-    return None
+def _passing(rule: ThresholdRule, hits: int, emitted: int, m: int) -> np.ndarray:
+    """Positions among ``m`` new matches of one key that the rule lets through."""
+    if rule.type == LIMIT:
+        return np.arange(max(0, min(m, rule.count - emitted)))
+    if rule.type == THRESHOLD:
+        j = np.arange(1, m + 1)
+        return np.flatnonzero((hits + j) % rule.count == 0)
+    if emitted == 0 and hits + m >= rule.count:  # BOTH: once per period, after count matches
+        return np.array([max(rule.count - hits, 1) - 1])
+    return np.zeros(0, dtype=np.int64)
+
+
+def _groups(track: str, src: np.ndarray, dst: np.ndarray, idx: np.ndarray):
+    """(key, candidate indices in order) for each tracked key among the candidates."""
+    if track == "by_rule":
+        yield None, idx
+        return
+    cols = {"by_src": src, "by_dst": dst}.get(track)
+    if cols is None:
+        cols = np.concatenate([src, dst], axis=1)
+    rows = np.ascontiguousarray(cols).view(f"V{cols.shape[1]}").ravel()
+    uniq, inv = np.unique(rows, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, np.diff(inv[order]) != 0, True])
+    for g, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+        yield uniq[g].tobytes(), idx[order[a:b]]
