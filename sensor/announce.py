@@ -13,15 +13,28 @@ SERVICE = "_flowlstm._tcp.local."
 
 class Announcer:
     def __init__(self, name: str, port: int, txt: dict[str, str]):
-        from zeroconf import ServiceInfo, Zeroconf
+        from zeroconf import Zeroconf
 
         self._zc = Zeroconf()
-        host = socket.gethostname()
-        self.info = ServiceInfo(
-            SERVICE, f"{name}.{SERVICE}", port=port, properties=txt, server=f"{host}.local.",
-            addresses=[socket.inet_aton("127.0.0.1")] if port else [],
-        )
+        self._name, self._port, self._txt = name, port, dict(txt)
+        self.info = self._info()
         self._zc.register_service(self.info)
+
+    def _info(self):
+        from zeroconf import ServiceInfo
+
+        return ServiceInfo(
+            SERVICE, f"{self._name}.{SERVICE}", port=self._port, properties=self._txt,
+            server=f"{socket.gethostname()}.local.",
+            addresses=[socket.inet_aton("127.0.0.1")] if self._port else [],
+        )
+
+    def update(self, txt: dict[str, str]) -> None:
+        """Change TXT records (e.g. the model's sha256 after a reload) and re-announce."""
+        if {**self._txt, **txt} != self._txt:
+            self._txt.update(txt)
+            self.info = self._info()
+            self._zc.update_service(self.info)
 
     def close(self) -> None:
         self._zc.unregister_service(self.info)

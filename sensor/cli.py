@@ -82,8 +82,11 @@ examples:
 
 SIGNALS = """\
 signals (live capture):
-  SIGHUP   reopen the EVE file (after logrotate) and reload the model; a new
-           bundle that fails its checks is refused and the old one keeps scoring
+  SIGHUP   reopen the outputs (after logrotate), re-read --config and reload the
+           model, all or nothing: a configuration or bundle that fails its checks
+           is refused (logged) and the running ones stay.  Capture, feature-path,
+           metrics and announce settings need a restart; a change to them is
+           logged and ignored.  Command-line options keep overriding the file.
   SIGTERM  stop capturing, drain the pending windows, exit 0
 """
 
@@ -249,6 +252,47 @@ def cmd_features(args) -> int:
     return 0
 
 
+def _check_run(args):
+    """'run' options that argparse cannot check alone; returns ``args``."""
+    if args.threshold is not None and not 0 <= args.threshold < 1:
+        raise UsageError(f"--threshold must be in [0, 1), got {args.threshold}")
+    if not (args.pcap or args.interface):
+        raise UsageError("name an input: --pcap FILE... or --interface IFACE (or capture.interface in --config)")
+    if not args.eve:
+        raise UsageError("name an output: --eve FILE (or outputs.eve.filename in --config)")
+    return args
+
+
+def _daemon_config(args):
+    """The live sensor's settings and thresholder from parsed 'run' options."""
+    from .capture.live import LiveConfig
+    from .daemon import DaemonConfig
+    from .eve import AlertConfig
+    from .model import DEFAULT_BUNDLE
+    from .threshold import Thresholder, default_rules
+
+    try:
+        live = LiveConfig(args.interface, args.bpf, args.snaplen, not args.no_promisc, args.buffer_mb)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cfg = DaemonConfig(live, args.eve, str(args.model or DEFAULT_BUNDLE),
+                       args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface),
+                       metrics_port=args.metrics_port, notice_path=args.zeek_notice or "",
+                       announce=not args.no_announce, backend=args.backend)
+    return cfg, Thresholder(default_rules(args.limit, args.period), max_per_second=args.max_alerts_per_second)
+
+
+def _parse(argv: Sequence[str]):
+    """Parse argv with the values of its --config file as defaults (validated first)."""
+    parser = build_parser()
+    defaults = _config_defaults(argv)
+    if defaults:
+        parser.get_default("run_parser").set_defaults(**defaults)
+    args = parser.parse_args(argv)
+    args.argv = list(argv)
+    return args
+
+
 def cmd_run(args) -> int:
     from .model import DEFAULT_BUNDLE, ModelBundle
     from .outputs import open_eve
@@ -256,26 +300,15 @@ def cmd_run(args) -> int:
     from .eve import AlertConfig
     from .threshold import Thresholder, default_rules
 
-    if args.threshold is not None and not 0 <= args.threshold < 1:
-        raise UsageError(f"--threshold must be in [0, 1), got {args.threshold}")
-    if not (args.pcap or args.interface):
-        raise UsageError("name an input: --pcap FILE... or --interface IFACE (or capture.interface in --config)")
-    if not args.eve:
-        raise UsageError("name an output: --eve FILE (or outputs.eve.filename in --config)")
-    thresholder = Thresholder(default_rules(args.limit, args.period), max_per_second=args.max_alerts_per_second)
+    _check_run(args)
     if args.interface and not args.pcap:  # --pcap on the command line beats capture.interface in a config
-        from .capture.live import LiveConfig
-        from .daemon import DaemonConfig, Sensor
+        from .daemon import Sensor
 
-        try:
-            live = LiveConfig(args.interface, args.bpf, args.snaplen, not args.no_promisc, args.buffer_mb)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        cfg = DaemonConfig(live, args.eve, str(args.model or DEFAULT_BUNDLE),
-                           args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface),
-                           metrics_port=args.metrics_port, notice_path=args.zeek_notice or "",
-                           announce=not args.no_announce, backend=args.backend)
-        return Sensor(cfg, thresholder).run()
+        cfg, thresholder = _daemon_config(args)
+        # On SIGHUP: the configuration file as it is now, under the same command line.
+        reconfigure = (lambda: _daemon_config(_check_run(_parse(args.argv)))) if args.config else None
+        return Sensor(cfg, thresholder, reconfigure).run()
+    thresholder = Thresholder(default_rules(args.limit, args.period), max_per_second=args.max_alerts_per_second)
     bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
     eve = open_eve(args.eve)
     notice = None
@@ -291,7 +324,7 @@ def cmd_run(args) -> int:
     print(
         f"flowlstm-sensor: {s.packets} packets, {s.windows} windows scored, {s.anomalous} anomalous, "
         f"{s.alerts} alerts written to {args.eve} ({s.suppressed} folded by thresholding); "
-        f"model {bundle.name} threshold {args.threshold or bundle.threshold:.4f}",
+        f"model {bundle.name} threshold {bundle.threshold if args.threshold is None else args.threshold:.4f}",
         file=sys.stderr,
     )
     return 0
@@ -339,7 +372,8 @@ def _config_defaults(argv: Sequence[str] | None) -> dict:
     from .config import load_config
 
     cfg = load_config(known.config)
-    out = {opt: cfg[key] for key, opt in _CONFIG_TO_OPTION.items() if cfg[key] not in ("", None, 0)}
+    # "" and null mean "not set"; 0 is a real value (model.threshold: 0 alerts on every window).
+    out = {opt: cfg[key] for key, opt in _CONFIG_TO_OPTION.items() if cfg[key] not in ("", None)}
     out["no_promisc"] = not cfg["capture.promiscuous"]
     out["no_announce"] = not cfg["announce"]
     if cfg["model.path"]:
@@ -348,18 +382,14 @@ def _config_defaults(argv: Sequence[str] | None) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        defaults = _config_defaults(argv if argv is not None else sys.argv[1:])
+        args = _parse(argv if argv is not None else sys.argv[1:])
     except FlowlstmError as exc:
         print(f"flowlstm-sensor: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    if defaults:
-        parser.get_default("run_parser").set_defaults(**defaults)
-    args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     if not args.command:
-        parser.print_help()
+        build_parser().print_help()
         return 64
     try:
         return {"run": cmd_run, "inspect": cmd_inspect, "features": cmd_features}[args.command](args)

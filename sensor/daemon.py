@@ -6,14 +6,15 @@ a batch that finds the queue full is dropped and counted.  The main loop
 closes seconds by the clock when the link is idle.
 
 Signals (fail2ban-style, documented in ``--help``):
-  SIGHUP   reopen the EVE file (logrotate) and reload the model; a bundle that
-           fails its checks is refused and the loaded one keeps scoring
+  SIGHUP   reopen the outputs (logrotate), re-read the configuration (when the
+           sensor has one) and reload the model, all or nothing: a configuration or
+           bundle that fails its checks is refused and the running ones stay
   SIGTERM  stop capturing, drain pending windows, exit 0 (SIGINT likewise)
 
 systemd ``Type=notify``: READY=1 once capture is open and the model loaded,
 STATUS= lines every few seconds, WATCHDOG=1 from the main loop when
-``WATCHDOG_USEC`` is set, STOPPING=1 on the way out — sent on ``$NOTIFY_SOCKET``
-with the plain datagram protocol (no library needed).
+``WATCHDOG_USEC`` is set, RELOADING=1 … READY=1 around a SIGHUP, STOPPING=1 on
+the way out — sent on ``$NOTIFY_SOCKET`` with the plain datagram protocol.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from .capture.live import LiveCapture, LiveConfig
 from .eve import AlertConfig, alert_records, to_lines
@@ -72,9 +74,21 @@ class DaemonConfig:
     backend: str = "libpcap"  # or "pyshark" (tshark/dumpcap; slower, lag-bounded)
 
 
+# Settings a running sensor cannot change (its capture handle, flow table, listening socket
+# and announcement are built from them), with the configuration keys that set them.
+_RESTART_ONLY = {"capture": "capture.*", "pipeline": "features.*", "backend": "capture.backend",
+                 "metrics_port": "metrics.port", "announce": "announce"}
+
+
 class Sensor:
-    def __init__(self, cfg: DaemonConfig, thresholder: Thresholder | None = None):
+    """``reconfigure``, when given, builds a fresh configuration on SIGHUP (re-reading the
+    configuration file); it raises ``FlowlstmError`` when the new one is invalid."""
+
+    def __init__(self, cfg: DaemonConfig, thresholder: Thresholder | None = None,
+                 reconfigure: Callable[[], tuple[DaemonConfig, Thresholder]] | None = None):
         self.cfg = cfg
+        self._reconfigure = reconfigure
+        self.announcer = None
         self.bundle = ModelBundle(cfg.model_path)
         self.eve = open_eve(cfg.eve_path)
         self.notice = None
@@ -142,16 +156,73 @@ class Sensor:
             self.windows += len(w)
             self.alerts += len(kept)
 
+    def _process(self, batch) -> None:
+        self.packets += len(batch)
+        self.counters.add(batch)
+        self._emit(self.pipe.push(batch))
+
     def _do_reload(self) -> None:
         self._reload.clear()
-        self.eve.reopen()
-        if self.notice is not None:
-            self.notice.reopen()
+        # systemd shows "reloading" until READY=1 follows (the notify-reload protocol).
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         try:
-            self.bundle = ModelBundle(self.cfg.model_path)
-            log.info("reloaded model %s (%s)", self.bundle.name, self.bundle.sha256[:12])
+            self._reload_all()
+        finally:
+            sd_notify(f"READY=1\nSTATUS={self.status()}")
+
+    def _reload_all(self) -> None:
+        for out in (self.eve, self.notice):
+            try:
+                if out is not None:
+                    out.reopen()
+            except FlowlstmError as exc:  # the old handle stays open: nothing is lost
+                log.error("%s; still writing to the file as it was opened", exc)
+        try:
+            cfg, thresholder = self._reconfigure() if self._reconfigure else (self.cfg, self.thresholder)
         except FlowlstmError as exc:
-            log.error("new model refused, the loaded one keeps scoring: %s", exc)
+            log.error("new configuration refused, the running one stays: %s", exc)
+            cfg, thresholder = self.cfg, self.thresholder
+        for name, key in _RESTART_ONLY.items():
+            if getattr(cfg, name) != getattr(self.cfg, name):
+                log.warning("%s changed; restart the sensor to apply it (the rest is reloaded)", key)
+                cfg = replace(cfg, **{name: getattr(self.cfg, name)})
+        cfg = replace(cfg, alerts=replace(cfg.alerts, in_iface=self.cfg.alerts.in_iface))  # bound to the capture
+        # Build everything new before swapping anything, so a refusal leaves the sensor as it was.
+        opened = []
+        try:
+            bundle = ModelBundle(cfg.model_path)
+            eve = self.eve
+            if cfg.eve_path != self.cfg.eve_path:
+                eve = open_eve(cfg.eve_path)
+                opened.append(eve)
+            notice = self.notice
+            if cfg.notice_path != self.cfg.notice_path:
+                from .zeeklog import ZeekNoticeLog
+
+                notice = ZeekNoticeLog(cfg.notice_path) if cfg.notice_path else None
+                opened += [notice] if notice else []
+        except FlowlstmError as exc:
+            for out in opened:
+                out.close()
+            log.error("reload refused, the loaded model and configuration keep running: %s", exc)
+            return
+        for old, new in ((self.eve, eve), (self.notice, notice)):
+            if old is not None and old is not new:
+                old.close()
+        if thresholder is not self.thresholder and (thresholder.rules, thresholder.max_per_second) == (
+                self.thresholder.rules, self.thresholder.max_per_second):
+            thresholder = self.thresholder  # unchanged rules: keep their running state
+        elif thresholder is not self.thresholder:
+            thresholder.suppressed, thresholder.emitted = self.thresholder.suppressed, self.thresholder.emitted
+            log.info("thresholding rules changed; their counts start afresh")
+        self.cfg, self.thresholder, self.bundle, self.eve, self.notice = cfg, thresholder, bundle, eve, notice
+        if self.announcer is not None:
+            try:
+                self.announcer.update({"model_sha256": bundle.sha256})
+            except Exception as exc:  # noqa: BLE001 - announcing is optional; sensing is not
+                log.warning("zeroconf update failed: %s", exc)
+        log.info("reloaded: model %s (%s), threshold %.4f", bundle.name, bundle.sha256[:12],
+                 bundle.threshold if cfg.threshold is None else cfg.threshold)
 
     def _write_stats(self) -> None:
         try:
@@ -192,14 +263,13 @@ class Sensor:
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
         reader = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
         reader.start()
-        announcer = None
         if self.cfg.announce:
             from . import __version__
             from .announce import Announcer
 
             name = self.cfg.alerts.host or socket.gethostname()
             try:
-                announcer = Announcer(f"{name}-{self.cfg.capture.interface}", self.cfg.metrics_port, {
+                self.announcer = Announcer(f"{name}-{self.cfg.capture.interface}", self.cfg.metrics_port, {
                     "version": __version__, "interface": self.cfg.capture.interface,
                     "model_sha256": self.bundle.sha256, "metrics_port": str(self.cfg.metrics_port)})
             except Exception as exc:  # noqa: BLE001 - announcing is optional; sensing is not
@@ -212,10 +282,7 @@ class Sensor:
             if self._reload.is_set():
                 self._do_reload()
             try:
-                batch = self.queue.get(timeout=0.2)
-                self.packets += len(batch)
-                self.counters.add(batch)
-                self._emit(self.pipe.push(batch))
+                self._process(self.queue.get(timeout=0.2))
             except queue.Empty:
                 self._emit(self.pipe.tick(time.time_ns()))
             now = time.monotonic()
@@ -229,14 +296,17 @@ class Sensor:
                 self._write_stats()
                 next_stats = now + self.cfg.stats_every
         sd_notify("STOPPING=1")
-        if announcer is not None:
-            announcer.close()
+        if self.announcer is not None:
+            self.announcer.close()
         reader.join(timeout=2)
         while not self.queue.empty():
-            batch = self.queue.get_nowait()
-            self.packets += len(batch)
-            self.counters.add(batch)
-            self._emit(self.pipe.push(batch))
+            self._process(self.queue.get_nowait())
+        if not reader.is_alive():
+            # What the kernel already holds was counted in its statistics: read it too, so the
+            # final stats event adds up.  Bounded, for a link that never goes quiet.
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end and len(batch := self.capture.read(timeout=0)):
+                self._process(batch)
         self._emit(self.pipe.finish())
         self._write_stats()
         self.capture.close()

@@ -112,21 +112,25 @@ class ModelBundle:
         self.normalization = validate_metadata(self.metadata, str(meta_path))
         self.threshold = float(self.metadata["threshold"])
         try:
-            self.sha256 = file_sha256(model_path)
+            # Loaded from memory, not mapped from the file: an operator copying a new model over
+            # this path must not pull pages from under the running interpreter (SIGBUS), and the
+            # bytes checked are the bytes scored with.
+            content = model_path.read_bytes()
         except OSError as exc:
             raise ModelError(f"{model_path}: cannot read: {exc.strerror}") from None
+        self.sha256 = hashlib.sha256(content).hexdigest()
         if self.sha256 != self.metadata.get("sha256"):
             raise ModelError(
                 f"{model_path}: sha256 {self.sha256[:16]}… does not match the metadata's "
                 f"{str(self.metadata.get('sha256'))[:16]}…; the bundle is damaged or mixed up — re-copy it"
             )
-        self._interp = self._load(model_path)
+        self._interp = self._load(model_path, content)
 
-    def _load(self, model_path: Path):
+    def _load(self, model_path: Path, content: bytes):
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            interp = Interpreter(model_path=str(model_path), num_threads=1)
+            interp = Interpreter(model_content=content, num_threads=1)
             inp = interp.get_input_details()[0]
             if list(inp["shape"][1:]) != [WINDOW_SECONDS, SCHEMA.size]:
                 raise ModelError(

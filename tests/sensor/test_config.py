@@ -48,8 +48,9 @@ def test_cli_uses_the_file_and_options_override_it(tmp_path):
     cfg.write_text(f"sensor-name: from-config\noutputs:\n  eve:\n    filename: {eve}\nmodel:\n  threshold: 0\n")
     run = [sys.executable, "-m", "sensor.cli", "run", "--config", str(cfg), "--no-progress", "--pcap",
            str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap")]
-    subprocess.run(run, check=True, capture_output=True)
+    done = subprocess.run(run, check=True, capture_output=True, text=True)
     assert '"host":"from-config"' in eve.read_text()
+    assert "threshold 0.0000" in done.stderr  # 0 is a value, not "unset"
     subprocess.run([*run, "--host", "from-cli"], check=True, capture_output=True)
     assert '"host":"from-cli"' in eve.read_text().splitlines()[-1]
     cfg.write_text("capture:\n  snaplen: 5\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from ..conftest import ATTACKS, DATA
 from .test_live import veth  # noqa: F401  (fixture)
@@ -99,6 +101,7 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
     assert proc.returncode == 0, err
     assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in messages)
     assert any("WATCHDOG=1" in m for m in messages) and any("STOPPING=1" in m for m in messages)
+    assert any(m.startswith("RELOADING=1\nMONOTONIC_USEC=") for m in messages)
     old = (tmp_path / "eve.json.1").read_text().splitlines()
     new = eve.read_text().splitlines()
     assert old and new  # alerts before the rotation stayed, alerts after it went to the new file
@@ -115,3 +118,64 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
     assert stats[-1]["stats"]["decoder"]["pkts"] == stats[-1]["stats"]["capture"]["kernel_packets"] > 400
     stopped = [line for line in err.splitlines() if "stopped:" in line][-1]
     assert f"{len(recs)} alerts" in stopped and "0 packets dropped" in stopped
+
+
+def test_hup_reloads_the_configuration_all_or_nothing(veth, tmp_path):  # noqa: F811
+    """SIGHUP re-reads --config and reloads the model: a bad model or a bad file is refused
+    and the running sensor keeps scoring as before; a good file takes effect."""
+    from sensor.model import DEFAULT_BUNDLE
+
+    ns_a, ns_b, a, b = veth
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_BUNDLE, model)
+    eve, conf = tmp_path / "eve.json", tmp_path / "sensor.yaml"
+
+    def configure(**extra):
+        conf.write_text(yaml.safe_dump({
+            "sensor-name": "first", "announce": False, "capture": {"interface": b, "bpf": "ip"},
+            "model": {"path": str(model), "threshold": 0}, "outputs": {"eve": {"filename": str(eve)}},
+            # Every window alerts and none is folded, so each replay shows who scored it.
+            "thresholding": {"limit": 1000000, "max-per-second": 1000000}, **extra}))
+
+    configure()
+    proc = subprocess.Popen(["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run",
+                             "--config", str(conf)], stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
+
+    def hosts_after_replay() -> set[str]:
+        before = len(eve.read_text().splitlines()) if eve.exists() else 0
+        subprocess.run(["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000",
+                        str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
+        assert wait_for(lambda: eve.exists() and len(eve.read_text().splitlines()) > before, 15), log
+        time.sleep(2.5)  # the last windows close
+        return {json.loads(x).get("host") for x in eve.read_text().splitlines()[before:]}
+
+    def hup_then(text: str) -> str:
+        n = len(log)
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: any(text in line for line in log[n:]), 10), log[n:]
+        return next(line for line in log[n:] if text in line)
+
+    try:
+        assert wait_for(lambda: any("capturing on" in line for line in log), 30), log
+        assert hosts_after_replay() == {"first"}
+
+        (model / "model.tflite").write_bytes(b"not a model")
+        configure(**{"sensor-name": "second"})
+        hup_then("reload refused")
+        assert hosts_after_replay() == {"first"}  # old model and old configuration, still scoring
+
+        shutil.copy(DEFAULT_BUNDLE / "model.tflite", model / "model.tflite")
+        conf.write_text(conf.read_text().replace("threshold: 0", "threshold: 2"))
+        assert "model.threshold is 2" in hup_then("new configuration refused")
+        assert hosts_after_replay() == {"first"}
+
+        configure(**{"sensor-name": "second", "capture": {"interface": b, "bpf": "tcp"}})
+        hup_then("reloaded: model")
+        assert any("capture.* changed; restart" in line for line in log)
+        assert hosts_after_replay() == {"second"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()

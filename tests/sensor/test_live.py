@@ -58,6 +58,10 @@ def veth():
         sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
         sh("ip", "link", "set", a, "netns", ns_a)
         sh("ip", "link", "set", b, "netns", ns_b)
+        # No IPv6 on the pair (router solicitations, MLD reports): only replayed packets cross
+        # it, so the kernel's capture counters and the sensor's can be compared exactly.
+        for ns, dev in ((ns_a, a), (ns_b, b)):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
         for ns, dev in ((ns_a, a), (ns_b, b), (ns_b, "lo")):
             sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
         # Multicast on the sensor side's loopback, for the zeroconf announcement test.

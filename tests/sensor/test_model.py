@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -94,3 +96,24 @@ def test_garbage_model_with_matching_sha_is_refused_by_litert(copy):
     edit_meta(copy, sha256=file_sha256(copy / MODEL_FILE))
     with pytest.raises(ModelError, match="LiteRT cannot load it"):
         ModelBundle(copy)
+
+
+OVERWRITE = """
+import sys
+import numpy as np
+from pathlib import Path
+from sensor.model import ModelBundle, MODEL_FILE
+from sensor.pipeline import run_files
+b = ModelBundle(sys.argv[1])
+x = np.concatenate([w.x for o in run_files([sys.argv[2]]) for w in o.windows])
+before = b.score(x)
+(Path(sys.argv[1]) / MODEL_FILE).write_bytes(b"garbage")  # cp over the live file, as an operator would
+print(np.array_equal(before, b.score(x)))
+"""
+
+
+def test_overwriting_the_model_file_does_not_disturb_the_loaded_model(copy):
+    # In a child process: a model mapped from its file dies of SIGBUS here.
+    out = subprocess.run([sys.executable, "-c", OVERWRITE, str(copy), str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "True", (out.returncode, out.stderr[-2000:])
