@@ -37,7 +37,7 @@ Package: flowlstm-sensor
 Version: $version
 Architecture: amd64
 Maintainer: flowlstm team <flowlstm@localhost>
-Depends: python3 (>= 3.11), python3 (<< 3.12)
+Depends: python3 (>= 3.11), python3 (<< 3.12), libpcap0.8
 Recommends: tshark
 Installed-Size: $size
 Section: net
@@ -61,7 +61,14 @@ if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
     systemctl stop 'flowlstm-sensor@*.service' || true
 fi
 SH
-chmod 755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/prerm"
+cat > "$stage/DEBIAN/postrm" <<'SH'
+#!/bin/sh
+set -e
+# Debian policy: logs go on purge, not on remove.
+if [ "$1" = purge ]; then rm -rf /var/log/flowlstm; fi
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+SH
+chmod 755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/prerm" "$stage/DEBIAN/postrm"
 mkdir -p "$out"
 dpkg-deb --root-owner-group -Zgzip --build "$stage" "$out/flowlstm-sensor_${version}_amd64.deb" >/dev/null
 echo "$out/flowlstm-sensor_${version}_amd64.deb"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,3 +50,34 @@ def test_package_tree_runs_the_sensor(deb, tmp_path):
                     "--eve", str(eve)], check=True, capture_output=True, cwd=tmp_path)
     events = [json.loads(x) for x in eve.read_text().splitlines()]
     assert events[-1]["event_type"] == "stats" and events[-1]["stats"]["decoder"]["pkts"] == 8000
+
+
+def installed(package: str) -> bool:
+    q = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", package], capture_output=True, text=True)
+    return q.returncode == 0 and q.stdout.endswith(" installed")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installs the package: needs root")
+@pytest.mark.skipif(installed("flowlstm-sensor"), reason="flowlstm-sensor is installed here; not touching it")
+def test_dpkg_installs_runs_and_purges(deb, tmp_path):
+    try:
+        inst = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True)
+        assert inst.returncode == 0, inst.stderr
+        assert Path("/var/log/flowlstm").is_dir()  # made by postinst
+        version = subprocess.run(["flowlstm-sensor", "--version"], capture_output=True, text=True, check=True)
+        assert version.stdout.startswith("flowlstm-sensor ")
+        # systemd's own checker on the installed unit (paths, directives, the instance's interface).
+        verify = subprocess.run(["systemd-analyze", "verify", "flowlstm-sensor@eth0.service"],
+                                capture_output=True, text=True)
+        assert verify.returncode == 0 and "flowlstm" not in verify.stderr, verify.stderr
+        eve = tmp_path / "eve.json"
+        subprocess.run(["flowlstm-sensor", "run", "--no-progress", "--config", "/etc/flowlstm/sensor.yaml", "--pcap",
+                        str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"), "--eve", str(eve)], check=True,
+                       capture_output=True)
+        assert json.loads(eve.read_text().splitlines()[-1])["stats"]["decoder"]["pkts"] == 8000
+    finally:
+        purge = subprocess.run(["dpkg", "--purge", "flowlstm-sensor"], capture_output=True, text=True)
+    assert purge.returncode == 0, purge.stderr
+    assert not installed("flowlstm-sensor")
+    assert not any(Path(p).exists() for p in ("/opt/flowlstm", "/etc/flowlstm", "/usr/bin/flowlstm-sensor",
+                                              "/lib/systemd/system/flowlstm-sensor@.service", "/var/log/flowlstm"))
