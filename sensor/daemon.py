@@ -11,6 +11,10 @@ Signals (fail2ban-style, documented in ``--help``):
            bundle that fails its checks is refused and the running ones stay
   SIGTERM  stop capturing, drain pending windows, exit 0 (SIGINT likewise)
 
+A capture that fails (link down, interface removed, tshark gone) is reopened
+every few seconds while the sensor keeps running, like Suricata's AF_PACKET
+source; the outage shows in STATUS=, the log and ``flowlstm_capture_up``.
+
 systemd ``Type=notify``: READY=1 once capture is open and the model loaded,
 STATUS= lines every few seconds, WATCHDOG=1 from the main loop when
 ``WATCHDOG_USEC`` is set, RELOADING=1 … READY=1 around a SIGHUP, STOPPING=1 on
@@ -28,9 +32,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .capture.live import LiveCapture, LiveConfig
+from .capture.live import CaptureStats, LiveCapture, LiveConfig
 from .eve import AlertConfig, alert_records, to_lines
-from .errors import FlowlstmError
+from .errors import CaptureError, FlowlstmError
 from .model import ModelBundle
 from .outputs import open_eve
 from .pipeline import FeaturePipeline, PipelineConfig, PipelineOutput
@@ -76,6 +80,8 @@ class DaemonConfig:
 
 # Settings a running sensor cannot change (its capture handle, flow table, listening socket
 # and announcement are built from them), with the configuration keys that set them.
+REOPEN_EVERY = 2.0  # seconds between attempts to reopen a failed capture
+
 _RESTART_ONLY = {"capture": "capture.*", "pipeline": "features.*", "backend": "capture.backend",
                  "metrics_port": "metrics.port", "announce": "announce"}
 
@@ -96,12 +102,11 @@ class Sensor:
             from .zeeklog import ZeekNoticeLog
 
             self.notice = ZeekNoticeLog(cfg.notice_path)
-        if cfg.backend == "pyshark":
-            from .capture.shark import SharkCapture
-
-            self.capture = SharkCapture(cfg.capture)
-        else:
-            self.capture = LiveCapture(cfg.capture)
+        self.capture = self._open_capture()
+        # The capture thread swaps handles after a failure while the main thread reads counters.
+        self._capture_lock = threading.Lock()
+        self._kernel_base = self._kernel_now = CaptureStats()  # closed handles' totals; the open one's
+        self._down_since: float | None = None
         self.pipe = FeaturePipeline(cfg.pipeline)
         self.thresholder = thresholder or Thresholder()
         self.queue: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
@@ -124,20 +129,68 @@ class Sensor:
 
     # -- capture thread ----------------------------------------------------
 
+    def _open_capture(self):
+        if self.cfg.backend == "pyshark":
+            from .capture.shark import SharkCapture
+
+            return SharkCapture(self.cfg.capture)
+        return LiveCapture(self.cfg.capture)
+
     def _capture_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 batch = self.capture.read()
-            except FlowlstmError as exc:
-                log.error("capture failed: %s", exc)
-                self._stop.set()
-                return
+            except CaptureError as exc:
+                self._reopen(exc)
+                continue
+            if self._down_since is not None:
+                log.warning("capture on %s is back after %.0f s", self.cfg.capture.interface,
+                            time.monotonic() - self._down_since)
+                self._down_since = None
             if len(batch):
                 try:
                     self.queue.put_nowait(batch)
                 except queue.Full:
                     self.dropped_batches += 1
                     self.dropped_packets += len(batch)
+
+    def _reopen(self, exc: CaptureError) -> None:
+        """Close the failed handle and retry until a new one opens (or the sensor stops)."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.error("%s; reopening every %g s", exc, REOPEN_EVERY)
+        else:
+            log.debug("%s", exc)  # still down: said once already
+        with self._capture_lock:
+            self._kernel_stats()
+            self._kernel_base = CaptureStats(*(a + b for a, b in zip(vars(self._kernel_base).values(),
+                                                                   vars(self._kernel_now).values())))
+            self._kernel_now = CaptureStats()
+            self.capture.close()
+            self.capture = None
+        while not self._stop.wait(REOPEN_EVERY):
+            try:
+                capture = self._open_capture()
+            except CaptureError as again:
+                log.debug("%s", again)
+                continue
+            with self._capture_lock:
+                self.capture = capture
+            return
+
+    def _kernel_stats(self) -> CaptureStats:
+        """Kernel counters summed over every capture handle this sensor has had."""
+        if self.capture is not None:
+            try:
+                self._kernel_now = self.capture.stats()
+            except CaptureError:
+                pass  # a failing handle: keep its last good counters
+        return CaptureStats(*(a + b for a, b in zip(vars(self._kernel_base).values(),
+                                                    vars(self._kernel_now).values())))
+
+    def kernel_stats(self) -> CaptureStats:
+        with self._capture_lock:
+            return self._kernel_stats()
 
     # -- main loop -----------------------------------------------------------
 
@@ -227,7 +280,7 @@ class Sensor:
     def _write_stats(self) -> None:
         try:
             rec = stats_record(self.counters, self._started, self.pipe.flows.counters.created, len(self.pipe.flows),
-                               self.alerts, self.thresholder.suppressed, tuple(vars(self.capture.stats()).values()),
+                               self.alerts, self.thresholder.suppressed, tuple(vars(self.kernel_stats()).values()),
                                self.cfg.alerts.host)
             self.eve.write(to_lines([rec]))
         except FlowlstmError as exc:
@@ -236,7 +289,7 @@ class Sensor:
     def collect(self) -> dict:
         """Counters for the Prometheus endpoint."""
         c = self.counters
-        k = self.capture.stats()
+        k = self.kernel_stats()
         return {
             "flowlstm_packets_total": ("counter", "Packets read from the capture.", c.pkts),
             "flowlstm_bytes_total": ("counter", "Wire bytes read from the capture.", c.bytes),
@@ -251,10 +304,15 @@ class Sensor:
             "flowlstm_late_packets_total": ("counter", "Packets later than the slack.", self.pipe.late_packets),
             "flowlstm_capture_lag_seconds": ("gauge", "Capture time to processing (pyshark backend).",
                                              getattr(self.capture, "lag", 0.0)),
+            "flowlstm_capture_up": ("gauge", "1 while the capture is open, 0 while it is being reopened.",
+                                    int(self._down_since is None)),
         }
 
     def status(self) -> str:
-        return (f"{self.packets} packets, {self.windows} windows, {self.alerts} alerts, "
+        down = self._down_since
+        return ((f"capture on {self.cfg.capture.interface} down for {time.monotonic() - down:.0f} s, reopening; "
+                 if down is not None else "")
+                + f"{self.packets} packets, {self.windows} windows, {self.alerts} alerts, "
                 f"{self.dropped_packets} packets dropped (queue)")
 
     def run(self) -> int:
@@ -301,15 +359,19 @@ class Sensor:
         reader.join(timeout=2)
         while not self.queue.empty():
             self._process(self.queue.get_nowait())
-        if not reader.is_alive():
+        if not reader.is_alive() and self.capture is not None and self._down_since is None:
             # What the kernel already holds was counted in its statistics: read it too, so the
             # final stats event adds up.  Bounded, for a link that never goes quiet.
             end = time.monotonic() + 1.0
-            while time.monotonic() < end and len(batch := self.capture.read(timeout=0)):
-                self._process(batch)
+            try:
+                while time.monotonic() < end and len(batch := self.capture.read(timeout=0)):
+                    self._process(batch)
+            except CaptureError:
+                pass  # failed while draining: the rest is lost with the handle, as counted
         self._emit(self.pipe.finish())
         self._write_stats()
-        self.capture.close()
+        if self.capture is not None:
+            self.capture.close()
         self.eve.close()
         if self.notice is not None:
             self.notice.close()

@@ -79,13 +79,18 @@ class LiveCapture:
 
         Returns an empty batch when the link was idle: callers keep their clock running.
         """
+        import pcapy
+
         wait = self.config.poll_ms / 1000 if timeout is None else timeout
-        data, meta = self._h.next_batch(self.config.batch_size)
-        if not len(meta):
-            ready, _, _ = select.select([self._fd], [], [], wait)
-            if not ready:
-                return np.zeros(0, dtype=PACKET_DTYPE)
+        try:
             data, meta = self._h.next_batch(self.config.batch_size)
+            if not len(meta):
+                ready, _, _ = select.select([self._fd], [], [], wait)
+                if not ready:
+                    return np.zeros(0, dtype=PACKET_DTYPE)
+                data, meta = self._h.next_batch(self.config.batch_size)
+        except pcapy.PcapError as exc:  # e.g. the link went down or the interface was removed
+            raise CaptureError(f"{self.config.interface}: capture failed: {exc}") from None
         m = np.frombuffer(meta, dtype=_META)
         if len(m) == 0:
             return np.zeros(0, dtype=PACKET_DTYPE)
@@ -100,11 +105,21 @@ class LiveCapture:
         return batch
 
     def stats(self) -> CaptureStats:
-        recv, drop, ifdrop = self._h.stats()
+        import pcapy
+
+        try:
+            recv, drop, ifdrop = self._h.stats()
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"{self.config.interface}: no capture statistics: {exc}") from None
         return CaptureStats(recv, drop, ifdrop)
 
     def close(self) -> None:
-        self._h.close()
+        import pcapy
+
+        try:
+            self._h.close()
+        except pcapy.PcapError:
+            pass  # a handle whose interface is gone has nothing left to release cleanly
 
     def __enter__(self) -> "LiveCapture":
         return self

@@ -179,3 +179,61 @@ def test_hup_reloads_the_configuration_all_or_nothing(veth, tmp_path):  # noqa: 
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
+
+
+def test_capture_failures_are_survived_and_counted(veth, tmp_path):  # noqa: F811
+    """The link goes down, then the interface is deleted and re-created: the sensor keeps
+    running, says so, reopens the capture, and every replayed packet is still accounted for."""
+    ns_a, ns_b, a, b = veth
+    sh = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
+    eve = tmp_path / "eve.json"
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--interface", b,
+         "--bpf", "ip", "--eve", str(eve), "--threshold", "0", "--limit", "1000000", "--max-alerts-per-second",
+         "1000000", "--metrics-port", "9311", "--no-announce"], stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
+    said = lambda text: wait_for(lambda: any(text in line for line in log), 15)  # noqa: E731
+
+    def replay() -> int:
+        n = len(eve.read_text().splitlines()) if eve.exists() else 0
+        sh("ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000",
+           str(DATA / "zeek" / "ssh_sshguess.pcap"))
+        assert wait_for(lambda: eve.exists() and len(eve.read_text().splitlines()) > n, 15), log
+        return 431  # packets in the capture
+
+    def capture_up() -> str:
+        return subprocess.run(["ip", "netns", "exec", ns_b, sys.executable, "-c",
+                               "import urllib.request;print(urllib.request.urlopen("
+                               "'http://127.0.0.1:9311/metrics',timeout=5).read().decode())"],
+                              capture_output=True, text=True).stdout
+
+    try:
+        assert said("capturing on")
+        sent = replay()
+        sh("ip", "netns", "exec", ns_b, "ip", "link", "set", b, "down")
+        assert said("capture failed") and "flowlstm_capture_up 0" in capture_up(), log
+        assert proc.poll() is None
+        sh("ip", "netns", "exec", ns_b, "ip", "link", "set", b, "up")
+        assert said("is back")
+        sent += replay()
+
+        log.clear()
+        sh("ip", "netns", "exec", ns_b, "ip", "link", "del", b)  # takes its peer with it
+        assert said("capture failed")
+        time.sleep(2 * 2.0)  # a few failed reopen attempts while the interface does not exist
+        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        for ns, dev in ((ns_a, a), (ns_b, b)):
+            sh("ip", "link", "set", dev, "netns", ns)
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+        assert said("is back") and "flowlstm_capture_up 1" in capture_up(), log
+        sent += replay()
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    stats = [json.loads(x)["stats"] for x in eve.read_text().splitlines() if '"event_type":"stats"' in x][-1]
+    # Counted over all three capture handles, by the kernel and by the sensor alike.
+    assert stats["decoder"]["pkts"] == stats["capture"]["kernel_packets"] == sent
