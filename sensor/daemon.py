@@ -36,7 +36,7 @@ from .capture.live import CaptureStats, LiveCapture, LiveConfig
 from .eve import AlertConfig, alert_records, to_lines
 from .errors import CaptureError, FlowlstmError
 from .model import ModelBundle
-from .outputs import open_eve
+from .outputs import HoldingOutput, open_eve
 from .pipeline import FeaturePipeline, PipelineConfig, PipelineOutput
 from .stats import Counters, stats_record
 from .threshold import Thresholder
@@ -96,12 +96,13 @@ class Sensor:
         self._reconfigure = reconfigure
         self.announcer = None
         self.bundle = ModelBundle(cfg.model_path)
-        self.eve = open_eve(cfg.eve_path)
+        # Held, not lost, while the disk is full; see HoldingOutput.
+        self.eve = HoldingOutput(open_eve(cfg.eve_path))
         self.notice = None
         if cfg.notice_path:
             from .zeeklog import ZeekNoticeLog
 
-            self.notice = ZeekNoticeLog(cfg.notice_path)
+            self.notice = HoldingOutput(ZeekNoticeLog(cfg.notice_path))
         self.capture = self._open_capture()
         # The capture thread swaps handles after a failure while the main thread reads counters.
         self._capture_lock = threading.Lock()
@@ -199,13 +200,9 @@ class Sensor:
         label = f"{self.bundle.name}@{self.bundle.sha256[:12]}"
         for w in out.windows:
             kept = alert_records(w, self.bundle.score(w.x), thr, label, self.cfg.alerts, self.thresholder)
-            try:
-                self.eve.write(to_lines(kept))
-                if self.notice is not None:
-                    self.notice.write_alerts(kept)
-            except FlowlstmError as exc:
-                log.error("%s", exc)  # keep sensing; the next batch may fit
-                continue
+            self.eve.write(to_lines(kept))
+            if self.notice is not None:
+                self.notice.write(self.notice.out.format(kept))
             self.windows += len(w)
             self.alerts += len(kept)
 
@@ -246,13 +243,13 @@ class Sensor:
             bundle = ModelBundle(cfg.model_path)
             eve = self.eve
             if cfg.eve_path != self.cfg.eve_path:
-                eve = open_eve(cfg.eve_path)
+                eve = HoldingOutput(open_eve(cfg.eve_path))
                 opened.append(eve)
             notice = self.notice
             if cfg.notice_path != self.cfg.notice_path:
                 from .zeeklog import ZeekNoticeLog
 
-                notice = ZeekNoticeLog(cfg.notice_path) if cfg.notice_path else None
+                notice = HoldingOutput(ZeekNoticeLog(cfg.notice_path)) if cfg.notice_path else None
                 opened += [notice] if notice else []
         except FlowlstmError as exc:
             for out in opened:
@@ -262,6 +259,8 @@ class Sensor:
         for old, new in ((self.eve, eve), (self.notice, notice)):
             if old is not None and old is not new:
                 old.close()
+                if new is not None:
+                    new.lost_lines += old.lost_lines  # counters never go backwards
         if thresholder is not self.thresholder and (thresholder.rules, thresholder.max_per_second) == (
                 self.thresholder.rules, self.thresholder.max_per_second):
             thresholder = self.thresholder  # unchanged rules: keep their running state
@@ -278,13 +277,10 @@ class Sensor:
                  bundle.threshold if cfg.threshold is None else cfg.threshold)
 
     def _write_stats(self) -> None:
-        try:
-            rec = stats_record(self.counters, self._started, self.pipe.flows.counters.created, len(self.pipe.flows),
-                               self.alerts, self.thresholder.suppressed, tuple(vars(self.kernel_stats()).values()),
-                               self.cfg.alerts.host)
-            self.eve.write(to_lines([rec]))
-        except FlowlstmError as exc:
-            log.error("%s", exc)
+        rec = stats_record(self.counters, self._started, self.pipe.flows.counters.created, len(self.pipe.flows),
+                           self.alerts, self.thresholder.suppressed, tuple(vars(self.kernel_stats()).values()),
+                           self.cfg.alerts.host)
+        self.eve.write(to_lines([rec]))
 
     def collect(self) -> dict:
         """Counters for the Prometheus endpoint."""
@@ -304,6 +300,10 @@ class Sensor:
             "flowlstm_late_packets_total": ("counter", "Packets later than the slack.", self.pipe.late_packets),
             "flowlstm_capture_lag_seconds": ("gauge", "Capture time to processing (pyshark backend).",
                                              getattr(self.capture, "lag", 0.0)),
+            "flowlstm_output_held_bytes": ("gauge", "EVE bytes held in memory while the output cannot take them.",
+                                           self.eve.held_bytes),
+            "flowlstm_output_lost_events_total": ("counter", "EVE events dropped: held beyond the memory limit.",
+                                                  self.eve.lost_lines),
             "flowlstm_capture_up": ("gauge", "1 while the capture is open, 0 while it is being reopened.",
                                     int(self._down_since is None)),
         }

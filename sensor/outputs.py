@@ -13,7 +13,8 @@ handled:
   open — the restart — cuts it before appending, so no half line is ever glued
   to a new one.
 
-``reopen()`` follows logrotate's rename.
+``reopen()`` follows logrotate's rename.  A long-running sensor wraps its
+outputs in ``HoldingOutput``, so a full disk delays alerts instead of losing them.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import os
 import select
 import socket
 import time
+from collections import deque
 
 from .errors import OutputError
 
@@ -205,6 +207,62 @@ class EveSocket:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class HoldingOutput:
+    """Lines an output cannot take now (full disk, failing file system) are held in memory
+    and written, oldest first and before anything newer, as soon as it takes them again.
+
+    Beyond ``limit`` bytes the oldest held batches are dropped and counted in
+    ``lost_lines``.  Writes never raise: the failure is logged once, and so is the recovery.
+    """
+
+    def __init__(self, out, limit: int = 64 << 20):
+        self.out = out
+        self.limit = limit
+        self._held: deque[bytes] = deque()
+        self.held_bytes = 0
+        self.lost_lines = 0
+        self._failing = False
+
+    def write(self, blob: bytes) -> None:
+        if blob:
+            self._held.append(blob)
+            self.held_bytes += len(blob)
+        while self._held:
+            try:
+                self.out.write(self._held[0])  # whole batch or nothing: order is kept
+            except OutputError as exc:
+                if not self._failing:
+                    self._failing = True
+                    log.error("%s; holding events in memory (up to %d MiB) until it can be written",
+                              exc, self.limit >> 20)
+                while self.held_bytes > self.limit and len(self._held) > 1:
+                    old = self._held.popleft()
+                    self.held_bytes -= len(old)
+                    self.lost_lines += old.count(b"\n")
+                return
+            self.held_bytes -= len(self._held.popleft())
+        if self._failing:
+            self._failing = False
+            log.warning("%s: writing again; every held event was written (%d lost to the memory limit so far)",
+                        getattr(self.out, "path", "output"), self.lost_lines)
+
+    def reopen(self) -> None:
+        self.out.reopen()
+
+    def close(self) -> None:
+        self.write(b"")
+        if self._held:
+            n = sum(b.count(b"\n") for b in self._held)
+            self.lost_lines += n
+            log.error("%s: %d held events could not be written before exit", getattr(self.out, "path", "output"), n)
+            self._held.clear()
+            self.held_bytes = 0
+        try:
+            self.out.close()
+        except OutputError as exc:  # a closing line (Zeek's #close) that does not fit
+            log.error("%s", exc)
 
 
 def open_eve(spec: str):

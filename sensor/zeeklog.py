@@ -52,7 +52,8 @@ class ZeekNoticeLog:
                     "#types\t" + "\t".join(TYPES)]
             self._file.write(("\n".join(head) + "\n").encode())
 
-    def write_alerts(self, records: list[dict]) -> None:
+    def format(self, records: list[dict]) -> bytes:
+        """Notice rows for EVE alert records, as whole lines."""
         lines = []
         for r in records:
             a = r["alert"]
@@ -69,8 +70,13 @@ class ZeekNoticeLog:
                 "-", "-", "-", "-", "-",
             ]
             lines.append("\t".join(_field(v) for v in row))
-        if lines:
-            self._file.write(("\n".join(lines) + "\n").encode())
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+    def write(self, blob: bytes) -> None:
+        self._file.write(blob)
+
+    def write_alerts(self, records: list[dict]) -> None:
+        self.write(self.format(records))
 
     def reopen(self) -> None:
         self._file.reopen()

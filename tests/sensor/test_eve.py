@@ -17,7 +17,7 @@ import pytest
 from sensor.communityid import community_id
 from sensor.eve import alert_records, eve_timestamp, to_lines
 from sensor.features import SCHEMA
-from sensor.outputs import EveFile
+from sensor.outputs import EveFile, HoldingOutput
 from sensor.pipeline import run_files
 from sensor.threshold import ThresholdRule, Thresholder, default_rules
 
@@ -175,7 +175,7 @@ def test_per_second_cap_defers_counts_to_the_next_alert():
 
 WRITER = """
 import sys, time
-from sensor.outputs import EveFile
+from sensor.outputs import EveFile, HoldingOutput
 line = b'{"event_type":"alert","pad":"' + b"x" * 300 + b'"}\\n'
 w = EveFile(sys.argv[1])
 print("ready", flush=True)
@@ -236,6 +236,55 @@ def test_full_disk_leaves_no_partial_line(tmp_path):
         assert data.endswith(b"\n") and all(json.loads(x) for x in data.splitlines())
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); CI runs as root and runs this")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)])
+
+
+def fill(path) -> None:
+    """Take every free byte of the file system that holds ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"x" * 1024):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("limit", [64 << 20, 3000])
+def test_full_disk_delays_events_in_order(tiny_fs, caplog, limit):
+    out = HoldingOutput(EveFile(str(tiny_fs / "eve.json")), limit=limit)
+    try:
+        out.write(b'{"n":-1}\n')
+        fill(tiny_fs / "filler")
+        batches = [b"".join(b'{"n":%d,"pad":"%s"}\n' % (n, b"y" * 80) for n in range(i, i + 10))
+                   for i in range(0, 200, 10)]
+        with caplog.at_level("WARNING", logger="flowlstm.outputs"):
+            for b in batches:
+                out.write(b)  # never raises
+            assert out.held_bytes > 0
+            (tiny_fs / "filler").unlink()
+            out.write(b'{"n":200}\n')
+    finally:
+        out.close()
+    got = [json.loads(x)["n"] for x in (tiny_fs / "eve.json").read_bytes().splitlines()]
+    assert [r.levelname for r in caplog.records] == ["ERROR", "WARNING"]  # failure and recovery, once each
+    if limit > 1 << 20:
+        assert got == list(range(-1, 201)) and out.lost_lines == 0
+    else:  # over the limit the oldest held batches went, whole, and were counted
+        assert got[0] == -1 and got[-1] == 200 and got == sorted(got)
+        assert out.lost_lines == 202 - len(got) > 0 and (out.lost_lines % 10) == 0
 
 
 def test_features_schema_names_used_by_classify_exist():
