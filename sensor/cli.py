@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="score captures and write EVE alerts", description=RUN_HELP,
                        epilog=SIGNALS + "\n" + EXIT_CODES, formatter_class=fmt)
     parser.set_defaults(run_parser=p)  # main() lays --config values under it as defaults
+    p.set_defaults(signatures=None)  # alert names and ids: configuration file only (alerts.signatures)
     p.add_argument("--config", metavar="FILE",
                    help="YAML configuration (see etc/flowlstm/sensor.yaml); command-line options override it")
     src = p.add_mutually_exclusive_group()
@@ -263,23 +264,36 @@ def _check_run(args):
     return args
 
 
+def _signatures(args) -> dict:
+    from .signatures import DEFAULT_SIGNATURES
+
+    return args.signatures or dict(DEFAULT_SIGNATURES)
+
+
+def _thresholder(args):
+    from .threshold import Thresholder, default_rules
+
+    sids = {kind: sig.sid for kind, sig in _signatures(args).items()}
+    return Thresholder(default_rules(args.limit, args.period, sids), max_per_second=args.max_alerts_per_second)
+
+
 def _daemon_config(args):
     """The live sensor's settings and thresholder from parsed 'run' options."""
     from .capture.live import LiveConfig
     from .daemon import DaemonConfig
     from .eve import AlertConfig
     from .model import DEFAULT_BUNDLE
-    from .threshold import Thresholder, default_rules
 
     try:
         live = LiveConfig(args.interface, args.bpf, args.snaplen, not args.no_promisc, args.buffer_mb)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     cfg = DaemonConfig(live, args.eve, str(args.model or DEFAULT_BUNDLE),
-                       args.threshold, _pipeline_config(args), AlertConfig(host=args.host, in_iface=args.interface),
+                       args.threshold, _pipeline_config(args),
+                       AlertConfig(host=args.host, in_iface=args.interface, signatures=_signatures(args)),
                        metrics_port=args.metrics_port, notice_path=args.zeek_notice or "",
                        announce=not args.no_announce, backend=args.backend)
-    return cfg, Thresholder(default_rules(args.limit, args.period), max_per_second=args.max_alerts_per_second)
+    return cfg, _thresholder(args)
 
 
 def _parse(argv: Sequence[str]):
@@ -298,7 +312,6 @@ def cmd_run(args) -> int:
     from .outputs import open_eve
     from .run import run_files
     from .eve import AlertConfig
-    from .threshold import Thresholder, default_rules
 
     _check_run(args)
     if args.interface and not args.pcap:  # --pcap on the command line beats capture.interface in a config
@@ -308,7 +321,7 @@ def cmd_run(args) -> int:
         # On SIGHUP: the configuration file as it is now, under the same command line.
         reconfigure = (lambda: _daemon_config(_check_run(_parse(args.argv)))) if args.config else None
         return Sensor(cfg, thresholder, reconfigure).run()
-    thresholder = Thresholder(default_rules(args.limit, args.period), max_per_second=args.max_alerts_per_second)
+    thresholder = _thresholder(args)
     bundle = ModelBundle(args.model or DEFAULT_BUNDLE)
     eve = open_eve(args.eve)
     notice = None
@@ -317,7 +330,7 @@ def cmd_run(args) -> int:
 
         notice = ZeekNoticeLog(args.zeek_notice, args.period)
     with eve:
-        s = run_files(args.pcap, eve, bundle, args.threshold, _pipeline_config(args), AlertConfig(host=args.host),
+        s = run_files(args.pcap, eve, bundle, args.threshold, _pipeline_config(args), AlertConfig(host=args.host, signatures=_signatures(args)),
                       thresholder, progress=not args.no_progress, notice=notice, realtime=args.realtime)
     if notice is not None:
         notice.close()
@@ -369,13 +382,14 @@ def _config_defaults(argv: Sequence[str] | None) -> dict:
     known, _ = pre.parse_known_args(argv)
     if not known.config:
         return {}
-    from .config import load_config
+    from .config import load_config, signatures
 
     cfg = load_config(known.config)
     # "" and null mean "not set"; 0 is a real value (model.threshold: 0 alerts on every window).
     out = {opt: cfg[key] for key, opt in _CONFIG_TO_OPTION.items() if cfg[key] not in ("", None)}
     out["no_promisc"] = not cfg["capture.promiscuous"]
     out["no_announce"] = not cfg["announce"]
+    out["signatures"] = signatures(cfg)
     if cfg["model.path"]:
         out["model"] = cfg["model.path"]
     return out

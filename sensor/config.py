@@ -13,6 +13,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ConfigError
+from .signatures import DEFAULT_SIGNATURES, Signature
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,13 @@ SPECS: dict[str, Spec] = {
     "announce": Spec(True, _bool, "true or false (zeroconf _flowlstm._tcp.local.)"),
     "metrics.port": Spec(0, _int(0, 65535), "a TCP port for the Prometheus endpoint on 127.0.0.1, or 0 for none"),
 }
+for _kind, _sig in DEFAULT_SIGNATURES.items():
+    _at = f"alerts.signatures.{_kind}."
+    SPECS[_at + "sid"] = Spec(_sig.sid, _int(1, 2**31 - 1), "an integer from 1 to 2147483647, unique among the kinds")
+    SPECS[_at + "msg"] = Spec(_sig.msg, lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
+    SPECS[_at + "category"] = Spec(_sig.category, _str, "a string (Suricata's classification, e.g. "
+                                                       "'Attempted Denial of Service')")
+    SPECS[_at + "severity"] = Spec(_sig.severity, _int(1, 255), "an integer from 1 (highest) to 255")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -100,7 +108,20 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
         if not spec.check(value):
             raise ConfigError(f"{p}: {key} is {value!r}; set it to {spec.expect}")
         values[key] = value
+    sids: dict[int, str] = {}
+    for kind in DEFAULT_SIGNATURES:
+        sid = values[f"alerts.signatures.{kind}.sid"]
+        if sid in sids:
+            raise ConfigError(f"{p}: alerts.signatures.{kind}.sid is {sid}, the same as "
+                              f"alerts.signatures.{sids[sid]}.sid; give each kind its own id")
+        sids[sid] = kind
     if values["features.active-timeout"] < values["features.idle-timeout"]:
         raise ConfigError(f"{p}: features.active-timeout ({values['features.active-timeout']}) is shorter than "
                           f"features.idle-timeout ({values['features.idle-timeout']}); make it at least as long")
     return values
+
+
+def signatures(values: dict[str, Any]) -> dict[str, Signature]:
+    """The alert signatures, per anomaly kind, from loaded configuration values."""
+    return {kind: Signature(*(values[f"alerts.signatures.{kind}.{f}"] for f in ("sid", "msg", "category", "severity")))
+            for kind in DEFAULT_SIGNATURES}

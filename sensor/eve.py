@@ -29,30 +29,12 @@ import numpy as np
 from .addresses import format_addresses
 from .communityid import community_id
 from .features import SCHEMA
+from .signatures import DEFAULT_SIGNATURES
 from .threshold import Thresholder
 from .windows import WindowBatch
 
 GID = 9330
 _PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP", 47: "GRE", 50: "ESP"}
-
-
-@dataclass(frozen=True)
-class Signature:
-    sid: int
-    msg: str
-    category: str = "Potentially Bad Traffic"
-    severity: int = 2
-
-
-DEFAULT_SIGNATURES = {
-    "flood": Signature(9330001, "FLOWLSTM anomalous flow: many sources to one destination (flood/DDoS pattern)",
-                       "Attempted Denial of Service", 1),
-    "scan": Signature(9330002, "FLOWLSTM anomalous flow: one source probing many destinations or ports (scan)",
-                      "Detection of a Network Scan", 2),
-    "reflection": Signature(9330003, "FLOWLSTM anomalous flow: unsolicited responses from a service port (reflection)",
-                            "Attempted Denial of Service", 1),
-    "anomaly": Signature(9330000, "FLOWLSTM anomalous flow", "Potentially Bad Traffic", 3),
-}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .signatures import DEFAULT_SIGNATURES
+
 LIMIT, THRESHOLD, BOTH = "limit", "threshold", "both"
 TRACKS = ("by_src", "by_dst", "by_rule", "by_both")
 
@@ -40,12 +42,16 @@ class ThresholdRule:
             raise ValueError("threshold count and seconds must be at least 1")
 
 
-def default_rules(count: int = 1, seconds: int = 60) -> list[ThresholdRule]:
-    """Scans are tracked by scanner; floods, reflections and other anomalies by victim."""
+def default_rules(count: int = 1, seconds: int = 60, sids: dict[str, int] | None = None) -> list[ThresholdRule]:
+    """Scans are tracked by scanner; floods, reflections and other anomalies by victim.
+
+    ``sids`` maps anomaly kinds to the signature ids alerts of that kind carry.
+    """
+    sids = sids or {kind: sig.sid for kind, sig in DEFAULT_SIGNATURES.items()}
     return [
-        ThresholdRule(LIMIT, "by_dst", count, seconds, 9330001),
-        ThresholdRule(LIMIT, "by_src", count, seconds, 9330002),
-        ThresholdRule(LIMIT, "by_dst", count, seconds, 9330003),
+        ThresholdRule(LIMIT, "by_dst", count, seconds, sids["flood"]),
+        ThresholdRule(LIMIT, "by_src", count, seconds, sids["scan"]),
+        ThresholdRule(LIMIT, "by_dst", count, seconds, sids["reflection"]),
         ThresholdRule(LIMIT, "by_dst", count, seconds, 0),
     ]
 
