@@ -25,15 +25,18 @@ def _addr(a: bytes) -> bytes:
     return a[12:] if a[:12] == _MAPPED_V4 else a
 
 
-def community_id(src: bytes, dst: bytes, sport: int, dport: int, proto: int, seed: int = 0) -> str:
+def community_id(src: bytes, dst: bytes, sport: int, dport: int, proto: int, seed: int = 0,
+                 ports: bool = True) -> str:
     """Community ID v1 of a flow; ``src``/``dst`` are 16-byte (IPv4-mapped) addresses.
 
-    For ICMP/ICMPv6 pass type as ``sport`` and code as ``dport``.
+    For ICMP/ICMPv6 pass type as ``sport`` and code as ``dport``.  ``ports=False``
+    when the packet's transport header is not known (cut short, a non-first
+    fragment): the hash then covers addresses and protocol only, as tshark does.
     """
     s, d = _addr(bytes(src)), _addr(bytes(dst))
     one_way = False
-    has_ports = proto in _PORTED or proto in (1, 58)
-    if proto in (1, 58):
+    has_ports = ports and (proto in _PORTED or proto in (1, 58))
+    if has_ports and proto in (1, 58):
         pairs = _ICMP_PAIRS if proto == 1 else _ICMP6_PAIRS
         if sport in pairs:
             dport = pairs[sport]

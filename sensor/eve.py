@@ -11,8 +11,8 @@ Splunk take them like Suricata's own:
 - ``src``/``dest``: the flow's initiator and responder; ``flow`` counts are
   those of the centre second (``pkts_toserver`` = initiator → responder) and
   ``flow.start`` the flow's first packet;
-- ``community_id``: Community ID v1, except for ICMP, whose flows are keyed
-  without type and code;
+- ``community_id``: Community ID v1; ICMP flows carry ``icmp_type`` and
+  ``icmp_code`` (their first packet's) instead of ports, as Suricata writes them;
 - ``alert``: gid 9330 (flowlstm's own generator id, clear of Suricata's 1 and
   the preprocessor range), one signature per anomaly kind; ``metadata`` carries
   the model's score, the model, the window and any alerts folded into this one
@@ -167,10 +167,14 @@ def alert_records(
             rec["host"] = config.host
         if not config.in_iface:
             del rec["in_iface"]
-        if proto not in (1, 58):
-            # ICMP flows are keyed without type/code, which the Community ID needs; omit it there.
-            rec["community_id"] = community_id(k["src"].tobytes(), k["dst"].tobytes(), int(k["sport"]),
-                                               int(k["dport"]), proto)
+        known = bool(k["l4"])
+        if not known:  # never captured: say nothing rather than 0
+            del rec["src_port"], rec["dest_port"]
+        elif proto in (1, 58):  # as Suricata writes ICMP: type and code, no ports
+            rec["icmp_type"] = rec.pop("src_port")
+            rec["icmp_code"] = rec.pop("dest_port")
+        rec["community_id"] = community_id(k["src"].tobytes(), k["dst"].tobytes(), int(k["sport"]),
+                                           int(k["dport"]), proto, ports=known)
         out.append(rec)
     return out
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _flowstats
-from .capture.records import PACKET_DTYPE, TCP_FLAG_NAMES
+from .capture.records import HDR_L4, PACKET_DTYPE, TCP_FLAG_NAMES
 
 NS = 1_000_000_000
+_ICMP_PROTOS = (1, 58)  # ICMP, ICMPv6
 
 FLOW_SECOND_DTYPE = np.dtype(
     [
@@ -28,10 +29,14 @@ FLOW_SECOND_DTYPE = np.dtype(
         ("start_ts", "<i8"),  # ns, first packet of the flow
         ("src", "u1", (16,)),  # initiator
         ("dst", "u1", (16,)),  # responder
+        # Ports; for ICMP and ICMPv6 the first packet's type and code, as Zeek's conn.log has them.
         ("sport", "<u2"),
         ("dport", "<u2"),
         ("proto", "u1"),
         ("l3", "u1"),
+        # 1 if the first packet's ports (ICMP type and code) were captured; 0 when they are
+        # unknown (a header cut short, a non-first fragment) and sport/dport read 0.
+        ("l4", "u1"),
         ("new", "u1"),  # 1 in the second the flow started
         ("pkts_fwd", "<u4"),
         ("pkts_rev", "<u4"),
@@ -174,6 +179,7 @@ class FlowTable:
         self._dport = ext(g(self, "_dport", None), np.uint16)
         self._proto = ext(g(self, "_proto", None), np.uint8)
         self._l3 = ext(g(self, "_l3", None), np.uint8)
+        self._l4 = ext(g(self, "_l4", None), np.uint8)
         self._tot_pkts = ext(g(self, "_tot_pkts", None), np.uint64)
         self._tot_bytes = ext(g(self, "_tot_bytes", None), np.uint64)
         self._free = np.concatenate([np.arange(cap - 1, self._cap - 1, -1, dtype=np.int64), self._free])
@@ -258,10 +264,12 @@ class FlowTable:
             self._next_id += len(new)
             self._src[ns_slots] = p["src"][fi]
             self._dst[ns_slots] = p["dst"][fi]
-            self._sport[ns_slots] = p["sport"][fi]
-            self._dport[ns_slots] = p["dport"][fi]
+            icmp = np.isin(p["proto"][fi], _ICMP_PROTOS)
+            self._sport[ns_slots] = np.where(icmp, p["icmp_type"][fi], p["sport"][fi])
+            self._dport[ns_slots] = np.where(icmp, p["icmp_code"][fi], p["dport"][fi])
             self._proto[ns_slots] = p["proto"][fi]
             self._l3[ns_slots] = p["l3"][fi]
+            self._l4[ns_slots] = (p["hdr"][fi] & HDR_L4) != 0
             self._tot_pkts[ns_slots] = 0
             self._tot_bytes[ns_slots] = 0
             is_new[new] = True
@@ -317,6 +325,7 @@ class FlowTable:
         out["dport"] = self._dport[slots]
         out["proto"] = self._proto[slots]
         out["l3"] = self._l3[slots]
+        out["l4"] = self._l4[slots]
         out["new"] = is_new
         nf = m[:, _C_NFWD]
         out["pkts_fwd"] = nf

@@ -26,6 +26,7 @@ KEY_FIELDS = (
     "dport",
     "proto",
     "l3",
+    "l4",
     "pkts_fwd",
     "pkts_rev",
     "bytes_fwd",

@@ -61,11 +61,13 @@ class ZeekNoticeLog:
             kind = md.get("flowlstm_kind", ["anomaly"])[0]
             sec = time.mktime(time.strptime(r["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
             ts = sec + float("0" + r["timestamp"][19:26])
+            # Zeek writes an ICMP flow's type and code where the ports go.
+            sport, dport = (r.get("icmp_type", r.get("src_port", "-")), r.get("icmp_code", r.get("dest_port", "-")))
             row = [
-                f"{ts:.6f}", _uid(r["flow_id"]), r["src_ip"], r["src_port"], r["dest_ip"], r["dest_port"],
+                f"{ts:.6f}", _uid(r["flow_id"]), r["src_ip"], sport, r["dest_ip"], dport,
                 "-", "-", "-", r["proto"].lower().replace("ipv6-icmp", "icmp"),
                 f"FlowLSTM::{kind.capitalize()}", f"{a['signature']} (score {md.get('flowlstm_score', ['?'])[0]})",
-                f"window {md.get('flowlstm_window', ['?'])[0]}", r["src_ip"], r["dest_ip"], r["dest_port"],
+                f"window {md.get('flowlstm_window', ['?'])[0]}", r["src_ip"], r["dest_ip"], dport,
                 md.get("flowlstm_suppressed", ["-"])[0], "flowlstm", "Notice::ACTION_LOG", "", f"{self.suppress_for:.6f}",
                 "-", "-", "-", "-", "-",
             ]

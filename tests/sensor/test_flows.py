@@ -188,13 +188,22 @@ def test_every_flow_second_matches_a_plain_group_by(path):
     rows = run_seconds(FlowTable(NO_TIMEOUT), packets)
     ends = lambda a, pa, b, pb: tuple(sorted([(bytes(a), int(pa)), (bytes(b), int(pb))]))
     groups: dict = {}
+    first: dict = {}  # flow key → its first packet
     for pk in packets:
-        key = (int(pk["ts"] // NS), ends(pk["src"], pk["sport"], pk["dst"], pk["dport"]), int(pk["proto"]))
-        groups.setdefault(key, []).append(pk)
+        flow = (ends(pk["src"], pk["sport"], pk["dst"], pk["dport"]), int(pk["proto"]))
+        groups.setdefault((int(pk["ts"] // NS), *flow), []).append(pk)
+        first.setdefault(flow, pk)
     assert len(groups) == len(rows)
+    icmp_rows = 0
     for r in rows:
-        g = groups[(int(r["sec"]), ends(r["src"], r["sport"], r["dst"], r["dport"]), int(r["proto"]))]
-        fwd = [bytes(pk["src"]) == bytes(r["src"]) and pk["sport"] == r["sport"] for pk in g]
+        icmp = int(r["proto"]) in (1, 58)
+        ports = (0, 0) if icmp else (r["sport"], r["dport"])  # ICMP is keyed without type and code
+        flow = (ends(r["src"], ports[0], r["dst"], ports[1]), int(r["proto"]))
+        g = groups[(int(r["sec"]), *flow)]
+        if icmp:  # the row names them as Zeek does: the first packet's type and code
+            assert (r["sport"], r["dport"]) == (first[flow]["icmp_type"], first[flow]["icmp_code"])
+            icmp_rows += 1
+        fwd = [bytes(pk["src"]) == bytes(r["src"]) and pk["sport"] == ports[0] for pk in g]
         assert (r["pkts_fwd"], r["pkts_rev"]) == (sum(fwd), len(g) - sum(fwd))
         assert r["bytes_fwd"] == sum(int(pk["wire_len"]) for pk, f in zip(g, fwd) if f)
         assert r["bytes_rev"] == sum(int(pk["wire_len"]) for pk, f in zip(g, fwd) if not f)
@@ -206,6 +215,7 @@ def test_every_flow_second_matches_a_plain_group_by(path):
         assert r["len_std"] == pytest.approx(np.std(v), rel=1e-5, abs=1e-3)
         for bit, name in enumerate(("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns")):
             assert r[f"n_{name}"] == sum(int(pk["tcp_flags"]) >> bit & 1 for pk in g)
+    assert icmp_rows > 0
 
 
 _UNITS = {"bytes": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3}

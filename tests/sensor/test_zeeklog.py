@@ -28,5 +28,8 @@ def test_notice_log_matches_zeek_and_parses_with_zat(tmp_path):
     assert set(df["note"].astype(str)) <= {"FlowLSTM::Flood", "FlowLSTM::Scan", "FlowLSTM::Reflection",
                                            "FlowLSTM::Anomaly"}
     assert list(df["id.orig_h"].astype(str)) == [a["src_ip"] for a in alerts]
-    assert list(df["id.resp_p"].astype(int)) == [a["dest_port"] for a in alerts]
+    # Zeek's convention for ICMP: type and code where the ports go.
+    assert list(df["id.orig_p"].astype(int)) == [a.get("icmp_type", a.get("src_port")) for a in alerts]
+    assert list(df["id.resp_p"].astype(int)) == [a.get("icmp_code", a.get("dest_port")) for a in alerts]
+    assert any("icmp_type" in a for a in alerts)
     assert open(notice).read().rstrip("\n").splitlines()[-1].startswith("#close")
