@@ -81,36 +81,37 @@ def test_community_id_equals_the_reference_package(flood_windows):
 
 
 @pytest.mark.parametrize("path", [ATTACKS / "nmap.pcapng", MAWI_PCAP], ids=lambda v: v.name)
-def test_icmp_alerts_carry_type_code_and_the_community_id_tshark_computes(path):
-    """ICMP alerts as Suricata writes them, and each Community ID equal to the one tshark's
-    own implementation gives the flow's first packet."""
-    # No display filter: tshark's "icmp" filter misses header-only ICMP packets of the MAWI excerpt.
+def test_every_community_id_is_the_one_tshark_computes(path):
+    """Each alert's Community ID equals the one tshark's own implementation gives the flow's
+    first packet (TCP, UDP, ICMP, ICMPv6); ICMP alerts are written as Suricata writes them."""
     out = subprocess.run(["tshark", "-r", str(path), "--enable-protocol", "communityid", "-T", "fields",
-                          "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ipv6.src", "-e", "ip.proto",
-                          "-e", "ipv6.nxt", "-e", "communityid"], capture_output=True, text=True, check=True).stdout
+                          "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ipv6.src", "-e", "ip.dst", "-e", "ipv6.dst",
+                          "-e", "communityid"], capture_output=True, text=True, check=True).stdout
     reference = {}
     for line in out.splitlines():
-        ts, src4, src6, proto4, proto6, cid = line.split("\t")
-        # An ICMP error quotes the offending packet's header: the outer (first) values are the packet's.
-        if (proto4 or proto6).split(",")[0] not in ("1", "58"):
+        ts, src4, src6, dst4, dst6, cid = line.split("\t")
+        if not cid:
             continue
         sec, frac = ts.split(".")
-        reference.setdefault((int(sec) * 1_000_000 + int(frac[:6].ljust(6, "0")), (src4 or src6).split(",")[0]),
-                             cid)
+        # An ICMP error quotes the offending packet's header: the outer (first) addresses are the packet's.
+        key = (int(sec) * 1_000_000 + int(frac[:6].ljust(6, "0")), (src4 or src6).split(",")[0],
+               (dst4 or dst6).split(",")[0])
+        reference.setdefault(key, cid)
     validator = jsonschema.Draft7Validator(SCHEMA_JSON)
-    icmp = [r for w in (w for o in run_files([path]) for w in o.windows)
-            for r in alert_records(w, np.ones(len(w), np.float32), 0.5, "test@0123456789ab")
-            if r["proto"] in ("ICMP", "IPv6-ICMP")]
-    assert len(icmp) > 10
+    alerts = [r for w in (w for o in run_files([path]) for w in o.windows)
+              for r in alert_records(w, np.ones(len(w), np.float32), 0.5, "test@0123456789ab")]
+    icmp = [r for r in alerts if r["proto"] in ("ICMP", "IPv6-ICMP")]
+    assert len(icmp) > 10 and len(alerts) > len(icmp)
+    for r in alerts:
+        start = r["flow"]["start"]
+        us = calendar.timegm(time.strptime(start[:19], "%Y-%m-%dT%H:%M:%S")) * 1_000_000 + int(start[20:26])
+        assert r["community_id"] == reference[(us, r["src_ip"], r["dest_ip"])], r
     for r in icmp:
         assert not list(validator.iter_errors(r))
         assert "src_port" not in r and "dest_port" not in r
         # Type and code when the first packet's ICMP header was captured; nothing rather than 0 when not
         # (tshark then hashes without them too).
         assert ("icmp_type" in r) == ("icmp_code" in r) and 0 <= r.get("icmp_type", 0) < 256
-        start = r["flow"]["start"]
-        us = calendar.timegm(time.strptime(start[:19], "%Y-%m-%dT%H:%M:%S")) * 1_000_000 + int(start[20:26])
-        assert r["community_id"] == reference[(us, r["src_ip"])], r
 
 
 def test_thresholding_bounds_a_37000_source_flood(flood_windows):
