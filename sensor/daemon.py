@@ -298,6 +298,8 @@ class Sensor:
             "flowlstm_kernel_dropped_packets_total": ("counter", "Packets the kernel dropped.", k.dropped),
             "flowlstm_flows_active": ("gauge", "Flows tracked now.", len(self.pipe.flows)),
             "flowlstm_late_packets_total": ("counter", "Packets later than the slack.", self.pipe.late_packets),
+            "flowlstm_clock_restarts_total": ("counter", "Times packet time went back over a minute (clock steps).",
+                                              self.pipe.clock_restarts),
             "flowlstm_capture_lag_seconds": ("gauge", "Capture time to processing (pyshark backend).",
                                              getattr(self.capture, "lag", 0.0)),
             "flowlstm_output_held_bytes": ("gauge", "EVE bytes held in memory while the output cannot take them.",

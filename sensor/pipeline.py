@@ -7,9 +7,17 @@ traffic and files, and the trainer runs it inside Spark tasks.
 A second closes once a packet at least ``slack`` seconds past its end has been
 seen (or the input ends), so packets reordered by less than ``slack`` still
 count; later ones are dropped and counted in ``late_packets``.
+
+Packet time that goes back by more than ``RESTART_AFTER`` seconds for most of
+a batch is not reordering: the clock was stepped, capture files were given out
+of order, or one packet carried a bogus future timestamp that pushed the stream
+ahead.  Dropping everything until time caught up would blind the sensor, so the
+path finishes what it holds (every pending window is emitted) and starts a new
+clock at the new time, counted in ``clock_restarts``.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -22,6 +30,10 @@ from .context import second_context
 from .features import SCHEMA, aggregate_match, flow_second_features
 from .flows import NS, FlowConfig, FlowTable
 from .windows import WindowAssembler, WindowBatch, window_keys
+
+log = logging.getLogger("flowlstm.pipeline")
+
+RESTART_AFTER = 60  # seconds back in packet time that are a clock step, not reordering
 
 
 @dataclass(frozen=True)
@@ -71,11 +83,15 @@ class FeaturePipeline:
     def __init__(self, config: PipelineConfig = PipelineConfig(), on_second: SecondHook | None = None):
         self.config = config
         self.on_second = on_second
-        self.flows = FlowTable(config.flows)
-        self.windows = WindowAssembler(SCHEMA.size)
         self.late_packets = 0
         self.packets = 0
+        self.clock_restarts = 0
         self._slack_ns = int(config.slack * NS)
+        self.flows = FlowTable(config.flows)
+        self._start_clock()
+
+    def _start_clock(self) -> None:
+        self.windows = WindowAssembler(SCHEMA.size)
         self._next: int | None = None  # first second not yet closed
         self._last_active: int | None = None  # last closed second that had packets
         self._max_ts = -1
@@ -93,6 +109,9 @@ class FeaturePipeline:
             self._next = int(ts.min() // NS)
         late = ts < self._next * NS
         if late.any():
+            far = ts < self._max_ts - RESTART_AFTER * NS
+            if 2 * np.count_nonzero(far) > len(ts):
+                return self._restart_clock(batch, far)
             self.late_packets += int(late.sum())
             batch = batch[~late]
             ts = batch["ts"]
@@ -100,6 +119,22 @@ class FeaturePipeline:
             self._pending.append(batch)
             self._max_ts = max(self._max_ts, int(ts.max()))
         return self._close_before((self._max_ts - self._slack_ns) // NS)
+
+    def _restart_clock(self, batch: np.ndarray, far: np.ndarray) -> PipelineOutput:
+        back = (self._max_ts - int(np.median(batch["ts"][far]))) / NS
+        log.warning("packet time went back %.0f s (a clock step, capture files out of order, or a bogus "
+                    "timestamp before); pending windows emitted, counting restarts from the new time", back)
+        self.packets -= len(batch)  # each part is counted again by push
+        out = self.push(batch[~far])  # the batch's packets still in the old time close with it
+        out.extend(self.finish())
+        # Flows keep their counters; their table starts afresh, as its timeouts are in the old time.
+        counters = self.flows.counters
+        self.flows = FlowTable(self.config.flows)
+        self.flows.counters = counters
+        self._start_clock()
+        self.clock_restarts += 1
+        out.extend(self.push(batch[far]))
+        return out
 
     def tick(self, now_ns: int) -> PipelineOutput:
         """Close seconds by the clock when traffic is idle (live capture)."""
