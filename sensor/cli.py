@@ -105,6 +105,13 @@ A summary goes to stderr.
 The bundled default model is used unless --model names another bundle (a
 directory holding model.tflite and metadata.json from 'flowlstm-train').
 
+Live, the sensor rides out what a long-running daemon meets: a link that goes
+down or an interface that disappears (the capture is reopened every 2 s), a
+full disk (events wait in memory, up to 64 MiB, and are written in order once
+there is space), and a clock stepped back (the feature path restarts its clock
+rather than calling every packet late).  Each is logged once and counted in
+the metrics.
+
 examples:
   flowlstm-sensor run --pcap trace.pcap.gz --eve /var/log/flowlstm/eve.json
   flowlstm-sensor run --pcap a.pcap --eve - --threshold 0.9 | jq .alert.signature
