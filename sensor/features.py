@@ -172,11 +172,14 @@ def flow_second_features(
         ),
         *(float(c[k]) for k in ("syn_ratio", "rst_ratio", "tcp_ratio", "udp_ratio", "icmp_ratio", "frag_ratio")),
     ]
-    cols += [np.full(n, v) for v in ctx_vals]
-    x = np.stack([np.asarray(col, dtype=np.float32) for col in cols], axis=1)
-    if x.shape[1] != SCHEMA.size:
-        raise AssertionError(f"built {x.shape[1]} features, schema has {SCHEMA.size}")
-    return x
+    cols += ctx_vals
+    if len(cols) != SCHEMA.size:
+        raise AssertionError(f"built {len(cols)} features, schema has {SCHEMA.size}")
+    # Feature-major first (each column one contiguous write), then one blocked transpose.
+    xt = np.empty((SCHEMA.size, n), dtype=np.float32)
+    for j, col in enumerate(cols):
+        xt[j] = col
+    return np.ascontiguousarray(xt.T)
 
 
 def aggregate_match(agg, fs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.lib.recfunctions as rfn
 
 from .flows import FLOW_SECOND_DTYPE
 
@@ -39,10 +40,7 @@ KEY_DTYPE = np.dtype([(name, FLOW_SECOND_DTYPE.fields[name][0]) for name in KEY_
 
 def window_keys(flow_seconds: np.ndarray) -> np.ndarray:
     """The ``KEY_DTYPE`` columns of ``FLOW_SECOND_DTYPE`` rows."""
-    out = np.empty(len(flow_seconds), dtype=KEY_DTYPE)
-    for name in KEY_FIELDS:
-        out[name] = flow_seconds[name]
-    return out
+    return rfn.repack_fields(flow_seconds[list(KEY_FIELDS)])
 
 
 @dataclass(frozen=True)
@@ -68,14 +66,12 @@ class _Second:
 
 
 def _fill(out: np.ndarray, center_ids: np.ndarray, other: _Second | None) -> None:
-    """Copy ``other``'s rows for the centre flows into ``out``; zero the rest."""
+    """Copy ``other``'s rows for the centre flows into ``out`` (already zero)."""
     if other is None or len(other.keys) == 0:
-        out[:] = 0
         return
     ids = other.keys["flow_id"]
     pos = np.minimum(np.searchsorted(ids, center_ids), len(ids) - 1)
-    found = ids[pos] == center_ids
-    out[:] = 0
+    found = np.flatnonzero(ids[pos] == center_ids)
     out[found] = other.x[pos[found]]
 
 
@@ -114,7 +110,8 @@ class WindowAssembler:
             center = self._seconds[c]
             if len(center.keys):
                 ids = center.keys["flow_id"]
-                x = np.empty((len(ids), 3, self.n_features), dtype=np.float32)
+                # Zeroed pages from the allocator: absent seconds cost nothing to write.
+                x = np.zeros((len(ids), 3, self.n_features), dtype=np.float32)
                 _fill(x[:, 0], ids, self._seconds.get(c - 1))
                 x[:, 1] = center.x
                 _fill(x[:, 2], ids, self._seconds.get(c + 1))
