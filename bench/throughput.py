@@ -12,7 +12,12 @@ that file:
 
 and prints packets/s of each, the ratios, and flowlstm's peak RSS.
 
-    .venv/sensor/bin/python bench/throughput.py [--packets 1000000] [--pyshark-packets 20000]
+``--flood PPS`` measures the worst case instead: a spoofed SYN flood at PPS
+packets/s against one server, every packet from a random source and port, so
+every packet is a new flow and a window to build (the MAWI mix has ~0.45 windows
+per packet).
+
+    .venv/sensor/bin/python bench/throughput.py [--packets 1000000] [--pyshark-packets 20000] [--flood PPS]
 """
 from __future__ import annotations
 
@@ -78,6 +83,28 @@ def build_pcap(src: Path, dst: Path, copies: int, speedup: float = 1.0) -> int:
     return len(out_rec)
 
 
+def build_flood(dst: Path, packets: int, pps: int, seed: int = 1) -> int:
+    """A spoofed TCP SYN flood to 10.0.0.1:80 at ``pps``: Ethernet/IPv4/TCP headers, one pcap."""
+    rng = np.random.default_rng(seed)
+    us = 1_600_000_000 * 10**6 + np.arange(packets, dtype=np.int64) * 10**6 // pps
+    rec = np.zeros(packets, dtype=[("sec", "<u4"), ("usec", "<u4"), ("incl", "<u4"), ("orig", "<u4"),
+                                   ("eth", "u1", 14), ("ip", "u1", 20), ("tcp", "u1", 20)])
+    rec["sec"], rec["usec"], rec["incl"], rec["orig"] = us // 10**6, us % 10**6, 54, 60
+    rec["eth"][:, 12] = 0x08  # IPv4
+    ip = rec["ip"]
+    ip[:, 0], ip[:, 3], ip[:, 8], ip[:, 9] = 0x45, 40, 64, 6
+    ip[:, 12:16] = rng.integers(1 << 24, 0xE0000000, packets, dtype=np.uint32).astype(">u4").view(np.uint8).reshape(-1, 4)
+    ip[:, 16:20] = (10, 0, 0, 1)
+    tcp = rec["tcp"]
+    tcp[:, 0:2] = rng.integers(1024, 65536, packets, dtype=np.uint32).astype(">u2").view(np.uint8).reshape(-1, 2)
+    tcp[:, 3], tcp[:, 12], tcp[:, 13] = 80, 0x50, 0x02  # port 80, 20-byte header, SYN
+    with open(dst, "wb") as f:
+        f.write(np.array([0xA1B2C3D4], "<u4").tobytes() + np.array([2, 4], "<u2").tobytes()
+                + np.array([0, 0, 65535, 1], "<u4").tobytes())
+        f.write(rec.tobytes())
+    return packets
+
+
 def run_flowlstm(path: Path) -> dict:
     """The feature path in a child process, so its peak RSS is its own."""
     code = (
@@ -133,6 +160,7 @@ def main() -> int:
                     help="replay the copies this many times faster (default %(default)s: the excerpt's "
                          "own ~13k pps for 11 copies; 10 gives ~130k pps, a full MAWI link's rate)")
     ap.add_argument("--keep", metavar="DIR", help="keep the generated pcap in DIR")
+    ap.add_argument("--flood", type=int, metavar="PPS", help="a spoofed SYN flood at PPS instead of the MAWI mix")
     args = ap.parse_args()
     if not shutil.which("tshark"):
         print("bench: tshark is not installed (scripts/setup.sh sensor installs it)", file=sys.stderr)
@@ -141,12 +169,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         from sensor.capture import CaptureReader
 
-        n_src = sum(len(b) for b in CaptureReader(MAWI))
-        copies = -(-args.packets // n_src)
-        pcap = Path(args.keep or tmp) / f"mawi_x{copies}_s{args.speedup:g}.pcap"
         t = time.perf_counter()
-        total = build_pcap(MAWI, pcap, copies, args.speedup)
-        print(f"built {pcap.name}: {total} packets ({copies} copies of {n_src}) in {time.perf_counter() - t:.1f} s")
+        if args.flood:
+            pcap = Path(args.keep or tmp) / f"synflood_{args.flood}pps.pcap"
+            total = build_flood(pcap, args.packets, args.flood)
+            print(f"built {pcap.name}: {total} spoofed SYNs at {args.flood} pps in {time.perf_counter() - t:.1f} s")
+        else:
+            n_src = sum(len(b) for b in CaptureReader(MAWI))
+            copies = -(-args.packets // n_src)
+            pcap = Path(args.keep or tmp) / f"mawi_x{copies}_s{args.speedup:g}.pcap"
+            total = build_pcap(MAWI, pcap, copies, args.speedup)
+            print(f"built {pcap.name}: {total} packets ({copies} copies of {n_src}) in "
+                  f"{time.perf_counter() - t:.1f} s")
 
         ours = run_flowlstm(pcap)
         ts = run_tshark(pcap)
