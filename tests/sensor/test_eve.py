@@ -254,25 +254,6 @@ def test_logrotate_rename_then_reopen_loses_nothing(tmp_path):
     assert path.read_bytes() == b'{"n":3}\n'
 
 
-def test_full_disk_leaves_no_partial_line(tmp_path):
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root); CI runs as root and runs this")
-    try:
-        from sensor.errors import OutputError
-
-        w = EveFile(str(mnt / "eve.json"))
-        with pytest.raises(OutputError, match="no partial line"):
-            for _ in range(1000):
-                w.write(b'{"event_type":"alert","pad":"' + b"y" * 1000 + b'"}\n')
-        w.close()
-        data = (mnt / "eve.json").read_bytes()
-        assert data.endswith(b"\n") and all(json.loads(x) for x in data.splitlines())
-    finally:
-        subprocess.run(["umount", str(mnt)])
-
-
 @pytest.fixture
 def tiny_fs(tmp_path):
     mnt = tmp_path / "tiny"
@@ -283,6 +264,18 @@ def tiny_fs(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)])
+
+
+def test_full_disk_leaves_no_partial_line(tiny_fs):
+    from sensor.errors import OutputError
+
+    w = EveFile(str(tiny_fs / "eve.json"))
+    with pytest.raises(OutputError, match="no partial line"):
+        for _ in range(1000):
+            w.write(b'{"event_type":"alert","pad":"' + b"y" * 1000 + b'"}\n')
+    w.close()
+    data = (tiny_fs / "eve.json").read_bytes()
+    assert data.endswith(b"\n") and all(json.loads(x) for x in data.splitlines())
 
 
 def fill(path) -> None:
