@@ -163,10 +163,7 @@ class Sensor:
         else:
             log.debug("%s", exc)  # still down: said once already
         with self._capture_lock:
-            self._kernel_stats()
-            self._kernel_base = CaptureStats(*(a + b for a, b in zip(vars(self._kernel_base).values(),
-                                                                   vars(self._kernel_now).values())))
-            self._kernel_now = CaptureStats()
+            self._kernel_base, self._kernel_now = self._kernel_stats(), CaptureStats()
             self.capture.close()
             self.capture = None
         while not self._stop.wait(REOPEN_EVERY):
