@@ -13,8 +13,10 @@ rm -f out/eve.json
     --eve out/eve.json --host demo "$@"
 .venv/sensor/bin/python - <<'PY'
 import collections, json
-alerts = [json.loads(line) for line in open("out/eve.json")]
-print(f"out/eve.json: {len(alerts)} alerts")
+events = [json.loads(line) for line in open("out/eve.json")]
+alerts = [e for e in events if e["event_type"] == "alert"]
+stats = [e["stats"] for e in events if e["event_type"] == "stats"]
+print(f"out/eve.json: {len(alerts)} alerts" + (f", {stats[-1]['decoder']['pkts']} packets" if stats else ""))
 for (sig, cat), n in collections.Counter((a["alert"]["signature"], a["alert"]["category"]) for a in alerts).most_common():
     print(f"  {n:5d}  {sig}  [{cat}]")
 if alerts:

@@ -86,3 +86,17 @@ def test_realtime_replay_keeps_the_recorded_pace_and_the_results(tmp_path):
         return [x for x in f.read_text().splitlines() if json.loads(x)["event_type"] == "alert"]
 
     assert alerts(fast) == alerts(slow) and len(alerts(fast)) > 10
+
+
+def test_readme_first_command_runs_and_summarizes():
+    """scripts/demo.sh, the README's first command, end to end (its setup step is a no-op here)."""
+    root = MAWI_PCAP.parents[3]
+    proc = subprocess.run([str(root / "scripts" / "demo.sh"), "--no-progress"], capture_output=True, text=True,
+                          cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = re.search(r"out/eve.json: (\d+) alerts, (\d+) packets", proc.stdout)
+    assert m and int(m.group(1)) > 0, proc.stdout
+    packets = sum(int(re.search(r"(\d+)", x).group(1)) for x in (
+        subprocess.run(["capinfos", "-c", "-M", str(p)], capture_output=True, text=True, check=True).stdout
+        .splitlines()[-1] for p in (MAWI_PCAP, ATTACKS / "pkt.TCP.synflood.spoofed.pcap")))
+    assert int(m.group(2)) == packets  # every packet of both captures, by capinfos' count
