@@ -80,6 +80,24 @@ class DaemonConfig:
 
 # Settings a running sensor cannot change (its capture handle, flow table, listening socket
 # and announcement are built from them), with the configuration keys that set them.
+# The Prometheus endpoint's metrics: name → (type, help).  docs/daemon.md lists them too.
+METRICS = {
+    "flowlstm_packets_total": ("counter", "Packets read from the capture."),
+    "flowlstm_bytes_total": ("counter", "Wire bytes read from the capture."),
+    "flowlstm_windows_scored_total": ("counter", "Windows scored by the model."),
+    "flowlstm_alerts_total": ("counter", "Alerts written."),
+    "flowlstm_alerts_suppressed_total": ("counter", "Alerts folded by thresholding."),
+    "flowlstm_queue_dropped_packets_total": ("counter", "Packets dropped: scoring fell behind capture."),
+    "flowlstm_kernel_dropped_packets_total": ("counter", "Packets the kernel dropped."),
+    "flowlstm_flows_active": ("gauge", "Flows tracked now."),
+    "flowlstm_late_packets_total": ("counter", "Packets later than the slack."),
+    "flowlstm_clock_restarts_total": ("counter", "Times packet time went back over a minute (clock steps)."),
+    "flowlstm_capture_lag_seconds": ("gauge", "Capture time to processing (pyshark backend)."),
+    "flowlstm_capture_up": ("gauge", "1 while the capture is open, 0 while it is being reopened."),
+    "flowlstm_output_held_bytes": ("gauge", "EVE bytes held in memory while the output cannot take them."),
+    "flowlstm_output_lost_events_total": ("counter", "EVE events dropped: held beyond the memory limit."),
+}
+
 REOPEN_EVERY = 2.0  # seconds between attempts to reopen a failed capture
 
 _RESTART_ONLY = {"capture": "capture.*", "pipeline": "features.*", "backend": "capture.backend",
@@ -280,32 +298,26 @@ class Sensor:
         self.eve.write(to_lines([rec]))
 
     def collect(self) -> dict:
-        """Counters for the Prometheus endpoint."""
+        """Counters for the Prometheus endpoint: name → (type, help, value), as METRICS lists them."""
         c = self.counters
         k = self.kernel_stats()
-        return {
-            "flowlstm_packets_total": ("counter", "Packets read from the capture.", c.pkts),
-            "flowlstm_bytes_total": ("counter", "Wire bytes read from the capture.", c.bytes),
-            "flowlstm_windows_scored_total": ("counter", "Windows scored by the model.", self.windows),
-            "flowlstm_alerts_total": ("counter", "Alerts written.", self.alerts),
-            "flowlstm_alerts_suppressed_total": ("counter", "Alerts folded by thresholding.",
-                                                 self.thresholder.suppressed),
-            "flowlstm_queue_dropped_packets_total": ("counter", "Packets dropped: scoring fell behind capture.",
-                                                     self.dropped_packets),
-            "flowlstm_kernel_dropped_packets_total": ("counter", "Packets the kernel dropped.", k.dropped),
-            "flowlstm_flows_active": ("gauge", "Flows tracked now.", len(self.pipe.flows)),
-            "flowlstm_late_packets_total": ("counter", "Packets later than the slack.", self.pipe.late_packets),
-            "flowlstm_clock_restarts_total": ("counter", "Times packet time went back over a minute (clock steps).",
-                                              self.pipe.clock_restarts),
-            "flowlstm_capture_lag_seconds": ("gauge", "Capture time to processing (pyshark backend).",
-                                             getattr(self.capture, "lag", 0.0)),
-            "flowlstm_output_held_bytes": ("gauge", "EVE bytes held in memory while the output cannot take them.",
-                                           self.eve.held_bytes),
-            "flowlstm_output_lost_events_total": ("counter", "EVE events dropped: held beyond the memory limit.",
-                                                  self.eve.lost_lines),
-            "flowlstm_capture_up": ("gauge", "1 while the capture is open, 0 while it is being reopened.",
-                                    int(self._down_since is None)),
+        values = {
+            "flowlstm_packets_total": c.pkts,
+            "flowlstm_bytes_total": c.bytes,
+            "flowlstm_windows_scored_total": self.windows,
+            "flowlstm_alerts_total": self.alerts,
+            "flowlstm_alerts_suppressed_total": self.thresholder.suppressed,
+            "flowlstm_queue_dropped_packets_total": self.dropped_packets,
+            "flowlstm_kernel_dropped_packets_total": k.dropped,
+            "flowlstm_flows_active": len(self.pipe.flows),
+            "flowlstm_late_packets_total": self.pipe.late_packets,
+            "flowlstm_clock_restarts_total": self.pipe.clock_restarts,
+            "flowlstm_capture_lag_seconds": getattr(self.capture, "lag", 0.0),
+            "flowlstm_capture_up": int(self._down_since is None),
+            "flowlstm_output_held_bytes": self.eve.held_bytes,
+            "flowlstm_output_lost_events_total": self.eve.lost_lines,
         }
+        return {name: (*METRICS[name], values[name]) for name in METRICS}
 
     def status(self) -> str:
         down = self._down_since

@@ -27,3 +27,13 @@ def test_serves_text_format_and_404():
             urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/other", timeout=5)
     finally:
         srv.close()
+
+
+def test_every_metric_is_documented():
+    from pathlib import Path
+
+    from sensor.daemon import METRICS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "daemon.md").read_text()
+    for name, (kind, _) in METRICS.items():
+        assert f"| `{name}` | {kind} |" in doc, name
