@@ -337,7 +337,8 @@ def cmd_run(args) -> int:
 
         notice = ZeekNoticeLog(args.zeek_notice, args.period)
     with eve:
-        s = run_files(args.pcap, eve, bundle, args.threshold, _pipeline_config(args), AlertConfig(host=args.host, signatures=_signatures(args)),
+        alerts = AlertConfig(host=args.host, signatures=_signatures(args))
+        s = run_files(args.pcap, eve, bundle, args.threshold, _pipeline_config(args), alerts,
                       thresholder, progress=not args.no_progress, notice=notice, realtime=args.realtime)
     if notice is not None:
         notice.close()
