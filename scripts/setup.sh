@@ -3,6 +3,8 @@
 #   scripts/setup.sh sensor    the sensor venv (.venv/sensor, numpy 2)
 #   scripts/setup.sh trainer   the trainer venv (.venv/trainer, numpy<2, TensorFlow, Spark, Elephas)
 # Idempotent: a second run only checks.  Needs root or sudo for apt-get.
+# FLOWLSTM_SETUP=check: install nothing; exit 1 naming what is missing (the test suite
+# runs the README's first command this way: tests check, only the README commands install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-sensor}
@@ -17,6 +19,11 @@ missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+check_only=${FLOWLSTM_SETUP:-}
+if [ ${#missing[@]} -gt 0 ] && [ "$check_only" = check ]; then
+    echo "setup: missing Debian packages: ${missing[*]}; run scripts/setup.sh $what" >&2
+    exit 1
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -35,6 +42,10 @@ stamp=$venv/.flowlstm-stamp
 want=$(cat setup.cfg setup.py sensor/capture/_walk.c sensor/_flowstats.c | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
+fi
+if [ "$check_only" = check ]; then
+    echo "setup: $venv is missing or out of date; run scripts/setup.sh $what" >&2
+    exit 1
 fi
 [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools wheel

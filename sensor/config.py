@@ -1,127 +1,223 @@
-"""The sensor's YAML configuration, validated at start.
+"""The sensor's configuration: ``sensor.yaml`` and the command line, merged and validated.
 
-Every value is checked against its spec; a bad one is a ``ConfigError`` that
-names the key, what was found and how to fix it — before anything opens.
-Unknown keys are errors too (a typo must not silently fall back to a default).
+Values come from three layers — the settings table's defaults, the YAML file,
+the command line — and are validated once, by the table (``sensor/settings.py``).
+A bad one is a ``ConfigError`` naming the file, the key, what was found and how
+to fix it, before anything opens.  Unknown keys are errors too (a typo must not
+silently fall back to a default).
+
+The file is read defensively, since a sensor re-reads it on SIGHUP and a bad
+file must never take the running sensor down: regular files only (not a FIFO
+or a device), at most ``MAX_BYTES``, UTF-8, no YAML aliases (the billion-laughs
+expansion), nesting at most ``MAX_DEPTH``, no duplicate keys.
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from . import settings
+from .capture.live import LiveConfig
+from .errors import ConfigError, UsageError
+from .eve import AlertConfig
+from .flows import FlowConfig
+from .pipeline import PipelineConfig
 from .signatures import DEFAULT_SIGNATURES, Signature
+from .threshold import Thresholder, default_rules
+
+MAX_BYTES = 1 << 20  # the shipped file is ~4 KiB
+MAX_DEPTH = 16
 
 
-@dataclass(frozen=True)
-class Spec:
-    default: Any
-    check: Callable[[Any], bool]
-    expect: str  # what a valid value looks like, for the message
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases, deep nesting and duplicate keys."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed in a sensor configuration",
+                                       problem_mark=mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_DEPTH} levels",
+                                           problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise yaml.MarkedYAMLError(problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark)
+            seen.add(key if isinstance(key, str) else id(key_node))
+        return super().construct_mapping(node, deep)
 
 
-def _int(lo, hi):
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+def read_small_file(path: str | os.PathLike, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; ``ConfigError`` otherwise.
+
+    Opened non-blocking and checked on the open descriptor, so a FIFO or device
+    swapped in between check and read can neither hang nor flood the reader.
+    """
+    p = str(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such {what}") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{p}: not a regular file; give the path of a {what}")
+        if st.st_size > limit:
+            raise ConfigError(f"{p}: {st.st_size} bytes, larger than a {what} can be ({limit} bytes)")
+        data = os.read(fd, limit + 1)
+        if len(data) > limit:
+            raise ConfigError(f"{p}: larger than a {what} can be ({limit} bytes)")
+        return data
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
-def _num(lo, hi, lo_open=False):
-    def ok(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return False
-        return (lo < v if lo_open else lo <= v) and v <= hi
-    return ok
-
-
-_str = lambda v: isinstance(v, str)  # noqa: E731
-_bool = lambda v: isinstance(v, bool)  # noqa: E731
-
-SPECS: dict[str, Spec] = {
-    "sensor-name": Spec("", _str, "a string (written as EVE 'host')"),
-    "capture.interface": Spec("", _str, "an interface name such as eth1"),
-    "capture.bpf": Spec("", _str, "a BPF filter string such as 'not port 22'"),
-    "capture.backend": Spec("libpcap", lambda v: v in ("libpcap", "pyshark"), "libpcap or pyshark"),
-    "capture.snaplen": Spec(128, _int(64, 262144), "an integer from 64 to 262144"),
-    "capture.promiscuous": Spec(True, _bool, "true or false"),
-    "capture.buffer-mb": Spec(64, _int(1, 4096), "an integer from 1 to 4096 (MiB)"),
-    "model.path": Spec("", _str, "the directory of a model bundle (empty: the bundled default)"),
-    "model.threshold": Spec(None, lambda v: v is None or _num(0, 1)(v) and v < 1, "a number in [0, 1) or null"),
-    "features.idle-timeout": Spec(120.0, _num(1, 86400), "seconds, from 1 to 86400"),
-    "features.active-timeout": Spec(1800.0, _num(1, 604800), "seconds, from 1 to 604800"),
-    "features.max-flows": Spec(1_000_000, _int(1, 100_000_000), "an integer from 1 to 100000000"),
-    "features.slack": Spec(0.5, _num(0, 60), "seconds, from 0 to 60"),
-    "outputs.eve.filename": Spec("/var/log/flowlstm/eve.json", _str, "a file path"),
-    "thresholding.limit": Spec(1, _int(1, 1_000_000), "an integer from 1"),
-    "thresholding.period": Spec(60, _int(1, 86400), "seconds, from 1 to 86400"),
-    "thresholding.max-per-second": Spec(100, _int(1, 1_000_000), "an integer from 1"),
-    "announce": Spec(True, _bool, "true or false (zeroconf _flowlstm._tcp.local.)"),
-    "metrics.port": Spec(0, _int(0, 65535), "a TCP port for the Prometheus endpoint on 127.0.0.1, or 0 for none"),
-}
-for _kind, _sig in DEFAULT_SIGNATURES.items():
-    _at = f"alerts.signatures.{_kind}."
-    SPECS[_at + "sid"] = Spec(_sig.sid, _int(1, 2**31 - 1), "an integer from 1 to 2147483647, unique among the kinds")
-    SPECS[_at + "msg"] = Spec(_sig.msg, lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
-    SPECS[_at + "category"] = Spec(_sig.category, _str, "a string (Suricata's classification, e.g. "
-                                                       "'Attempted Denial of Service')")
-    SPECS[_at + "severity"] = Spec(_sig.severity, _int(1, 255), "an integer from 1 (highest) to 255")
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _flatten(tree: Any, where: str, prefix: str = "") -> dict[str, Any]:
     if not isinstance(tree, dict):
-        raise ConfigError(f"{prefix or 'the file'}: expected a mapping of keys, found {type(tree).__name__}")
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'the file'}: expected a mapping of keys, "
+                          f"found {type(tree).__name__}")
+    out: dict[str, Any] = {}
     for k, v in tree.items():
+        if not isinstance(k, str):
+            raise ConfigError(f"{where}: key {settings._show(k)} under '{prefix.rstrip('.') or 'the top'}' "
+                              "is not a name")
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(_flatten(v, where, key + "."))
         else:
             out[key] = v
     return out
 
 
-def load_config(path: str | Path | None) -> dict[str, Any]:
-    """Defaults, overlaid with the file at ``path`` (if any), every value validated."""
-    values = {k: s.default for k, s in SPECS.items()}
-    if path is None:
-        return values
+def read_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings a YAML file sets, by key, each validated; ``ConfigError`` on anything wrong."""
     p = Path(path)
+    raw = read_small_file(p, MAX_BYTES, "configuration file")
     try:
-        tree = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such configuration file") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte offset {exc.start})") from None
+    try:
+        tree = yaml.load(text, Loader=_StrictLoader) or {}  # noqa: S506 - _StrictLoader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    for key, value in _flatten(tree).items():
-        spec = SPECS.get(key)
-        if spec is None:
-            near = [k for k in SPECS if k.split(".")[-1] == key.split(".")[-1]]
-            hint = f"; did you mean '{near[0]}'?" if near else f"; known keys: {', '.join(sorted(SPECS))}"
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to be a sensor configuration") from None
+    found = _flatten(tree, str(p))
+    for key in found:
+        if key not in settings.FILE_KEYS:
+            near = [k for k in settings.FILE_KEYS if k.split(".")[-1] == key.split(".")[-1]]
+            hint = f"; did you mean '{near[0]}'?" if near else f"; known keys: {', '.join(sorted(settings.FILE_KEYS))}"
             raise ConfigError(f"{p}: unknown key '{key}'{hint}")
-        if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not spec.check(value):
-            raise ConfigError(f"{p}: {key} is {value!r}; set it to {spec.expect}")
-        values[key] = value
-    sids: dict[int, str] = {}
-    for kind in DEFAULT_SIGNATURES:
-        sid = values[f"alerts.signatures.{kind}.sid"]
-        if sid in sids:
-            raise ConfigError(f"{p}: alerts.signatures.{kind}.sid is {sid}, the same as "
-                              f"alerts.signatures.{sids[sid]}.sid; give each kind its own id")
-        sids[sid] = kind
-    if values["features.active-timeout"] < values["features.idle-timeout"]:
-        raise ConfigError(f"{p}: features.active-timeout ({values['features.active-timeout']}) is shorter than "
-                          f"features.idle-timeout ({values['features.idle-timeout']}); make it at least as long")
-    return values
+    try:
+        return settings.validate(found)
+    except settings.SettingError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def resolve(config_path: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """Every setting's value: defaults, then the file (if any), then ``given`` (the command line)."""
+    values = settings.defaults()
+    if config_path:
+        values.update({k: v for k, v in read_file(config_path).items()})
+    values.update(given)
+    try:
+        return settings.validate(values)
+    except settings.SettingError as exc:  # flags that contradict each other or the file (e.g. the timeouts)
+        if config_path:
+            raise ConfigError(f"{config_path} with the command line: {exc}") from None
+        raise UsageError(str(exc)) from None
+
+
+def load_config(path: str | Path | None) -> dict[str, Any]:
+    """Defaults, overlaid with the file at ``path`` (if any), every value validated."""
+    return resolve(str(path) if path else None, {})
 
 
 def signatures(values: dict[str, Any]) -> dict[str, Signature]:
     """The alert signatures, per anomaly kind, from loaded configuration values."""
     return {kind: Signature(*(values[f"alerts.signatures.{kind}.{f}"] for f in ("sid", "msg", "category", "severity")))
             for kind in DEFAULT_SIGNATURES}
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """What ``flowlstm-sensor run`` runs: the typed configuration of every stage."""
+
+    values: dict[str, Any]  # the validated settings it was built from (compared on reload)
+    pipeline: PipelineConfig
+    alerts: AlertConfig
+    capture: LiveConfig | None  # live capture; None for file runs
+    pcaps: tuple[str, ...]
+    eve_path: str
+    notice_path: str
+    model_path: str
+    threshold: float | None
+
+    @property
+    def period(self) -> int:
+        return int(self.values["thresholding.period"])
+
+    def thresholder(self) -> Thresholder:
+        """A fresh thresholder with this configuration's rules."""
+        v = self.values
+        sids = {kind: sig.sid for kind, sig in self.alerts.signatures.items()}
+        return Thresholder(default_rules(v["thresholding.limit"], v["thresholding.period"], sids),
+                           max_per_second=v["thresholding.max-per-second"])
+
+
+def pipeline_config(values: dict[str, Any], protocols: bool = False) -> PipelineConfig:
+    """The feature path's configuration from settings values (``protocols``: aggregate protocol breakdowns)."""
+    from .aggregate import AggregateConfig
+
+    flows = FlowConfig(values["features.idle-timeout"], values["features.active-timeout"], values["features.max-flows"])
+    return PipelineConfig(flows=flows, aggregate=AggregateConfig(protocols=protocols), slack=values["features.slack"])
+
+
+def sensor_config(values: dict[str, Any]) -> SensorConfig:
+    """The typed configuration of a run from validated settings values."""
+    from .model import DEFAULT_BUNDLE
+
+    pcaps = tuple(values["pcap"])
+    iface = "" if pcaps else values["capture.interface"]  # --pcap on the command line beats a configured interface
+    if not (pcaps or iface):
+        raise UsageError("name an input: --pcap FILE... or --interface IFACE (or capture.interface in --config)")
+    if not values["outputs.eve.filename"]:
+        raise UsageError("name an output: --eve FILE (or outputs.eve.filename in --config)")
+    capture = None
+    if iface:
+        capture = LiveConfig(iface, values["capture.bpf"], values["capture.snaplen"], values["capture.promiscuous"],
+                             values["capture.buffer-mb"])
+    return SensorConfig(
+        values=values,
+        pipeline=pipeline_config(values),
+        alerts=AlertConfig(host=values["sensor-name"], in_iface=iface, signatures=signatures(values)),
+        capture=capture,
+        pcaps=pcaps,
+        eve_path=values["outputs.eve.filename"],
+        notice_path=values["outputs.zeek-notice.filename"],
+        model_path=values["model.path"] or str(DEFAULT_BUNDLE),
+        threshold=values["model.threshold"],
+    )

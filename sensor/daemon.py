@@ -1,85 +1,46 @@
-"""The live sensor: capture thread → feature path → model → thresholded EVE alerts.
+"""The sensor's lifecycle: open → run → reload → drain, for files and live interfaces alike.
 
-Wires the stages; the stages know nothing of it.  Capture runs in its own
-thread and hands batches over a bounded queue: it never waits on scoring, and
-a batch that finds the queue full is dropped and counted.  The main loop
-closes seconds by the clock when the link is idle.
+One ``Sensor`` runs every ``flowlstm-sensor run``: a source (``sensor/sources.py``)
+feeds one ``Detector`` (``sensor/detector.py``), so ``--pcap``, ``--pcap --realtime``
+and ``--interface`` write the same alert lines for the same packets.  Everything
+the run holds open — model, outputs, capture, metrics endpoint, announcement — is
+opened in ``_open`` on one ``ExitStack`` and closed on every way out.
 
-Signals (fail2ban-style, documented in ``--help``):
+Signals (documented in ``--help``):
   SIGHUP   reopen the outputs (logrotate), re-read the configuration (when the
            sensor has one) and reload the model, all or nothing: a configuration or
            bundle that fails its checks is refused and the running ones stay
-  SIGTERM  stop capturing, drain pending windows, exit 0 (SIGINT likewise)
+  SIGTERM  stop reading, drain pending windows, final stats event (SIGINT likewise)
 
-A capture that fails (link down, interface removed, tshark gone) is reopened
-every few seconds while the sensor keeps running, like Suricata's AF_PACKET
-source; the outage shows in STATUS=, the log and ``flowlstm_capture_up``.
-
-systemd ``Type=notify``: READY=1 once capture is open and the model loaded,
-STATUS= lines every few seconds, WATCHDOG=1 from the main loop when
-``WATCHDOG_USEC`` is set, RELOADING=1 … READY=1 around a SIGHUP, STOPPING=1 on
-the way out — sent on ``$NOTIFY_SOCKET`` with the plain datagram protocol.
+A live sensor speaks systemd ``Type=notify`` (``sensor/systemd.py``): READY=1 once
+capture is open and the model loaded, STATUS= every few seconds, WATCHDOG=1 from
+the main loop, RELOADING=1 … READY=1 around a SIGHUP, STOPPING=1 on the way out.
+On a live link the outputs hold events in memory while the disk is full
+(``HoldingOutput``); a file run stops instead (it can be run again).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import queue
 import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, replace
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from .capture.live import CaptureStats, LiveCapture, LiveConfig
-from .eve import AlertConfig, alert_records, to_lines
-from .errors import CaptureError, FlowlstmError
+from . import settings
+from .config import SensorConfig, sensor_config
+from .detector import Detector, Output, Scoring
+from .errors import FlowlstmError
 from .model import ModelBundle
 from .outputs import HoldingOutput, open_eve
-from .pipeline import FeaturePipeline, PipelineConfig, PipelineOutput
-from .stats import Counters, stats_record
-from .threshold import Thresholder
+from .sources import FileSource, LiveSource, open_capture
+from .systemd import reloading, sd_notify, watchdog_interval
+from .zeeklog import ZeekNoticeLog
 
 log = logging.getLogger("flowlstm.daemon")
 
-
-def sd_notify(message: str) -> bool:
-    """Send one notification to systemd (or whoever owns $NOTIFY_SOCKET)."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return False
-    if path.startswith("@"):
-        path = "\0" + path[1:]  # abstract namespace
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        try:
-            # Never block the sensor on a slow reader of the socket.
-            s.sendto(message.encode(), socket.MSG_DONTWAIT, path)
-        except OSError as exc:
-            log.warning("sd_notify failed: %s", exc)
-            return False
-    return True
-
-
-@dataclass
-class DaemonConfig:
-    capture: LiveConfig
-    eve_path: str
-    model_path: str
-    threshold: float | None = None
-    pipeline: PipelineConfig = PipelineConfig()
-    alerts: AlertConfig = AlertConfig()
-    queue_batches: int = 256
-    status_every: float = 5.0
-    stats_every: float = 8.0  # EVE stats events, as often as Suricata's default
-    metrics_port: int = 0  # Prometheus endpoint on 127.0.0.1; 0 = off
-    notice_path: str = ""  # also write alerts as a Zeek notice log
-    announce: bool = True  # zeroconf _flowlstm._tcp.local.
-    backend: str = "libpcap"  # or "pyshark" (tshark/dumpcap; slower, lag-bounded)
-
-
-# Settings a running sensor cannot change (its capture handle, flow table, listening socket
-# and announcement are built from them), with the configuration keys that set them.
 # The Prometheus endpoint's metrics: name → (type, help).  docs/daemon.md lists them too.
 METRICS = {
     "flowlstm_packets_total": ("counter", "Packets read from the capture."),
@@ -98,138 +59,180 @@ METRICS = {
     "flowlstm_output_lost_events_total": ("counter", "EVE events dropped: held beyond the memory limit."),
 }
 
-REOPEN_EVERY = 2.0  # seconds between attempts to reopen a failed capture
+STATUS_EVERY = 5.0  # seconds between STATUS= lines
+STATS_EVERY = 8.0  # seconds between EVE stats events on a live link, as often as Suricata's default
 
-_RESTART_ONLY = {"capture": "capture.*", "pipeline": "features.*", "backend": "capture.backend",
-                 "metrics_port": "metrics.port", "announce": "announce"}
+
+@dataclass
+class RunSummary:
+    packets: int
+    windows: int
+    anomalous: int  # windows at or above the threshold
+    alerts: int  # written after thresholding
+    suppressed: int
+    late_packets: int
+    interrupted: bool  # a file run stopped by a signal before its end
+    model: str  # the bundle scoring at the end, and its threshold
+    threshold: float
+
+
+Source = FileSource | LiveSource
 
 
 class Sensor:
-    """``reconfigure``, when given, builds a fresh configuration on SIGHUP (re-reading the
-    configuration file); it raises ``FlowlstmError`` when the new one is invalid."""
+    """One run of the sensor.
 
-    def __init__(self, cfg: DaemonConfig, thresholder: Thresholder | None = None,
-                 reconfigure: Callable[[], tuple[DaemonConfig, Thresholder]] | None = None):
+    ``reconfigure``, when given, builds a fresh configuration on SIGHUP (re-reading
+    the configuration file); ``source`` replaces the one the configuration names
+    (tests feed the live path from a file this way).
+    """
+
+    def __init__(self, cfg: SensorConfig, reconfigure: Callable[[], SensorConfig] | None = None,
+                 source: Source | None = None, progress: bool = True):
         self.cfg = cfg
         self._reconfigure = reconfigure
-        self.announcer = None
-        self.bundle = ModelBundle(cfg.model_path)
-        # Held, not lost, while the disk is full; see HoldingOutput.
-        self.eve = HoldingOutput(open_eve(cfg.eve_path))
-        self.notice = None
-        if cfg.notice_path:
-            from .zeeklog import ZeekNoticeLog
-
-            self.notice = HoldingOutput(ZeekNoticeLog(cfg.notice_path))
-        self.capture = self._open_capture()
-        # The capture thread swaps handles after a failure while the main thread reads counters.
-        self._capture_lock = threading.Lock()
-        self._kernel_base = self._kernel_now = CaptureStats()  # closed handles' totals; the open one's
-        self._down_since: float | None = None
-        self.pipe = FeaturePipeline(cfg.pipeline)
-        self.thresholder = thresholder or Thresholder()
-        self.queue: queue.Queue = queue.Queue(maxsize=cfg.queue_batches)
-        self.dropped_batches = self.dropped_packets = 0
-        self.packets = self.windows = self.alerts = 0
-        self.counters = Counters()
-        self._started = time.monotonic()
+        self._given_source = source
+        self._progress = progress
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self.metrics = None
-        if cfg.metrics_port:
+        self.announcer: Any = None
+        self.metrics: Any = None
+
+    # -- open ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _open_output(kind: Callable[[str], Any], path: str, live: bool) -> Any:
+        out = kind(path)
+        return HoldingOutput(out) if live else out  # live: held, not lost, while the disk is full
+
+    def _open_outputs(self, cfg: SensorConfig, live: bool) -> tuple[Output, Output | None]:
+        """The EVE output and Zeek notice log of ``cfg``; nothing stays open if either fails."""
+        eve = self._open_output(open_eve, cfg.eve_path, live)
+        try:
+            notice = self._open_output(ZeekNoticeLog, cfg.notice_path, live) if cfg.notice_path else None
+        except BaseException:
+            eve.close()
+            raise
+        return eve, notice
+
+    def _close_outputs(self) -> None:
+        # Held outputs write (or count as lost) what they hold, after the final stats event.
+        for out in (self.eve, self.notice):
+            if out is not None:
+                out.close()
+
+    def _open(self, stack: contextlib.ExitStack) -> None:
+        cfg = self.cfg
+        bundle = ModelBundle(cfg.model_path)
+        if self._given_source is not None:
+            self.source = self._given_source
+        elif cfg.capture is None:
+            self.source = FileSource(cfg.pcaps, self._progress, bool(cfg.values["realtime"]))
+        else:
+            capture, backend = cfg.capture, cfg.values["capture.backend"]
+            self.source = LiveSource(capture.interface, lambda: open_capture(capture, backend))
+        stack.callback(self.source.close)
+        self.eve, self.notice = self._open_outputs(cfg, self.source.live)
+        stack.callback(self._close_outputs)
+        scoring = Scoring(bundle, cfg.threshold, cfg.alerts, cfg.thresholder(), cfg.period)
+        self.detector = Detector(cfg.pipeline, scoring, self.eve, self.notice)
+        if not self.source.live:
+            return
+        port = cfg.values["metrics.port"]
+        if port:
             from .metrics import MetricsServer
 
             try:
-                self.metrics = MetricsServer(self.collect, cfg.metrics_port)
+                self.metrics = stack.enter_context(contextlib.closing(MetricsServer(self.collect, port)))
             except OSError as exc:
-                raise FlowlstmError(f"metrics port {cfg.metrics_port}: cannot listen: {exc.strerror}") from None
-        wd = os.environ.get("WATCHDOG_USEC")
-        self._watchdog = int(wd) / 2e6 if wd and wd.isdigit() else None
+                raise FlowlstmError(f"metrics port {port}: cannot listen: {exc.strerror}") from None
+        if cfg.values["announce"]:
+            self._announce(stack)
 
-    # -- capture thread ----------------------------------------------------
+    def _announce(self, stack: contextlib.ExitStack) -> None:
+        from . import __version__
+        from .announce import Announcer
 
-    def _open_capture(self):
-        if self.cfg.backend == "pyshark":
-            from .capture.shark import SharkCapture
-
-            return SharkCapture(self.cfg.capture)
-        return LiveCapture(self.cfg.capture)
-
-    def _capture_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                batch = self.capture.read()
-            except CaptureError as exc:
-                self._reopen(exc)
-                continue
-            if self._down_since is not None:
-                log.warning("capture on %s is back after %.0f s", self.cfg.capture.interface,
-                            time.monotonic() - self._down_since)
-                self._down_since = None
-            if len(batch):
-                try:
-                    self.queue.put_nowait(batch)
-                except queue.Full:
-                    self.dropped_batches += 1
-                    self.dropped_packets += len(batch)
-
-    def _reopen(self, exc: CaptureError) -> None:
-        """Close the failed handle and retry until a new one opens (or the sensor stops)."""
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            log.error("%s; reopening every %g s", exc, REOPEN_EVERY)
-        else:
-            log.debug("%s", exc)  # still down: said once already
-        with self._capture_lock:
-            self._kernel_base, self._kernel_now = self._kernel_stats(), CaptureStats()
-            self.capture.close()
-            self.capture = None
-        while not self._stop.wait(REOPEN_EVERY):
-            try:
-                capture = self._open_capture()
-            except CaptureError as again:
-                log.debug("%s", again)
-                continue
-            with self._capture_lock:
-                self.capture = capture
+        iface = self.source.name
+        port = self.cfg.values["metrics.port"]
+        name = self.cfg.alerts.host or socket.gethostname()
+        try:
+            self.announcer = Announcer(f"{name}-{iface}", port, {
+                "version": __version__, "interface": iface,
+                "model_sha256": self.detector.scoring.bundle.sha256, "metrics_port": str(port)})
+        except Exception as exc:  # noqa: BLE001 - announcing is optional; sensing is not
+            log.warning("zeroconf announcement failed: %s", exc)
             return
+        stack.callback(self.announcer.close)
 
-    def _kernel_stats(self) -> CaptureStats:
-        """Kernel counters summed over every capture handle this sensor has had."""
-        if self.capture is not None:
-            try:
-                self._kernel_now = self.capture.stats()
-            except CaptureError:
-                pass  # a failing handle: keep its last good counters
-        return CaptureStats(*(a + b for a, b in zip(vars(self._kernel_base).values(),
-                                                    vars(self._kernel_now).values())))
+    # -- run ----------------------------------------------------------------------------------------------
 
-    def kernel_stats(self) -> CaptureStats:
-        with self._capture_lock:
-            return self._kernel_stats()
+    def run(self) -> RunSummary:
+        """Run until the source ends (files) or a signal stops it (live); then drain and close."""
+        with contextlib.ExitStack() as stack:
+            self._open(stack)
+            stack.enter_context(self._signals())
+            self._loop()
+            d = self.detector
+            d.finish()
+            self.eve.write(d.stats_event(self._kernel()))
+            log.info("stopped: %s", self.status())
+        s = d.scoring.thresholder
+        return RunSummary(d.counters.pkts, d.windows, d.anomalous, d.alerts, s.suppressed, d.pipe.late_packets,
+                          self._stop.is_set() and not self.source.live, d.scoring.bundle.name, d.scoring.cutoff)
 
-    # -- main loop -----------------------------------------------------------
+    @contextlib.contextmanager
+    def _signals(self):  # type: ignore[no-untyped-def]
+        handlers = {signal.SIGTERM: lambda *_: self._stop.set(), signal.SIGINT: lambda *_: self._stop.set(),
+                    signal.SIGHUP: lambda *_: self._reload.set()}
+        before = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+        try:
+            yield
+        finally:
+            for sig, h in before.items():
+                signal.signal(sig, h)
 
-    def _emit(self, out: PipelineOutput) -> None:
-        thr = self.bundle.threshold if self.cfg.threshold is None else self.cfg.threshold
-        label = f"{self.bundle.name}@{self.bundle.sha256[:12]}"
-        for w in out.windows:
-            kept = alert_records(w, self.bundle.score(w.x), thr, label, self.cfg.alerts, self.thresholder)
-            self.eve.write(to_lines(kept))
-            if self.notice is not None:
-                self.notice.write(self.notice.out.format(kept))
-            self.windows += len(w)
-            self.alerts += len(kept)
+    def _loop(self) -> None:
+        live = self.source.live
+        if live:
+            sd_notify(f"READY=1\nSTATUS=capturing on {self.source.name}, model {self.detector.scoring.bundle.name}")
+            log.info("capturing on %s", self.source.name)
+        dog = watchdog_interval() if live else None
+        next_status = next_dog = time.monotonic()
+        next_stats = next_status + STATS_EVERY
+        for batch in self.source.batches(self._stop):
+            if self._reload.is_set():
+                self._do_reload()
+            if batch is None:
+                now_ns = self.source.clock()
+                if now_ns is not None:
+                    self.detector.tick(now_ns)
+            else:
+                self.detector.process(batch)
+            if not live:
+                continue
+            now = time.monotonic()
+            if dog and now >= next_dog:
+                sd_notify("WATCHDOG=1")
+                next_dog = now + dog
+            if now >= next_status:
+                sd_notify(f"STATUS={self.status()}")
+                next_status = now + STATUS_EVERY
+            if now >= next_stats:
+                self.eve.write(self.detector.stats_event(self._kernel()))
+                next_stats = now + STATS_EVERY
+        if live:
+            sd_notify("STOPPING=1")
 
-    def _process(self, batch) -> None:
-        self.packets += len(batch)
-        self.counters.add(batch)
-        self._emit(self.pipe.push(batch))
+    def _kernel(self) -> tuple[int, int, int] | None:
+        k = self.source.kernel_stats()
+        return None if k is None else (k.received, k.dropped, k.if_dropped)
+
+    # -- reload -------------------------------------------------------------------------------------------
 
     def _do_reload(self) -> None:
         self._reload.clear()
-        # systemd shows "reloading" until READY=1 follows (the notify-reload protocol).
-        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        reloading()
         try:
             self._reload_all()
         finally:
@@ -242,151 +245,84 @@ class Sensor:
                     out.reopen()
             except FlowlstmError as exc:  # the old handle stays open: nothing is lost
                 log.error("%s; still writing to the file as it was opened", exc)
-        try:
-            cfg, thresholder = self._reconfigure() if self._reconfigure else (self.cfg, self.thresholder)
-        except FlowlstmError as exc:
-            log.error("new configuration refused, the running one stays: %s", exc)
-            cfg, thresholder = self.cfg, self.thresholder
-        for name, key in _RESTART_ONLY.items():
-            if getattr(cfg, name) != getattr(self.cfg, name):
-                log.warning("%s changed; restart the sensor to apply it (the rest is reloaded)", key)
-                cfg = replace(cfg, **{name: getattr(self.cfg, name)})
-        cfg = replace(cfg, alerts=replace(cfg.alerts, in_iface=self.cfg.alerts.in_iface))  # bound to the capture
+        cfg = self.cfg
+        if self._reconfigure is not None:
+            try:
+                cfg = self._reconfigure()
+            except Exception as exc:  # noqa: BLE001 - a bad file on SIGHUP must never stop the sensor
+                log.error("new configuration refused, the running one stays: %s", _one_line(exc))
+        stay = settings.restart_only(self.cfg.values, cfg.values)
+        for name in stay:
+            log.warning("%s changed; restart the sensor to apply it (the rest is reloaded)", name)
+        if stay:
+            cfg = sensor_config({**cfg.values, **{k: self.cfg.values[k] for k in stay}})
         # Build everything new before swapping anything, so a refusal leaves the sensor as it was.
-        opened = []
         try:
             bundle = ModelBundle(cfg.model_path)
-            eve = self.eve
+            eve, notice = self.eve, self.notice
+            live = self.source.live
             if cfg.eve_path != self.cfg.eve_path:
-                eve = HoldingOutput(open_eve(cfg.eve_path))
-                opened.append(eve)
-            notice = self.notice
+                eve = self._open_output(open_eve, cfg.eve_path, live)
             if cfg.notice_path != self.cfg.notice_path:
-                from .zeeklog import ZeekNoticeLog
-
-                notice = HoldingOutput(ZeekNoticeLog(cfg.notice_path)) if cfg.notice_path else None
-                opened += [notice] if notice else []
-        except FlowlstmError as exc:
-            for out in opened:
-                out.close()
-            log.error("reload refused, the loaded model and configuration keep running: %s", exc)
+                notice = self._open_output(ZeekNoticeLog, cfg.notice_path, live) if cfg.notice_path else None
+        except Exception as exc:  # noqa: BLE001 - whatever a new bundle or output does, the running ones stay
+            log.error("reload refused, the loaded model and configuration keep running: %s", _one_line(exc))
             return
         for old, new in ((self.eve, eve), (self.notice, notice)):
             if old is not None and old is not new:
                 old.close()
-                if new is not None:
+                if isinstance(new, HoldingOutput) and isinstance(old, HoldingOutput):
                     new.lost_lines += old.lost_lines  # counters never go backwards
-        if thresholder is not self.thresholder and (thresholder.rules, thresholder.max_per_second) == (
-                self.thresholder.rules, self.thresholder.max_per_second):
-            thresholder = self.thresholder  # unchanged rules: keep their running state
-        elif thresholder is not self.thresholder:
-            thresholder.suppressed, thresholder.emitted = self.thresholder.suppressed, self.thresholder.emitted
+        current = self.detector.scoring.thresholder
+        thresholder = cfg.thresholder()
+        if (thresholder.rules, thresholder.max_per_second) == (current.rules, current.max_per_second):
+            thresholder = current  # unchanged rules: keep their running state
+        else:
+            thresholder.suppressed, thresholder.emitted = current.suppressed, current.emitted
             log.info("thresholding rules changed; their counts start afresh")
-        self.cfg, self.thresholder, self.bundle, self.eve, self.notice = cfg, thresholder, bundle, eve, notice
+        self.cfg, self.eve, self.notice = cfg, eve, notice
+        self.detector.eve, self.detector.notice = eve, notice
+        self.detector.scoring = Scoring(bundle, cfg.threshold, cfg.alerts, thresholder, cfg.period)
         if self.announcer is not None:
             try:
                 self.announcer.update({"model_sha256": bundle.sha256})
             except Exception as exc:  # noqa: BLE001 - announcing is optional; sensing is not
                 log.warning("zeroconf update failed: %s", exc)
         log.info("reloaded: model %s (%s), threshold %.4f", bundle.name, bundle.sha256[:12],
-                 bundle.threshold if cfg.threshold is None else cfg.threshold)
+                 self.detector.scoring.cutoff)
 
-    def _write_stats(self) -> None:
-        rec = stats_record(self.counters, self._started, self.pipe.flows.counters.created, len(self.pipe.flows),
-                           self.alerts, self.thresholder.suppressed, tuple(vars(self.kernel_stats()).values()),
-                           self.cfg.alerts.host)
-        self.eve.write(to_lines([rec]))
+    # -- reporting ----------------------------------------------------------------------------------------
 
-    def collect(self) -> dict:
+    def collect(self) -> dict[str, tuple[str, str, float]]:
         """Counters for the Prometheus endpoint: name → (type, help, value), as METRICS lists them."""
-        c = self.counters
-        k = self.kernel_stats()
+        d, src = self.detector, self.source
+        k = src.kernel_stats()
         values = {
-            "flowlstm_packets_total": c.pkts,
-            "flowlstm_bytes_total": c.bytes,
-            "flowlstm_windows_scored_total": self.windows,
-            "flowlstm_alerts_total": self.alerts,
-            "flowlstm_alerts_suppressed_total": self.thresholder.suppressed,
-            "flowlstm_queue_dropped_packets_total": self.dropped_packets,
-            "flowlstm_kernel_dropped_packets_total": k.dropped,
-            "flowlstm_flows_active": len(self.pipe.flows),
-            "flowlstm_late_packets_total": self.pipe.late_packets,
-            "flowlstm_clock_restarts_total": self.pipe.clock_restarts,
-            "flowlstm_capture_lag_seconds": getattr(self.capture, "lag", 0.0),
-            "flowlstm_capture_up": int(self._down_since is None),
-            "flowlstm_output_held_bytes": self.eve.held_bytes,
-            "flowlstm_output_lost_events_total": self.eve.lost_lines,
+            "flowlstm_packets_total": d.counters.pkts,
+            "flowlstm_bytes_total": d.counters.bytes,
+            "flowlstm_windows_scored_total": d.windows,
+            "flowlstm_alerts_total": d.alerts,
+            "flowlstm_alerts_suppressed_total": d.scoring.thresholder.suppressed,
+            "flowlstm_queue_dropped_packets_total": getattr(src, "dropped_packets", 0),
+            "flowlstm_kernel_dropped_packets_total": k.dropped if k else 0,
+            "flowlstm_flows_active": len(d.pipe.flows),
+            "flowlstm_late_packets_total": d.pipe.late_packets,
+            "flowlstm_clock_restarts_total": d.pipe.clock_restarts,
+            "flowlstm_capture_lag_seconds": getattr(src, "lag", 0.0),
+            "flowlstm_capture_up": int(getattr(src, "down_since", None) is None),
+            "flowlstm_output_held_bytes": getattr(self.eve, "held_bytes", 0),
+            "flowlstm_output_lost_events_total": getattr(self.eve, "lost_lines", 0),
         }
         return {name: (*METRICS[name], values[name]) for name in METRICS}
 
     def status(self) -> str:
-        down = self._down_since
-        return ((f"capture on {self.cfg.capture.interface} down for {time.monotonic() - down:.0f} s, reopening; "
-                 if down is not None else "")
-                + f"{self.packets} packets, {self.windows} windows, {self.alerts} alerts, "
-                f"{self.dropped_packets} packets dropped (queue)")
+        d = self.detector
+        return (self.source.status() + f"{d.counters.pkts} packets, {d.windows} windows, {d.alerts} alerts, "
+                f"{getattr(self.source, 'dropped_packets', 0)} packets dropped (queue)")
 
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
-        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
-        reader = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
-        reader.start()
-        if self.cfg.announce:
-            from . import __version__
-            from .announce import Announcer
 
-            name = self.cfg.alerts.host or socket.gethostname()
-            try:
-                self.announcer = Announcer(f"{name}-{self.cfg.capture.interface}", self.cfg.metrics_port, {
-                    "version": __version__, "interface": self.cfg.capture.interface,
-                    "model_sha256": self.bundle.sha256, "metrics_port": str(self.cfg.metrics_port)})
-            except Exception as exc:  # noqa: BLE001 - announcing is optional; sensing is not
-                log.warning("zeroconf announcement failed: %s", exc)
-        sd_notify(f"READY=1\nSTATUS=capturing on {self.cfg.capture.interface}, model {self.bundle.name}")
-        log.info("capturing on %s", self.cfg.capture.interface)
-        next_status = next_dog = time.monotonic()
-        next_stats = next_status + self.cfg.stats_every
-        while not self._stop.is_set():
-            if self._reload.is_set():
-                self._do_reload()
-            try:
-                self._process(self.queue.get(timeout=0.2))
-            except queue.Empty:
-                self._emit(self.pipe.tick(time.time_ns()))
-            now = time.monotonic()
-            if self._watchdog and now >= next_dog:
-                sd_notify("WATCHDOG=1")
-                next_dog = now + self._watchdog
-            if now >= next_status:
-                sd_notify(f"STATUS={self.status()}")
-                next_status = now + self.cfg.status_every
-            if now >= next_stats:
-                self._write_stats()
-                next_stats = now + self.cfg.stats_every
-        sd_notify("STOPPING=1")
-        if self.announcer is not None:
-            self.announcer.close()
-        reader.join(timeout=2)
-        while not self.queue.empty():
-            self._process(self.queue.get_nowait())
-        if not reader.is_alive() and self.capture is not None and self._down_since is None:
-            # What the kernel already holds was counted in its statistics: read it too, so the
-            # final stats event adds up.  Bounded, for a link that never goes quiet.
-            end = time.monotonic() + 1.0
-            try:
-                while time.monotonic() < end and len(batch := self.capture.read(timeout=0)):
-                    self._process(batch)
-            except CaptureError:
-                pass  # failed while draining: the rest is lost with the handle, as counted
-        self._emit(self.pipe.finish())
-        self._write_stats()
-        if self.capture is not None:
-            self.capture.close()
-        self.eve.close()
-        if self.notice is not None:
-            self.notice.close()
-        if self.metrics:
-            self.metrics.close()
-        log.info("stopped: %s", self.status())
-        return 0
+def _one_line(exc: BaseException) -> str:
+    """An exception as one bounded log line, whatever it holds."""
+    text = str(exc) if isinstance(exc, FlowlstmError) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."

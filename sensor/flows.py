@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _flowstats
+from . import _flowstats, settings
 from .capture.records import HDR_L4, PACKET_DTYPE, TCP_FLAG_NAMES
 
 NS = 1_000_000_000
@@ -66,19 +66,12 @@ FLOW_SECOND_DTYPE = np.dtype(
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Flow-table limits.  Timeouts are in seconds."""
+    """Flow-table limits.  Timeouts are in seconds.  Defaults and the ranges users may set are the
+    settings table's (``sensor/settings.py``), which validates every value a user gives."""
 
-    idle_timeout: float = 120.0
-    active_timeout: float = 1800.0
-    max_flows: int = 1_000_000
-
-    def __post_init__(self) -> None:
-        if not self.idle_timeout >= 1:
-            raise ValueError("idle_timeout must be at least 1 second")
-        if not self.active_timeout >= self.idle_timeout:
-            raise ValueError("active_timeout must be at least idle_timeout")
-        if not self.max_flows >= 1:
-            raise ValueError("max_flows must be at least 1")
+    idle_timeout: float = settings.default("features.idle-timeout")
+    active_timeout: float = settings.default("features.active-timeout")
+    max_flows: int = settings.default("features.max-flows")
 
 
 @dataclass

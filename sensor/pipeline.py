@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import settings
 from .aggregate import AggregateConfig, AggregateSet, aggregate_second
 from .capture import read_packets
 from .capture.records import PACKET_DTYPE
@@ -43,11 +44,7 @@ class PipelineConfig:
     flows: FlowConfig = field(default_factory=FlowConfig)
     # The model needs the address aggregates only; inspect turns protocols back on.
     aggregate: AggregateConfig = field(default_factory=lambda: AggregateConfig(protocols=False))
-    slack: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.slack <= 60:
-            raise ValueError("slack must be between 0 and 60 seconds")
+    slack: float = settings.default("features.slack")
 
 
 @dataclass(frozen=True)

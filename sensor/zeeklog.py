@@ -33,6 +33,29 @@ def _field(v) -> str:
     return "(empty)" if s == "" else s.replace("\t", "\\x09").replace("\n", "\\x0a")
 
 
+def format_notices(records: list[dict], suppress_for: float = 60.0) -> bytes:
+    """Zeek notice rows for EVE alert records, as whole lines (``suppress_for``: the thresholding period)."""
+    lines = []
+    for r in records:
+        a = r["alert"]
+        md = a.get("metadata", {})
+        kind = md.get("flowlstm_kind", ["anomaly"])[0]
+        sec = time.mktime(time.strptime(r["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        ts = sec + float("0" + r["timestamp"][19:26])
+        # Zeek writes an ICMP flow's type and code where the ports go.
+        sport, dport = (r.get("icmp_type", r.get("src_port", "-")), r.get("icmp_code", r.get("dest_port", "-")))
+        row = [
+            f"{ts:.6f}", _uid(r["flow_id"]), r["src_ip"], sport, r["dest_ip"], dport,
+            "-", "-", "-", r["proto"].lower().replace("ipv6-icmp", "icmp"),
+            f"FlowLSTM::{kind.capitalize()}", f"{a['signature']} (score {md.get('flowlstm_score', ['?'])[0]})",
+            f"window {md.get('flowlstm_window', ['?'])[0]}", r["src_ip"], r["dest_ip"], dport,
+            md.get("flowlstm_suppressed", ["-"])[0], "flowlstm", "Notice::ACTION_LOG", "", f"{suppress_for:.6f}",
+            "-", "-", "-", "-", "-",
+        ]
+        lines.append("\t".join(_field(v) for v in row))
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
 class ZeekNoticeLog:
     """Append-only Zeek notice log; a new (or rotated) file starts with Zeek's header."""
 
@@ -52,33 +75,11 @@ class ZeekNoticeLog:
                     "#types\t" + "\t".join(TYPES)]
             self._file.write(("\n".join(head) + "\n").encode())
 
-    def format(self, records: list[dict]) -> bytes:
-        """Notice rows for EVE alert records, as whole lines."""
-        lines = []
-        for r in records:
-            a = r["alert"]
-            md = a.get("metadata", {})
-            kind = md.get("flowlstm_kind", ["anomaly"])[0]
-            sec = time.mktime(time.strptime(r["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-            ts = sec + float("0" + r["timestamp"][19:26])
-            # Zeek writes an ICMP flow's type and code where the ports go.
-            sport, dport = (r.get("icmp_type", r.get("src_port", "-")), r.get("icmp_code", r.get("dest_port", "-")))
-            row = [
-                f"{ts:.6f}", _uid(r["flow_id"]), r["src_ip"], sport, r["dest_ip"], dport,
-                "-", "-", "-", r["proto"].lower().replace("ipv6-icmp", "icmp"),
-                f"FlowLSTM::{kind.capitalize()}", f"{a['signature']} (score {md.get('flowlstm_score', ['?'])[0]})",
-                f"window {md.get('flowlstm_window', ['?'])[0]}", r["src_ip"], r["dest_ip"], dport,
-                md.get("flowlstm_suppressed", ["-"])[0], "flowlstm", "Notice::ACTION_LOG", "", f"{self.suppress_for:.6f}",
-                "-", "-", "-", "-", "-",
-            ]
-            lines.append("\t".join(_field(v) for v in row))
-        return ("\n".join(lines) + "\n").encode() if lines else b""
-
     def write(self, blob: bytes) -> None:
         self._file.write(blob)
 
     def write_alerts(self, records: list[dict]) -> None:
-        self.write(self.format(records))
+        self.write(format_notices(records, self.suppress_for))
 
     def reopen(self) -> None:
         self._file.reopen()

@@ -16,6 +16,8 @@ from typing import Sequence
 from sensor import __version__
 from sensor.errors import FlowlstmError, UsageError
 
+from .jobs import TrainJob
+
 log = logging.getLogger("flowlstm.train")
 
 EXIT_CODES = """\
@@ -118,14 +120,15 @@ examples:
 """)
     p.add_argument("--features", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="RUN")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--partitions", type=int, default=2, help="Elephas workers / RDD partitions")
-    p.add_argument("--test-fraction", type=float, default=0.3)
-    p.add_argument("--target-fpr", type=float, default=0.001, help="threshold chosen for this FPR on training data")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--epochs", type=int, default=TrainJob.epochs)
+    p.add_argument("--batch-size", type=int, default=TrainJob.batch_size)
+    p.add_argument("--partitions", type=int, default=TrainJob.partitions, help="Elephas workers / RDD partitions")
+    p.add_argument("--test-fraction", type=float, default=TrainJob.test_fraction)
+    p.add_argument("--target-fpr", type=float, default=TrainJob.target_fpr,
+                   help="threshold chosen for this FPR on training data")
+    p.add_argument("--seed", type=int, default=TrainJob.seed)
     p.add_argument("--no-family-holdout", action="store_true", help="skip the leave-family-out runs")
-    p.add_argument("--name", default="flowlstm-default", help="model name stored in the bundle")
+    p.add_argument("--name", default=TrainJob.name, help="model name stored in the bundle")
     _add_master(p)
 
     p = sub.add_parser("evaluate", help="score a bundle with LiteRT", formatter_class=fmt, epilog=EXIT_CODES,
@@ -174,7 +177,9 @@ def cmd_features(args) -> int:
 def cmd_train(args) -> int:
     from .run import train_all
 
-    report = train_all(args)
+    report = train_all(TrainJob(args.features, args.out, args.name, args.master, args.epochs, args.batch_size,
+                                args.partitions, args.seed, args.test_fraction, args.target_fpr,
+                                not args.no_family_holdout))
     print(f"report: {Path(args.out) / 'report.md'}; bundle: {Path(args.out) / 'bundle'}")
     s = report["splits"]["time split"]
     for name, m in s.items():

@@ -13,6 +13,7 @@ from sensor.errors import UsageError
 from .dataset import family_split, fit_normalization, load_windows, time_split, write_summary
 from .evaluate import Scores, evaluate, plot, threshold_for_fpr, write_report
 from .export import export_bundle
+from .jobs import TrainJob
 from .spark import spark_context
 from .train import TrainConfig, predict, svm_scores, train_lstm, train_svm
 
@@ -52,7 +53,7 @@ def _fit_models(sc, w, train_m, test_m, cfg: TrainConfig, target_fpr: float, wit
     return norm, models, scores, thresholds, results
 
 
-def train_all(args) -> dict:
+def train_all(args: TrainJob) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     w = load_windows(args.features)
@@ -75,7 +76,7 @@ def train_all(args) -> dict:
             sc, w, train_m, test_m, cfg, args.target_fpr, True, "time split")
         report["splits"]["time split"] = results
         report["plots"] = plot(scores, thresholds, out)
-        if not args.no_family_holdout:
+        if args.family_holdout:
             fams = sorted({f for f in w.family[w.y == 1] if f})
             for fam in fams:
                 tr, te = family_split(w, fam)

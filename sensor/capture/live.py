@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import settings
 from ..errors import CaptureError
 from .decode import SUPPORTED_LINKTYPES, decode_frames, network_offsets
 from .records import PACKET_DTYPE
@@ -28,18 +29,16 @@ _META = np.dtype([("sec", "=u4"), ("usec", "=u4"), ("offset", "=u4"), ("caplen",
 @dataclass(frozen=True)
 class LiveConfig:
     interface: str
-    bpf: str = ""
-    snaplen: int = 128  # enough for Ethernet + VLAN + IPv6 + extension headers + TCP
-    promiscuous: bool = True
-    buffer_mb: int = 64
+    bpf: str = settings.default("capture.bpf")
+    snaplen: int = settings.default("capture.snaplen")
+    promiscuous: bool = settings.default("capture.promiscuous")
+    buffer_mb: int = settings.default("capture.buffer-mb")
     batch_size: int = 4096
     poll_ms: int = 100  # longest wait for a packet before returning an empty batch
 
     def __post_init__(self) -> None:
-        if not 64 <= self.snaplen <= 262144:
-            raise ValueError("snaplen must be between 64 and 262144 bytes")
-        if self.buffer_mb < 1 or self.batch_size < 1 or self.poll_ms < 1:
-            raise ValueError("buffer_mb, batch_size and poll_ms must be positive")
+        if self.batch_size < 1 or self.poll_ms < 1:
+            raise ValueError("batch_size and poll_ms must be positive")
 
 
 @dataclass
@@ -47,6 +46,35 @@ class CaptureStats:
     received: int = 0  # packets the kernel handed to libpcap
     dropped: int = 0  # dropped by the kernel: buffer full
     if_dropped: int = 0  # dropped by the interface or driver
+
+
+_CAP_NET_RAW = 13  # linux/capability.h
+
+
+def diagnose(interface: str, exc: Exception) -> str:
+    """Why libpcap could not open ``interface``, in words.
+
+    pcapy-ng reports a failed activation as a later ``F_GETFL: Bad file
+    descriptor``, whatever the cause; the kernel's view says which it was.
+    """
+    import os
+
+    if not os.path.exists(f"/sys/class/net/{interface}"):
+        return "no such interface ('ip link' lists them)"
+    if os.geteuid() != 0:
+        try:
+            eff = next(ln for ln in open("/proc/self/status") if ln.startswith("CapEff:"))
+            has_raw = bool(int(eff.split()[1], 16) >> _CAP_NET_RAW & 1)
+        except (OSError, StopIteration, ValueError):
+            has_raw = False
+        if not has_raw:
+            return "permission denied: capturing needs root or CAP_NET_RAW (the systemd unit grants it)"
+    try:
+        with open(f"/sys/class/net/{interface}/operstate") as f:
+            state = f.read().strip()
+    except OSError:
+        state = "unknown"
+    return f"{exc} (link state: {state})" if state == "down" else str(exc)
 
 
 class LiveCapture:
@@ -67,7 +95,7 @@ class LiveCapture:
                 h.setfilter(config.bpf)
             h.setnonblock(1)
         except pcapy.PcapError as exc:
-            raise CaptureError(f"{config.interface}: cannot capture: {exc}") from None
+            raise CaptureError(f"{config.interface}: cannot capture: {diagnose(config.interface, exc)}") from None
         self._h = h
         self.linktype = h.datalink()
         if self.linktype not in SUPPORTED_LINKTYPES:

@@ -88,9 +88,34 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path, make, code, pattern):
         assert len(proc.stdout.splitlines()) >= 1
 
 
-def test_bad_option_values_are_refused_with_the_option_name():
-    proc = cli("inspect", "--pcap", MAWI_PCAP, "--idle-timeout", "-5", check=False)
-    assert proc.returncode == 2 and "--idle-timeout" in proc.stderr and "greater than 0" in proc.stderr
+@pytest.mark.parametrize("args,message", [
+    (("inspect", "--pcap", MAWI_PCAP, "--idle-timeout", "-5"),
+     "argument --idle-timeout: -5.0; set it to seconds, from 1 to 86400"),
+    (("run", "--pcap", MAWI_PCAP, "--eve", "-", "--metrics-port", "70000"),
+     "argument --metrics-port: 70000; set it to a TCP port for the Prometheus endpoint on 127.0.0.1, or 0 for none"),
+    (("run", "--pcap", MAWI_PCAP, "--eve", "-", "--snaplen", "many"),
+     "argument --snaplen: 'many' is not an integer; set it to an integer from 64 to 262144"),
+    (("run", "--pcap", MAWI_PCAP, "--eve", "-", "--idle-timeout", "900", "--active-timeout", "60"),
+     "features.active-timeout (60.0) is shorter than features.idle-timeout (900.0)"),
+    (("run", "--pcap", MAWI_PCAP, "--interface", "lo", "--eve", "-"), "--pcap and --interface exclude each other"),
+    (("run", "--pcap", MAWI_PCAP), "name an output: --eve FILE"),
+    (("features", "--pcap", MAWI_PCAP), "the following arguments are required: --out"),
+])
+def test_bad_option_values_are_refused_with_the_option_name(args, message):
+    """Flags are checked by the same settings table as the configuration file: one line, exit 64."""
+    proc = cli(*args, check=False)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 64 and len(err) == 1 and err[0].startswith("flowlstm-sensor: error: "), proc.stderr
+    assert message in err[0]
+
+
+def test_every_flag_of_the_table_is_documented_in_its_command_help():
+    from sensor.settings import TABLE
+
+    for cmd in ("run", "inspect", "features"):
+        text = cli(cmd, "--help").stdout
+        flags = {s.flag for s in TABLE if s.flag and cmd in s.commands}
+        assert flags and all(f in text for f in flags), cmd
 
 
 def test_help_reads_like_a_man_page():

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,8 +103,21 @@ def test_missing_interface_is_a_clear_error():
     from sensor.capture.live import LiveCapture, LiveConfig
     from sensor.errors import CaptureError
 
-    with pytest.raises(CaptureError, match="nosuchif0: cannot capture"):
+    with pytest.raises(CaptureError, match=r"nosuchif0: cannot capture: no such interface"):
         LiveCapture(LiveConfig("nosuchif0"))
+
+
+def test_capture_without_privileges_says_so():
+    """Unprivileged (uid 65534, no capabilities): the error names the missing privilege."""
+    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps=-all", sys.executable]
+    root = Path(__file__).resolve().parents[2]
+    if subprocess.run([*nobody, "-c", "import sensor.cli"], cwd=root, capture_output=True).returncode != 0:
+        pytest.skip("uid 65534 cannot read this checkout (a parent directory is private)")
+    proc = subprocess.run([*nobody, "-m", "sensor.cli", "run", "--interface", "lo", "--eve", "/dev/null",
+                           "--no-announce"], capture_output=True, text=True, timeout=60, cwd=root)
+    assert proc.returncode == 66, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("flowlstm-sensor: error: lo: cannot capture: permission denied: "
+                                                    "capturing needs root or CAP_NET_RAW (the systemd unit grants it)")
 
 
 SHARK = r"""

@@ -68,16 +68,16 @@ def test_realtime_replay_keeps_the_recorded_pace_and_the_results(tmp_path):
     import numpy as np
 
     from sensor.capture import read_packets
-    from sensor.run import _Pacer
+    from sensor.sources import Pacer
 
     pcap = ATTACKS / "amp.TCP.reflection.SYNACK.pcap"  # 8,000 packets recorded in 0.147 s
     packets = np.concatenate(list(read_packets(pcap)))
     span = (int(packets["ts"].max()) - int(packets["ts"].min())) / 1e9
     t = time.monotonic()
-    parts = list(_Pacer().slices(packets))
+    parts = list(Pacer().slices(packets))
     elapsed = time.monotonic() - t
     assert np.array_equal(np.concatenate(parts), packets) and len(parts) >= 3
-    assert span - _Pacer.STEP / 1e9 <= elapsed < span + 0.5  # the last 50 ms slice goes out when it begins
+    assert span - Pacer.STEP / 1e9 <= elapsed < span + 0.5  # the last 50 ms slice goes out when it begins
     fast, slow = tmp_path / "fast.json", tmp_path / "slow.json"
     run("--pcap", pcap, "--eve", fast, "--threshold", "0", "--limit", "1000")
     run("--pcap", pcap, "--eve", slow, "--threshold", "0", "--limit", "1000", "--realtime")
@@ -89,10 +89,12 @@ def test_realtime_replay_keeps_the_recorded_pace_and_the_results(tmp_path):
 
 
 def test_readme_first_command_runs_and_summarizes():
-    """scripts/demo.sh, the README's first command, end to end (its setup step is a no-op here)."""
+    """scripts/demo.sh, the README's first command, end to end; its setup step only checks here."""
+    import os
+
     root = MAWI_PCAP.parents[3]
     proc = subprocess.run([str(root / "scripts" / "demo.sh"), "--no-progress"], capture_output=True, text=True,
-                          cwd=root, timeout=600)
+                          cwd=root, timeout=600, env={**os.environ, "FLOWLSTM_SETUP": "check"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = re.search(r"out/eve.json: (\d+) alerts, (\d+) packets", proc.stdout)
     assert m and int(m.group(1)) > 0, proc.stdout

@@ -1,0 +1,92 @@
+"""Detection, wired once: packet batches → feature path → model → thresholding → outputs.
+
+Every run — capture files, files at their recorded pace, a live interface —
+goes through one ``Detector``, so the same packets give the same alert lines
+whatever their source.  It knows nothing of where packets come from, of
+signals or of systemd; the daemon (``sensor/daemon.py``) drives it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .eve import AlertConfig, alert_records, to_lines
+from .model import ModelBundle
+from .pipeline import FeaturePipeline, PipelineConfig, PipelineOutput
+from .stats import Counters, stats_record
+from .threshold import Thresholder
+from .zeeklog import format_notices
+
+
+class Output(Protocol):
+    """Where whole lines go: an EVE file or socket, a Zeek log, or one held while the disk is full."""
+
+    def write(self, blob: bytes) -> None: ...
+
+
+@dataclass
+class Scoring:
+    """What scores windows and decides alerts; swapped whole on reload."""
+
+    bundle: ModelBundle
+    threshold: float | None  # None: the bundle's own
+    alerts: AlertConfig
+    thresholder: Thresholder
+    period: float = 60.0  # the thresholding period, written as the Zeek notices' suppress_for
+
+    @property
+    def cutoff(self) -> float:
+        return self.bundle.threshold if self.threshold is None else self.threshold
+
+    @property
+    def label(self) -> str:
+        return f"{self.bundle.name}@{self.bundle.sha256[:12]}"
+
+
+class Detector:
+    """Feeds batches through the feature path and writes the thresholded alerts."""
+
+    def __init__(self, pipeline: PipelineConfig, scoring: Scoring, eve: Output, notice: Output | None = None):
+        self.pipe = FeaturePipeline(pipeline)
+        self.scoring = scoring
+        self.eve = eve
+        self.notice = notice
+        self.counters = Counters()
+        self.started = time.monotonic()
+        self.windows = self.anomalous = self.alerts = 0
+
+    def process(self, batch: np.ndarray) -> None:
+        """Count one packet batch and score every window it completes."""
+        self.counters.add(batch)
+        self._emit(self.pipe.push(batch))
+
+    def tick(self, now_ns: int) -> None:
+        """Close seconds by the clock while the link is idle."""
+        self._emit(self.pipe.tick(now_ns))
+
+    def finish(self) -> None:
+        """End of input: score every window still pending."""
+        self._emit(self.pipe.finish())
+
+    def _emit(self, out: PipelineOutput) -> None:
+        s = self.scoring
+        cutoff = s.cutoff
+        for w in out.windows:
+            scores = s.bundle.score(w.x)
+            self.windows += len(w)
+            self.anomalous += int(np.count_nonzero(scores >= cutoff))
+            kept = alert_records(w, scores, cutoff, s.label, s.alerts, s.thresholder)
+            self.eve.write(to_lines(kept))
+            if self.notice is not None:
+                self.notice.write(format_notices(kept, s.period))
+            self.alerts += len(kept)
+
+    def stats_event(self, kernel: tuple[int, int, int] | None = None) -> bytes:
+        """One EVE ``stats`` line of the counters so far."""
+        flows = self.pipe.flows
+        rec = stats_record(self.counters, self.started, flows.counters.created, len(flows), self.alerts,
+                           self.scoring.thresholder.suppressed, kernel, self.scoring.alerts.host)
+        return to_lines([rec])
