@@ -91,10 +91,6 @@ class FlowCounters:
     expired_active: int = 0
     evicted: int = 0  # dropped early by the max_flows cap
 
-    @property
-    def ended(self) -> int:
-        return self.expired_idle + self.expired_active + self.evicted
-
 
 # Columns of _flowstats.group_stats's output (the enum in sensor/_flowstats.c).
 (_C_CNT, _C_NFWD, _C_BYTES, _C_BYTES_FWD, _C_LEN_SUM, _C_LEN_SQ, _C_LEN_MIN, _C_LEN_MAX,
