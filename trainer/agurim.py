@@ -56,7 +56,7 @@ class AgurimIndex:
         d_hi, d_lo = address_words(dst)
         v4 = is_ipv4_mapped(s_hi, s_lo)
         for sp, dp, pct in entries:
-            m = v4 if sp[0] == 4 else ~v4
+            m = v4.copy() if sp[0] == 4 else ~v4
             for (_, net, plen), hi, lo in ((sp, s_hi, s_lo), (dp, d_hi, d_lo)):
                 if plen:
                     m &= in_prefix(hi, lo, net, plen)
