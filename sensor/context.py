@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .capture.records import TCP_ACK, TCP_RST, TCP_SYN, FRAG_FRAGMENT
+from .capture.records import FRAG_FRAGMENT, TCP_ACK, TCP_RST, TCP_SYN
+from .hashing import address_hash
 
 CONTEXT_DTYPE = np.dtype(
     [
@@ -46,8 +47,7 @@ def _entropy(counts: np.ndarray) -> tuple[int, float]:
 
 def _addr_counts(addr: np.ndarray) -> np.ndarray:
     """Packets per distinct address, via a 64-bit hash of the 16 bytes."""
-    w = np.ascontiguousarray(addr).view("<u8")
-    h = w[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ w[:, 1]
+    h = address_hash(addr)
     h.sort()
     edges = np.flatnonzero(np.r_[True, h[1:] != h[:-1], True])
     return np.diff(edges)

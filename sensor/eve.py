@@ -29,6 +29,7 @@ import numpy as np
 from .addresses import format_addresses
 from .communityid import community_id
 from .features import SCHEMA
+from .hashing import endpoint_order, mix64
 from .signatures import DEFAULT_SIGNATURES
 from .threshold import Thresholder
 from .windows import WindowBatch
@@ -79,14 +80,7 @@ def eve_timestamp(ns: int) -> str:
 
 def flow_id(keys: np.ndarray) -> np.ndarray:
     """Stable 51-bit ids from (flow key, start time)."""
-    from .flows import endpoint_order, mix64
-
-    from .capture.records import PACKET_DTYPE
-
-    p = np.zeros(len(keys), dtype=PACKET_DTYPE)
-    for f in ("src", "dst", "sport", "dport", "proto"):
-        p[f] = keys[f]
-    h, _ = endpoint_order(p)
+    h, _ = endpoint_order(keys["src"], keys["dst"], keys["sport"], keys["dport"], keys["proto"])
     h = mix64(h, keys["start_ts"].astype(np.uint64))
     return (h & np.uint64((1 << 51) - 1)).astype(np.int64)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _flowstats, settings
 from .capture.records import HDR_L4, PACKET_DTYPE, TCP_FLAG_NAMES
+from .hashing import endpoint_order
 
 NS = 1_000_000_000
 _ICMP_PROTOS = (1, 58)  # ICMP, ICMPv6
@@ -83,10 +84,6 @@ class FlowCounters:
     expired_active: int = 0
     evicted: int = 0  # dropped early by the max_flows cap
 
-    @property
-    def ended(self) -> int:
-        return self.expired_idle + self.expired_active + self.evicted
-
 
 # Columns of _flowstats.group_stats's output (the enum in sensor/_flowstats.c).
 (_C_CNT, _C_NFWD, _C_BYTES, _C_BYTES_FWD, _C_LEN_SUM, _C_LEN_SQ, _C_LEN_MIN, _C_LEN_MAX,
@@ -95,44 +92,6 @@ _C_LAST_TS = _C_FLAG0 + len(TCP_FLAG_NAMES)
 if _flowstats.N_COLS != _C_LAST_TS + 1:
     raise ImportError("sensor._flowstats is out of date; rebuild it (scripts/setup.sh sensor)")
 _STAT_OFFSETS = tuple(PACKET_DTYPE.fields[f][1] for f in ("ts", "wire_len", "ip_len", "ttl", "tcp_flags", "tcp_win"))
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def mix64(h: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Fold a uint64 column into a running hash (vectorized)."""
-    # splitmix64 finalizer over (h + w): cheap, vectorized, well distributed.
-    z = h ^ (w + _GOLDEN + (h << np.uint64(6)) + (h >> np.uint64(2)))
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def address_words(addr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N,16) uint8 addresses → high and low 64-bit words, numerically ordered."""
-    w = np.ascontiguousarray(addr).view(">u8").astype(np.uint64)
-    return w[:, 0], w[:, 1]
-
-
-def endpoint_order(packets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per packet: the canonical flow-key hash and whether its source is the 'low' endpoint."""
-    s_hi, s_lo = address_words(packets["src"])
-    d_hi, d_lo = address_words(packets["dst"])
-    sp = packets["sport"].astype(np.uint64)
-    dp = packets["dport"].astype(np.uint64)
-    src_low = (s_hi < d_hi) | (
-        (s_hi == d_hi) & ((s_lo < d_lo) | ((s_lo == d_lo) & (sp <= dp)))
-    )
-    a_hi, a_lo, a_p = (np.where(src_low, x, y) for x, y in ((s_hi, d_hi), (s_lo, d_lo), (sp, dp)))
-    b_hi, b_lo, b_p = (np.where(src_low, y, x) for x, y in ((s_hi, d_hi), (s_lo, d_lo), (sp, dp)))
-    h = np.zeros(len(packets), dtype=np.uint64)
-    tail = (a_p << np.uint64(32)) | (b_p << np.uint64(16)) | packets["proto"].astype(np.uint64)
-    for w in (a_hi, a_lo, b_hi, b_lo, tail):
-        h = mix64(h, w)
-    return h, src_low
-
 
 class FlowTable:
     """Bidirectional flow state with idle/active timeouts and a hard size cap."""
@@ -211,7 +170,7 @@ class FlowTable:
         if len(p) == 0:
             return np.zeros(0, dtype=FLOW_SECOND_DTYPE)
         ts = p["ts"]
-        h, src_low = endpoint_order(p)
+        h, src_low = endpoint_order(p["src"], p["dst"], p["sport"], p["dport"], p["proto"])
         # One stable sort groups packets by flow and keeps each group in time order.
         order = np.argsort(h, kind="stable")
         hs = h[order]

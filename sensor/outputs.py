@@ -37,7 +37,6 @@ class EveFile:
     def __init__(self, path: str, mode: int = 0o640):
         self.path = path
         self.mode = mode
-        self.lines = 0
         self._fd = -1
         self.reopen()
 
@@ -84,7 +83,6 @@ class EveFile:
             except OSError:
                 pass
             raise OutputError(f"{self.path}: write failed ({exc.strerror}); no partial line was left") from None
-        self.lines += blob.count(b"\n")
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -14,8 +14,8 @@ import ipaddress
 import numpy as np
 import pyarrow as pa
 
-from sensor.agurim_text import read_aguri_file
-from sensor.flows import address_words
+from sensor.addresses import address_bytes, address_words, in_prefix, is_ipv4_mapped
+from sensor.aggregate import read_aguri_file
 
 AGURIM_FIELDS = [pa.field("agurim_share", pa.float32()), pa.field("agurim_entries", pa.int16())]
 
@@ -25,10 +25,8 @@ def _prefix(text: str) -> tuple[int, int, int] | None:
     if text in ("*", "*::"):
         return (4 if text == "*" else 6), 0, 0
     net = ipaddress.ip_network(text, strict=False)
-    if net.version == 4:
-        mapped = int(ipaddress.IPv6Address(f"::ffff:{net.network_address}"))
-        return 4, mapped, net.prefixlen + 96
-    return 6, int(net.network_address), net.prefixlen
+    network = int.from_bytes(address_bytes(net.network_address), "big")
+    return net.version, network, net.prefixlen + (96 if net.version == 4 else 0)
 
 
 class AgurimIndex:
@@ -56,16 +54,12 @@ class AgurimIndex:
         best = np.full(n, -1, np.int64)
         s_hi, s_lo = address_words(src)
         d_hi, d_lo = address_words(dst)
-        v4 = (s_hi == 0) & ((s_lo >> np.uint64(32)) == np.uint64(0xFFFF))
+        v4 = is_ipv4_mapped(s_hi, s_lo)
         for sp, dp, pct in entries:
-            m = v4 if sp[0] == 4 else ~v4
+            m = v4.copy() if sp[0] == 4 else ~v4
             for (_, net, plen), hi, lo in ((sp, s_hi, s_lo), (dp, d_hi, d_lo)):
-                if plen == 0:
-                    continue
-                mask = ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
-                m_hi, m_lo = np.uint64(mask >> 64), np.uint64(mask & (2**64 - 1))
-                n_hi, n_lo = np.uint64(net >> 64), np.uint64(net & (2**64 - 1))
-                m &= ((hi & m_hi) == n_hi) & ((lo & m_lo) == n_lo)
+                if plen:
+                    m &= in_prefix(hi, lo, net, plen)
             spec = sp[2] + dp[2]
             better = m & (spec > best)
             share[better] = pct

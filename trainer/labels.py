@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sensor.addresses import address_bytes, address_words
 from sensor.errors import FlowlstmError
-from sensor.flows import address_words, endpoint_order
+from sensor.hashing import endpoint_order
 
 ANOMALY_LABELS = {"anomalous": 1, "suspicious": 1, "benign": 0, "notice": 0}
 CSV_HEADER = ["anomalyID", "srcIP", "srcPort", "dstIP", "dstPort", "taxonomy", "heuristic", "distance",
@@ -84,7 +85,7 @@ def _addr(text: str, where: str) -> bytes | None:
         ip = ipaddress.ip_address(text)
     except ValueError:
         raise LabelError(f"{where}: '{text}' is not an IP address") from None
-    return (ipaddress.IPv6Address(f"::ffff:{ip}") if ip.version == 4 else ip).packed
+    return address_bytes(ip)
 
 
 def _port(text: str, where: str) -> int | None:
@@ -245,8 +246,10 @@ def label_flow_seconds(labels: LabelSet, packets: np.ndarray, flow_rows: np.ndar
     if not (hit >= 0).any():
         return is_anom, taxonomy
     # Same canonical flow key as the sensor's flow table, for packets and rows alike.
-    pk, _ = endpoint_order(packets[hit >= 0])
-    row_keys, _ = endpoint_order(_rows_as_packets(flow_rows))
+    p = packets[hit >= 0]
+    pk, _ = endpoint_order(p["src"], p["dst"], p["sport"], p["dport"], p["proto"])
+    row_keys, _ = endpoint_order(flow_rows["src"], flow_rows["dst"], flow_rows["sport"], flow_rows["dport"],
+                                 flow_rows["proto"])
     order = np.argsort(row_keys)
     pos = np.minimum(np.searchsorted(row_keys[order], pk), len(order) - 1)
     found = row_keys[order][pos] == pk
@@ -254,15 +257,6 @@ def label_flow_seconds(labels: LabelSet, packets: np.ndarray, flow_rows: np.ndar
     is_anom[rows] = True
     taxonomy[rows] = [labels.anomalies[a].taxonomy for a in hit[hit >= 0][found]]
     return is_anom, taxonomy
-
-
-def _rows_as_packets(rows: np.ndarray) -> np.ndarray:
-    from sensor.capture.records import PACKET_DTYPE
-
-    p = np.zeros(len(rows), dtype=PACKET_DTYPE)
-    for f in ("src", "dst", "sport", "dport", "proto"):
-        p[f] = rows[f]
-    return p
 
 
 # Taxonomy → the anomaly classes of the evaluation, and → attack family.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..addresses import IPV4_MAPPED_PREFIX
 from .records import (
     FRAG_DF,
     FRAG_FRAGMENT,
@@ -60,8 +61,7 @@ _MAX_IPV6_EXT = 8
 _PORT_PROTOS = (6, 17, 33, 132, 136)  # TCP, UDP, DCCP, SCTP, UDP-Lite
 _ICMP_PROTOS = (1, 58)
 
-_MAPPED = np.zeros(16, dtype=np.uint8)
-_MAPPED[10:12] = 0xFF
+_MAPPED = np.frombuffer(IPV4_MAPPED_PREFIX + bytes(4), dtype=np.uint8)  # ::ffff:0.0.0.0
 
 
 class _Frames:

@@ -2,7 +2,7 @@
 
 A batch is a numpy structured array of ``PACKET_DTYPE``; nothing downstream sees
 per-packet Python objects.  Addresses are 16 bytes: IPv6 as is, IPv4 as the
-IPv4-mapped IPv6 form ``::ffff:a.b.c.d`` so that one code path serves both.
+IPv4-mapped IPv6 form ``::ffff:a.b.c.d`` (see ``sensor.addresses``).
 """
 from __future__ import annotations
 
@@ -46,10 +46,3 @@ FRAG_NONFIRST = 8  # offset > 0: no transport header in this packet
 HDR_L3 = 1  # the IP header was captured whole
 HDR_L4 = 2  # the transport header's ports (or ICMP type/code) were captured
 HDR_TRUNC = 4  # the snaplen cut into a header we wanted
-
-IPV4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
-
-
-def empty(n: int = 0) -> np.ndarray:
-    """A zeroed batch of ``n`` records."""
-    return np.zeros(n, dtype=PACKET_DTYPE)

@@ -12,8 +12,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sensor.addresses import IPV4_MAPPED_PREFIX
 from sensor.capture import read_packets
-from sensor.capture.records import IPV4_MAPPED_PREFIX, PACKET_DTYPE
+from sensor.capture.records import PACKET_DTYPE
 from sensor.errors import CaptureError
 
 from ..conftest import ATTACKS, DATA, MAWI_PCAP

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sensor.addresses import IPV4_MAPPED_PREFIX
 from sensor.pipeline import run_files
 from trainer.agurim import AgurimIndex
 
@@ -34,3 +35,25 @@ def test_host_pair_aggregate_is_found():
     dst[0, 12:] = [52, 92, 66, 94]
     share, _ = index.join(sec, src, dst)
     assert abs(share[0] - 0.2703) < 1e-4  # "[ 1] 163.221.27.217 52.92.66.94: 121400 (27.03%)"
+
+
+def test_every_entry_is_found_for_flows_inside_it():
+    """A flow at each entry's own networks is joined to that entry or a more specific one;
+    at a host pair (/32 → /32), to exactly that entry."""
+    index = AgurimIndex([str(DATA / "agurim" / "201911211400_headers.aguri3-i1.agr")])
+    sec = min(index.by_second)
+    entries, _ = index.by_second[sec]
+
+    def inside(prefix) -> np.ndarray:
+        family, net, plen = prefix
+        # "*" is stored as network 0; an IPv4 flow inside it still has a mapped address
+        base = IPV4_MAPPED_PREFIX + bytes(4) if family == 4 and plen == 0 else net.to_bytes(16, "big")
+        return np.frombuffer(base, np.uint8)
+
+    src = np.array([inside(sp) for sp, _, _ in entries])
+    dst = np.array([inside(dp) for _, dp, _ in entries])
+    share, _ = index.join(sec, src, dst)
+    assert len(entries) > 50 and np.all(share > 0)
+    hosts = [i for i, (sp, dp, _) in enumerate(entries) if sp[2] == dp[2] == 128]
+    assert len(hosts) > 10
+    assert np.allclose(share[hosts], [entries[i][2] for i in hosts])

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, TextIO
+from typing import TextIO
 
 _ENTRY = re.compile(
     r"^\[\s*(\d+)\]\s+(\S+)\s+(\S+):\s+(\d+)\s+\(([\d.]+)%\)\s+(\d+)\s+\(([\d.]+)%\)\s*$"
@@ -136,7 +137,7 @@ def read_aguri(fh: TextIO, name: str = "<input>", utc_offset: int = 0) -> Iterat
                 raise ValueError(f"{where}: malformed entry line {line!r}")
             last = AguriEntry(int(m[1]), m[2], m[3], int(m[4]), float(m[5]), int(m[6]), float(m[7]))
             block.entries.append(last)
-        elif line.startswith("\t") or line.startswith(" "):
+        elif line.startswith(("\t", " ")):
             if last is None:
                 raise ValueError(f"{where}: protocol line without an entry")
             found = _PROTO.findall(line)
