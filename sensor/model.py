@@ -1,17 +1,36 @@
 """Model stage: a model bundle (``model.tflite`` + ``metadata.json``) scoring windows.
 
-The bundle is what the trainer exports and the sensor loads.  Loading checks,
-in order: the metadata parses and names a known bundle format; its feature
-schema is exactly the one this sensor computes; the TFLite file's sha256 is
-the one recorded; LiteRT accepts the model and its input is (batch, 3, F).
-Any failure is a ``ModelError`` saying which check failed and how to fix it,
-so a bad new bundle never replaces a good one.
+The bundle is what the trainer exports and the sensor loads, at start and on
+every SIGHUP reload.  Loading checks, in order:
+
+1. ``metadata.json`` is a regular file of at most ``METADATA_LIMIT`` bytes and
+   parses as a JSON object;
+2. every field the sensor uses has the right JSON type and range: the bundle
+   format, the feature schema (exactly the one this sensor computes), the
+   normalization (finite, one mean and scale per feature, scales at least
+   ``MIN_SCALE``), the threshold (finite, strictly between 0 and 1), the
+   sha256 and the name;
+3. ``model.tflite`` is a regular file of at most ``MODEL_LIMIT`` bytes whose
+   sha256 is the one recorded;
+4. LiteRT accepts it, with one float32 input of shape (batch, 3, F) and one
+   float32 output of shape (batch, 1) or (batch,);
+5. a smoke inference on fixed windows (silence, and a busy window built from
+   the normalization) gives finite scores in [0, 1].
+
+Any failure — including an exception nobody foresaw — is a ``ModelError``
+naming the file and the check, so a bad new bundle never replaces a good one
+and never crashes the sensor at its first window.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +45,13 @@ BUNDLE_FORMAT_VERSION = 1
 MODEL_FILE = "model.tflite"
 METADATA_FILE = "metadata.json"
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
+METADATA_LIMIT = 4 << 20  # the shipped metadata is 7 KB
+MODEL_LIMIT = 64 << 20  # the shipped model is 50 KB; LiteRT holds the whole file in memory
+# The trainer replaces a feature's scale at or below 1e-6 by 1.0 (trainer/dataset.py), so a
+# smaller one was not fitted by it; dividing by it would turn float32 rounding noise into
+# large inputs and make scores arbitrary.
+MIN_SCALE = 1e-6
+_NAME_MAX = 200
 _SCORE_BATCH = 1024  # a fixed input shape avoids re-allocating tensors per call
 
 
@@ -41,6 +67,46 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line (LiteRT's messages span several)."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+@contextmanager
+def _check(where: object, what: str) -> Iterator[None]:
+    """Turn any exception but ``ModelError`` raised inside into one naming ``where`` and ``what``."""
+    try:
+        yield
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a hostile bundle must never take the sensor down
+        raise ModelError(f"{where}: {what} failed: {_one_line(exc)}") from None
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes.
+
+    Checked with ``stat`` before opening, so a device is never opened (``/dev/zero`` would be
+    read forever) and a FIFO is never waited on; opened ``O_NONBLOCK`` and checked again, so a
+    FIFO swapped in between cannot hang the open; read at most ``limit + 1`` bytes, so a file
+    growing meanwhile is refused rather than read whole.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"{path}: not a regular file; a bundle holds plain files")
+    if st.st_size > limit:
+        raise ModelError(f"{path}: {st.st_size} bytes, over the {limit >> 20} MiB limit for this file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ModelError(f"{path}: not a regular file; a bundle holds plain files")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ModelError(f"{path}: over the {limit >> 20} MiB limit for this file")
+    return data
 
 
 @dataclass(frozen=True)
@@ -65,90 +131,202 @@ class Normalization:
         return {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale]}
 
 
-def validate_metadata(meta: dict, where: str) -> Normalization:
-    """Check a bundle's metadata against this sensor; return its normalization."""
-    if meta.get("format") != BUNDLE_FORMAT or meta.get("format_version") != BUNDLE_FORMAT_VERSION:
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # JSON true is not a version number
+
+
+def _number(v: object) -> float | None:
+    """A JSON number as a float (huge integers become infinite); None for anything else."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf
+
+
+def _show(v: object) -> str:
+    """A metadata value for a message: short, and safe to format for any JSON value."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return repr(v)[:60]
+    return f"a JSON {'object' if isinstance(v, dict) else 'array'}"
+
+
+def _finite_vector(v: object, where: str, key: str) -> np.ndarray:
+    """``v`` as float32 (SCHEMA.size,): a JSON list of one finite number per feature."""
+    values = [_number(e) for e in v] if isinstance(v, list) else []
+    if len(values) != SCHEMA.size or None in values:
+        found = f"{len(v)} entries" if isinstance(v, list) else _show(v)
+        raise ModelError(f"{where}: normalization.{key} must be a list of {SCHEMA.size} numbers, one per feature "
+                         f"(found {found}); re-export the bundle")
+    with np.errstate(over="ignore"):  # beyond float32's range is infinite, refused just below
+        out = np.array(values, dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if len(bad):
+        raise ModelError(f"{where}: normalization.{key}[{bad[0]}] is {values[bad[0]]!r}, not a finite float32")
+    return out
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """The fields of ``metadata.json`` the sensor uses, checked."""
+
+    normalization: Normalization
+    threshold: float
+    sha256: str
+    name: str | None
+
+
+def validate_metadata(meta: object, where: str) -> Metadata:
+    """Check a bundle's metadata against this sensor: each field it uses, type and range."""
+    if not isinstance(meta, dict):
+        raise ModelError(f"{where}: metadata must be a JSON object")
+    fmt, version = meta.get("format"), meta.get("format_version")
+    if fmt != BUNDLE_FORMAT or not _is_int(version) or version != BUNDLE_FORMAT_VERSION:
         raise ModelError(
             f"{where}: not a flowlstm model bundle of format version {BUNDLE_FORMAT_VERSION} "
-            f"(found format={meta.get('format')!r} version={meta.get('format_version')!r})"
+            f"(found format={_show(fmt)} version={_show(version)})"
         )
-    schema = meta.get("schema") or {}
-    if schema.get("version") != SCHEMA.version or schema.get("names") != list(SCHEMA.names):
+    schema = meta.get("schema")
+    if not isinstance(schema, dict):
+        raise ModelError(f"{where}: 'schema' must be a JSON object, found {_show(schema)}; re-export the bundle")
+    schema_version, names = schema.get("version"), schema.get("names")
+    if not _is_int(schema_version) or schema_version != SCHEMA.version:
         raise ModelError(
-            f"{where}: trained on feature schema version {schema.get('version')}, this sensor "
+            f"{where}: trained on feature schema version {_show(schema_version)}, this sensor "
             f"computes version {SCHEMA.version}; retrain with 'flowlstm-train' from this release"
         )
-    if schema.get("window") != WINDOW_SECONDS:
-        raise ModelError(f"{where}: model window is {schema.get('window')} seconds, the sensor uses {WINDOW_SECONDS}")
-    try:
-        norm = meta["normalization"]
-        mean = np.asarray(norm["mean"], dtype=np.float32)
-        scale = np.asarray(norm["scale"], dtype=np.float32)
-        threshold = float(meta["threshold"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{where}: metadata lacks a valid {exc} entry; re-export the bundle") from None
-    if mean.shape != (SCHEMA.size,) or scale.shape != (SCHEMA.size,) or not np.all(scale > 0):
-        raise ModelError(f"{where}: normalization must have {SCHEMA.size} means and positive scales")
-    if not 0.0 < threshold < 1.0:
-        raise ModelError(f"{where}: threshold {threshold} is not between 0 and 1")
-    return Normalization(mean, scale)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ModelError(f"{where}: schema.names must be a list of feature names, found {_show(names)}")
+    if names != list(SCHEMA.names):
+        raise ModelError(f"{where}: schema.names differ from feature schema version {SCHEMA.version}'s "
+                         f"{SCHEMA.size} names; the bundle was not exported by this release's trainer")
+    window = schema.get("window")
+    if not _is_int(window) or window != WINDOW_SECONDS:
+        raise ModelError(f"{where}: model window is {_show(window)} seconds, the sensor uses {WINDOW_SECONDS}")
+    norm = meta.get("normalization")
+    if not isinstance(norm, dict):
+        raise ModelError(f"{where}: 'normalization' must be a JSON object with 'mean' and 'scale' lists")
+    mean = _finite_vector(norm.get("mean"), where, "mean")
+    scale = _finite_vector(norm.get("scale"), where, "scale")
+    tiny = np.flatnonzero(~(scale >= np.float32(MIN_SCALE)))
+    if len(tiny):
+        raise ModelError(f"{where}: normalization.scale[{tiny[0]}] ({SCHEMA.names[tiny[0]]}) is {scale[tiny[0]]:.3g}; "
+                         f"scales must be at least {MIN_SCALE:g}")
+    threshold = _number(meta.get("threshold"))
+    if threshold is None or not 0.0 < threshold < 1.0:  # also refuses NaN
+        raise ModelError(f"{where}: threshold {_show(meta.get('threshold'))} is not a number between 0 and 1")
+    sha = meta.get("sha256")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ModelError(f"{where}: 'sha256' must be the model file's sha256 in hex, found {_show(sha)}")
+    name = meta.get("name")
+    if name is not None and not (isinstance(name, str) and 0 < len(name) <= _NAME_MAX and name.isprintable()):
+        raise ModelError(f"{where}: 'name' must be printable text of 1 to {_NAME_MAX} characters, found {_show(name)}")
+    return Metadata(Normalization(mean, scale), threshold, sha, name)
+
+
+def _probe_windows(norm: Normalization) -> np.ndarray:
+    """The windows every bundle is test-scored on at load: silence (all zeros), and a busy
+    window, every second present and each feature from two scales below to two above its mean."""
+    x = np.zeros((2, WINDOW_SECONDS, SCHEMA.size), np.float32)
+    k = (np.arange(WINDOW_SECONDS * SCHEMA.size) % 5 - 2).reshape(WINDOW_SECONDS, SCHEMA.size)
+    x[1] = norm.mean + norm.scale * k
+    x[1, :, 0] = 1.0  # "present": Normalization.apply zeroes seconds whose first feature is not positive
+    return x
 
 
 class ModelBundle:
     """A loaded, verified bundle that scores windows with LiteRT on one thread."""
 
     def __init__(self, path: str | os.PathLike = DEFAULT_BUNDLE):
-        self.path = Path(path)
+        with _check(path, "opening the bundle"):
+            self.path = Path(path)
         meta_path = self.path / METADATA_FILE
         model_path = self.path / MODEL_FILE
-        try:
-            self.metadata = json.loads(meta_path.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"{meta_path}: missing; a bundle is a directory with {MODEL_FILE} and {METADATA_FILE}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{meta_path}: unreadable metadata: {exc}") from None
-        if not isinstance(self.metadata, dict):
-            raise ModelError(f"{meta_path}: metadata must be a JSON object")
-        self.normalization = validate_metadata(self.metadata, str(meta_path))
-        self.threshold = float(self.metadata["threshold"])
-        try:
-            # Loaded from memory, not mapped from the file: an operator copying a new model over
-            # this path must not pull pages from under the running interpreter (SIGBUS), and the
-            # bytes checked are the bytes scored with.
-            content = model_path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"{model_path}: cannot read: {exc.strerror}") from None
-        self.sha256 = hashlib.sha256(content).hexdigest()
-        if self.sha256 != self.metadata.get("sha256"):
+        with _check(meta_path, "reading the metadata"):
+            try:
+                raw = read_regular_file(meta_path, METADATA_LIMIT)
+            except FileNotFoundError:
+                raise ModelError(
+                    f"{meta_path}: missing; a bundle is a directory with {MODEL_FILE} and {METADATA_FILE}") from None
+            except OSError as exc:
+                raise ModelError(f"{meta_path}: cannot read: {exc.strerror}") from None
+            try:
+                self.metadata = json.loads(raw.decode("utf-8"))
+            except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON; nesting too deep
+                raise ModelError(f"{meta_path}: unreadable metadata: {_one_line(exc)}") from None
+        with _check(meta_path, "checking the metadata"):
+            checked = validate_metadata(self.metadata, str(meta_path))
+        self.normalization = checked.normalization
+        self.threshold = checked.threshold
+        self.name = checked.name or self.path.name
+        with _check(model_path, "reading the model"):
+            try:
+                # Loaded from memory, not mapped from the file: an operator copying a new model over
+                # this path must not pull pages from under the running interpreter (SIGBUS), and the
+                # bytes checked are the bytes scored with.
+                content = read_regular_file(model_path, MODEL_LIMIT)
+            except OSError as exc:
+                raise ModelError(f"{model_path}: cannot read: {exc.strerror}") from None
+            self.sha256 = hashlib.sha256(content).hexdigest()
+        if self.sha256 != checked.sha256:
             raise ModelError(
                 f"{model_path}: sha256 {self.sha256[:16]}… does not match the metadata's "
-                f"{str(self.metadata.get('sha256'))[:16]}…; the bundle is damaged or mixed up — re-copy it"
+                f"{checked.sha256[:16]}…; the bundle is damaged or mixed up — re-copy it"
             )
-        self._interp = self._load(model_path, content)
+        with _check(model_path, "loading the model in LiteRT"):
+            self._interp = self._load(model_path, content)
+        with _check(model_path, "the smoke inference"):
+            self._smoke(model_path)
+
+    def _smoke(self, model_path: Path) -> None:
+        """Score the probe windows once: the output must follow the batch, and be finite in [0, 1]."""
+        probe = _probe_windows(self.normalization)
+        buf = np.zeros((_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
+        self.normalization.apply(probe, out=buf[: len(probe)])
+        # Output shapes are known only once the model has run on the resized input.
+        raw = self._run(buf)
+        if list(raw.shape) not in ([_SCORE_BATCH, 1], [_SCORE_BATCH]):
+            raise ModelError(f"{model_path}: model output is {list(raw.shape)} for a batch of {_SCORE_BATCH} windows; "
+                             "expected [batch, 1] or [batch], one score per window")
+        silent, busy = raw.reshape(-1)[: len(probe)]
+        if not all(np.isfinite(v) and 0 <= v <= 1 for v in (silent, busy)):
+            raise ModelError(
+                f"{model_path}: smoke inference scored {silent:.4g} on a silent window and {busy:.4g} on a busy one; "
+                "scores must be finite and within [0, 1] (a sigmoid output), or nothing would alert right"
+            )
 
     def _load(self, model_path: Path, content: bytes):
         from ai_edge_litert.interpreter import Interpreter
 
         try:
             interp = Interpreter(model_content=content, num_threads=1)
-            inp = interp.get_input_details()[0]
-            if list(inp["shape"][1:]) != [WINDOW_SECONDS, SCHEMA.size]:
-                raise ModelError(
-                    f"{model_path}: model input is {list(inp['shape'])}, expected [batch, {WINDOW_SECONDS}, {SCHEMA.size}]"
-                )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{model_path}: LiteRT cannot load it: {_one_line(exc)}") from None
+        inputs, outputs = interp.get_input_details(), interp.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{model_path}: model has {len(inputs)} inputs and {len(outputs)} outputs; "
+                             "the sensor feeds it one batch of windows and reads one score per window")
+        inp = inputs[0]
+        if len(inp["shape"]) != 3 or list(inp["shape"][1:]) != [WINDOW_SECONDS, SCHEMA.size]:
+            raise ModelError(
+                f"{model_path}: model input is {inp['shape'].tolist()}, "
+                f"expected [batch, {WINDOW_SECONDS}, {SCHEMA.size}]"
+            )
+        if inp["dtype"] != np.float32:
+            raise ModelError(f"{model_path}: model input is {np.dtype(inp['dtype']).name}, expected float32 "
+                             "(export with dynamic-range quantization, which keeps a float interface)")
+        try:
             interp.resize_tensor_input(inp["index"], [_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size])
             interp.allocate_tensors()
-        except ModelError:
-            raise
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{model_path}: LiteRT cannot load it: {exc}") from None
+            raise ModelError(f"{model_path}: LiteRT cannot load it: {_one_line(exc)}") from None
+        out = outputs[0]
+        if out["dtype"] != np.float32:
+            raise ModelError(f"{model_path}: model output is {np.dtype(out['dtype']).name}, expected float32 scores")
         self._in = inp["index"]
-        self._out = interp.get_output_details()[0]["index"]
+        self._out = out["index"]
         return interp
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", self.path.name))
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Anomaly scores in [0, 1] for raw windows x of shape (N, 3, F)."""
@@ -160,7 +338,11 @@ class ModelBundle:
             # Normalizing batch by batch keeps the working set in cache.
             self.normalization.apply(part, out=buf[: len(part)])
             buf[len(part) :] = 0
-            self._interp.set_tensor(self._in, buf)
-            self._interp.invoke()
-            out[i : i + len(part)] = self._interp.get_tensor(self._out)[: len(part), 0]
+            out[i : i + len(part)] = self._run(buf).reshape(-1)[: len(part)]
         return out
+
+    def _run(self, buf: np.ndarray) -> np.ndarray:
+        """The model's output tensor for one full input batch."""
+        self._interp.set_tensor(self._in, buf)
+        self._interp.invoke()
+        return self._interp.get_tensor(self._out)

@@ -24,7 +24,7 @@ import os
 import select
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 
 from .errors import OutputError
 
@@ -211,52 +211,115 @@ class HoldingOutput:
     """Lines an output cannot take now (full disk, failing file system) are held in memory
     and written, oldest first and before anything newer, as soon as it takes them again.
 
-    Beyond ``limit`` bytes the oldest held batches are dropped and counted in
-    ``lost_lines``.  Writes never raise: the failure is logged once, and so is the recovery.
+    Held data goes out in pieces that fit: when a write fails, the oldest held piece is
+    halved at a line boundary and the older half retried, down to a single line, so a
+    batch bigger than the space that came back never blocks everything behind it, and
+    the output is filled with whole lines only.  Beyond ``limit`` bytes the oldest held
+    lines are dropped.  Writes never raise: the failure is logged once, and so is the
+    recovery.
+
+    Every line passed to ``write`` is counted once as written, held or lost, in total
+    (``written_lines``, ``held_lines``, ``lost_lines``; ``held_bytes`` is the memory used)
+    and by the ``kind`` it was written with (``written``, ``lost``: ``Counter``s by kind),
+    so a caller can report the alerts that really reached the output.
     """
 
     def __init__(self, out, limit: int = 64 << 20):
         self.out = out
         self.limit = limit
-        self._held: deque[bytes] = deque()
+        self._held: deque[tuple[bytes, str, int]] = deque()  # (whole lines, kind, line count), oldest first
         self.held_bytes = 0
+        self.held_lines = 0
+        self.written_lines = 0
         self.lost_lines = 0
+        self.written: Counter[str] = Counter()
+        self.lost: Counter[str] = Counter()
         self._failing = False
 
-    def write(self, blob: bytes) -> None:
+    def write(self, blob: bytes, kind: str = "event") -> None:
+        """Write whole lines after everything held, or hold them; ``kind`` labels them in the counts."""
         if blob:
-            self._held.append(blob)
+            n = blob.count(b"\n")
+            self._held.append((blob, kind, n))
             self.held_bytes += len(blob)
+            self.held_lines += n
+        if not self.flush():
+            self._shed()
+
+    def flush(self) -> bool:
+        """Write as much of what is held as the output takes now, in order; True if nothing is left."""
         while self._held:
+            blob, kind, n = self._held[0]
             try:
-                self.out.write(self._held[0])  # whole batch or nothing: order is kept
+                self.out.write(blob)
             except OutputError as exc:
+                if n > 1:
+                    # Part of it may fit (ENOSPC, a quota): retry with the older half, whole lines only.
+                    cut = blob.rfind(b"\n", 0, len(blob) // 2) + 1 or blob.find(b"\n") + 1
+                    head = blob.count(b"\n", 0, cut)
+                    self._held[0] = (blob[cut:], kind, n - head)
+                    self._held.appendleft((blob[:cut], kind, head))
+                    continue
                 if not self._failing:
                     self._failing = True
                     log.error("%s; holding events in memory (up to %d MiB) until it can be written",
                               exc, self.limit >> 20)
-                while self.held_bytes > self.limit and len(self._held) > 1:
-                    old = self._held.popleft()
-                    self.held_bytes -= len(old)
-                    self.lost_lines += old.count(b"\n")
-                return
-            self.held_bytes -= len(self._held.popleft())
+                return False
+            self._held.popleft()
+            self.held_bytes -= len(blob)
+            self.held_lines -= n
+            self.written_lines += n
+            self.written[kind] += n
         if self._failing:
             self._failing = False
             log.warning("%s: writing again; every held event was written (%d lost to the memory limit so far)",
                         getattr(self.out, "path", "output"), self.lost_lines)
+        return True
+
+    def _shed(self) -> None:
+        """Drop the oldest held lines, whole, until at most ``limit`` bytes are held."""
+        while self.held_bytes > self.limit:
+            blob, kind, n = self._held[0]
+            excess = self.held_bytes - self.limit
+            cut = len(blob) if len(blob) <= excess else blob.find(b"\n", excess - 1) + 1
+            dropped = blob.count(b"\n", 0, cut)
+            if cut == len(blob):
+                self._held.popleft()
+            else:
+                self._held[0] = (blob[cut:], kind, n - dropped)
+            self.held_bytes -= cut
+            self._lose(kind, dropped)
+
+    def _lose(self, kind: str, n: int) -> None:
+        self.held_lines -= n
+        self.lost_lines += n
+        self.lost[kind] += n
+
+    def discard(self) -> int:
+        """Count everything still held as lost and free it; the number of lines."""
+        n = self.held_lines
+        while self._held:
+            _, kind, lines = self._held.popleft()
+            self._lose(kind, lines)
+        self.held_bytes = 0
+        return n
+
+    def continue_counts(self, old: HoldingOutput) -> None:
+        """Carry ``old``'s written and lost counts over to this output, which replaces it."""
+        self.written_lines += old.written_lines
+        self.lost_lines += old.lost_lines
+        self.written.update(old.written)
+        self.lost.update(old.lost)
 
     def reopen(self) -> None:
         self.out.reopen()
 
     def close(self) -> None:
-        self.write(b"")
-        if self._held:
-            n = sum(b.count(b"\n") for b in self._held)
-            self.lost_lines += n
+        """Write what fits of what is held, count the rest lost, and close the output."""
+        self.flush()
+        n = self.discard()
+        if n:
             log.error("%s: %d held events could not be written before exit", getattr(self.out, "path", "output"), n)
-            self._held.clear()
-            self.held_bytes = 0
         try:
             self.out.close()
         except OutputError as exc:  # a closing line (Zeek's #close) that does not fit

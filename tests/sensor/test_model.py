@@ -2,18 +2,30 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sensor.features import SCHEMA
-from sensor.model import DEFAULT_BUNDLE, METADATA_FILE, MODEL_FILE, ModelBundle, ModelError, file_sha256
+from sensor.model import (
+    DEFAULT_BUNDLE,
+    METADATA_FILE,
+    METADATA_LIMIT,
+    MODEL_FILE,
+    MODEL_LIMIT,
+    ModelBundle,
+    ModelError,
+    file_sha256,
+)
 from sensor.pipeline import run_files
 
-from ..conftest import ATTACKS, MAWI_PCAP
+from ..conftest import ATTACKS, DATA, MAWI_PCAP
 
 
 @pytest.fixture
@@ -117,3 +129,197 @@ def test_overwriting_the_model_file_does_not_disturb_the_loaded_model(copy):
     out = subprocess.run([sys.executable, "-c", OVERWRITE, str(copy), str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap")],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "True", (out.returncode, out.stderr[-2000:])
+
+
+# Hostile bundles (red-team findings): each one is refused at load with a ModelError naming
+# the file and the check, instead of crashing, hanging or scoring garbage later.
+
+MODELS = DATA / "models"  # tiny hostile TFLite files, see their README
+
+
+def with_model(d, name: str):
+    """Bundle ``d`` with the fixture model ``name`` and a matching sha256."""
+    shutil.copyfile(MODELS / f"{name}.tflite", d / MODEL_FILE)
+    edit_meta(d, sha256=file_sha256(d / MODEL_FILE))
+    return d
+
+
+@pytest.mark.parametrize("value", [[], ["names"], "v1", 7, True])
+def test_schema_of_the_wrong_json_type_is_refused(copy, value):
+    edit_meta(copy, schema=value)
+    with pytest.raises(ModelError, match=f"{METADATA_FILE}: 'schema' must be a JSON object"):
+        ModelBundle(copy)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("names", "present,log_pkts_fwd", "schema.names must be a list"),
+    ("names", [1] * SCHEMA.size, "schema.names must be a list"),
+    ("names", list(reversed(SCHEMA.names)), "schema.names differ"),
+    ("version", True, "feature schema version True"),
+    ("version", "1", "feature schema version '1'"),
+    ("window", 3.0, "model window is 3.0 seconds"),
+    ("window", [3], "model window is a JSON array seconds"),
+])
+def test_schema_fields_of_the_wrong_type_are_refused(copy, field, value, message):
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    edit_meta(copy, schema={**meta["schema"], field: value})
+    with pytest.raises(ModelError, match=message):
+        ModelBundle(copy)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"format_version": True}, "format version 1 .found format='flowlstm-model' version=True"),
+    ({"threshold": "0.5"}, "threshold '0.5' is not a number"),
+    ({"threshold": float("nan")}, "threshold nan is not a number between 0 and 1"),
+    ({"threshold": 10 ** 400}, "threshold .* is not a number between 0 and 1"),
+    ({"normalization": [0.0, 1.0]}, "'normalization' must be a JSON object"),
+    ({"normalization": {"mean": "0", "scale": [1.0] * SCHEMA.size}}, r"normalization.mean must be a list of 60"),
+    ({"normalization": {"mean": [True] * SCHEMA.size, "scale": [1.0] * SCHEMA.size}}, r"normalization.mean must"),
+    ({"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [1.0] * 59 + [float("inf")]}},
+     r"normalization.scale\[59\] is inf"),
+    ({"normalization": {"mean": [0.0] * 59 + [1e39], "scale": [1.0] * SCHEMA.size}},
+     r"normalization.mean\[59\] is 1e\+39, not a finite float32"),
+    ({"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [1.0] * 5 + [1e-30] + [1.0] * 54}},
+     r"normalization.scale\[5\] \(rev_pkt_ratio\) is 1e-30; scales must be at least 1e-06"),
+    ({"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [-1.0] * SCHEMA.size}}, r"scale\[0\] .* is -1"),
+    ({"sha256": [["d6"]]}, "'sha256' must be the model file's sha256 in hex, found a JSON array"),
+    ({"name": {"n": 1}}, "'name' must be printable text"),
+    ({"name": "evil\n2026-01-01 ERROR forged log line"}, "'name' must be printable text"),
+])
+def test_metadata_fields_of_the_wrong_type_or_range_are_refused(copy, changes, message):
+    edit_meta(copy, **changes)
+    with pytest.raises(ModelError, match=message):
+        ModelBundle(copy)
+
+
+def test_scale_at_the_trainers_floor_is_accepted(copy):
+    # trainer/dataset.py keeps scales above 1e-6 and casts to float32: those must load.
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    scale = [float(np.float32(1e-6))] + meta["normalization"]["scale"][1:]
+    edit_meta(copy, normalization={**meta["normalization"], "scale": scale})
+    assert ModelBundle(copy).normalization.scale[0] == np.float32(1e-6)
+
+
+def test_deeply_nested_metadata_is_refused(copy):
+    depth = 100_000
+    (copy / METADATA_FILE).write_text('{"training": ' + "[" * depth + "]" * depth + "}")
+    with pytest.raises(ModelError, match="unreadable metadata: RecursionError"):
+        ModelBundle(copy)
+
+
+def test_metadata_over_the_size_limit_is_refused(copy):
+    meta = (copy / METADATA_FILE).read_text()
+    (copy / METADATA_FILE).write_text(meta[:-2] + ', "pad": "' + "x" * METADATA_LIMIT + '"}')
+    with pytest.raises(ModelError, match="over the 4 MiB limit"):
+        ModelBundle(copy)
+
+
+def test_model_over_the_size_limit_is_refused_without_reading_it(copy):
+    with open(copy / MODEL_FILE, "r+b") as f:
+        f.truncate(MODEL_LIMIT + 1)  # sparse: nothing is written, so nothing could be read quickly either
+    with pytest.raises(ModelError, match=f"{MODEL_FILE}: {MODEL_LIMIT + 1} bytes, over the 64 MiB limit"):
+        ModelBundle(copy)
+
+
+LOAD_IN_CHILD = """
+import os, sys
+from sensor import model
+from sensor.model import ModelBundle, ModelError
+if len(sys.argv) > 2:  # pretend the stat() saw a regular file: a FIFO swapped in just after it
+    real, fake = os.stat, os.stat(sys.argv[2])
+    model.os.stat = lambda p, *a, **k: fake if str(p).endswith(sys.argv[3]) else real(p, *a, **k)
+try:
+    ModelBundle(sys.argv[1])
+except ModelError as exc:
+    print("ModelError:", exc)
+"""
+
+
+def load_in_child(bundle, *swap) -> str:
+    """What ModelBundle(bundle) says, in a child limited in time and memory: a loader that reads
+    a device or waits on a FIFO fails this test instead of taking the machine or hanging it."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    out = subprocess.run([sys.executable, "-c", LOAD_IN_CHILD, str(bundle), *map(str, swap)], capture_output=True,
+                         text=True, timeout=60, preexec_fn=limit)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("name", [METADATA_FILE, MODEL_FILE])
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_devices_and_fifos_are_refused_without_reading(copy, name, special):
+    (copy / name).unlink()
+    if special == "fifo":
+        os.mkfifo(copy / name)
+    else:
+        (copy / name).symlink_to(special)
+    assert load_in_child(copy) == f"ModelError: {copy / name}: not a regular file; a bundle holds plain files"
+
+
+@pytest.mark.parametrize("name", [METADATA_FILE, MODEL_FILE])
+def test_a_fifo_swapped_in_after_the_stat_does_not_hang(copy, tmp_path, name):
+    (copy / name).unlink()
+    os.mkfifo(copy / name)
+    assert load_in_child(copy, DEFAULT_BUNDLE / name, name) == (
+        f"ModelError: {copy / name}: not a regular file; a bundle holds plain files")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("int8_input", "model input is int8, expected float32"),
+    ("two_inputs", "model has 2 inputs and 1 outputs"),
+    ("two_outputs", "model has 1 inputs and 2 outputs"),
+    ("batch_collapsed", r"model output is \[1, 1\] for a batch of 1024 windows; expected \[batch, 1\] or \[batch\]"),
+    ("nan_output", r"smoke inference scored nan on a silent window and nan on a busy one"),
+    ("busy_seven", r"smoke inference scored 0.5 on a silent window and 7 on a busy one"),
+])
+def test_incompatible_models_are_refused_at_load(copy, name, message):
+    with pytest.raises(ModelError, match=f"{MODEL_FILE}: {message}"):
+        ModelBundle(with_model(copy, name))
+
+
+def test_a_model_with_a_flat_output_scores_like_its_weights(copy):
+    b = ModelBundle(with_model(copy, "flat_output"))
+    x = np.concatenate([w.x for o in run_files([ATTACKS / "amp.TCP.reflection.SYNACK.pcap"]) for w in o.windows])
+    kernel = ((np.arange(x[0].size) % 7) - 3) * 0.01  # tests/data/models/README.md
+    want = 1 / (1 + np.exp(-(b.normalization.apply(x).reshape(len(x), -1).astype(np.float64) @ kernel + 0.25)))
+    got = b.score(x)
+    assert len(x) > 1024 and got.shape == (len(x),)  # more than one batch
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_an_unforeseen_error_inside_litert_is_a_model_error(copy, monkeypatch):
+    from ai_edge_litert import interpreter
+
+    def broken(*args, **kwargs):
+        raise KeyError("tensor 7")
+
+    monkeypatch.setattr(interpreter, "Interpreter", broken)
+    with pytest.raises(ModelError, match=f"{MODEL_FILE}: loading the model in LiteRT failed: KeyError: 'tensor 7'"):
+        ModelBundle(copy)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+                    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["format", "format_version", "schema", "normalization", "threshold", "sha256", "name",
+                            "schema.version", "schema.names", "schema.window", "normalization.mean",
+                            "normalization.scale"]), value=JSON)
+def test_any_json_in_any_field_loads_or_is_a_model_error(copy, key, value):
+    meta = json.loads((DEFAULT_BUNDLE / METADATA_FILE).read_text())
+    top, _, sub = key.partition(".")
+    if sub:
+        meta[top][sub] = value
+    else:
+        meta[top] = value
+    (copy / METADATA_FILE).write_text(json.dumps(meta))
+    try:
+        ModelBundle(copy)
+    except ModelError as exc:
+        assert str(exc).startswith(f"{copy / METADATA_FILE}: ") and "\n" not in str(exc)
