@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from ..conftest import ATTACKS, DATA
-from .test_live import veth  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces")
 
@@ -47,7 +46,7 @@ def wait_for(pred, timeout):
     return False
 
 
-def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
+def test_daemon_lifecycle(veth, tmp_path):
     ns_a, ns_b, a, b = veth
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
@@ -120,7 +119,7 @@ def test_daemon_lifecycle(veth, tmp_path):  # noqa: F811
     assert f"{len(recs)} alerts" in stopped and "0 packets dropped" in stopped
 
 
-def test_hup_reloads_the_configuration_all_or_nothing(veth, tmp_path):  # noqa: F811
+def test_hup_reloads_the_configuration_all_or_nothing(veth, tmp_path):
     """SIGHUP re-reads --config and reloads the model: a bad model or a bad file is refused
     and the running sensor keeps scoring as before; a good file takes effect."""
     from sensor.model import DEFAULT_BUNDLE
@@ -181,7 +180,7 @@ def test_hup_reloads_the_configuration_all_or_nothing(veth, tmp_path):  # noqa: 
         proc.kill()
 
 
-def test_capture_failures_are_survived_and_counted(veth, tmp_path):  # noqa: F811
+def test_capture_failures_are_survived_and_counted(veth, tmp_path):
     """The link goes down, then the interface is deleted and re-created: the sensor keeps
     running, says so, reopens the capture, and every replayed packet is still accounted for."""
     ns_a, ns_b, a, b = veth
