@@ -1,39 +1,60 @@
-"""Community ID of alerts against its reference package and tshark's communityid dissector."""
+"""Community ID of alerts against the spec's published vectors and tshark's communityid dissector."""
 from __future__ import annotations
 
 import calendar
+import ipaddress
 import subprocess
 import time
 
-import communityid
 import jsonschema
 import numpy as np
 import pytest
 
-from sensor.communityid import community_id
-from sensor.eve import alert_records
+from sensor.eve import alert_records, community_ids
 from sensor.pipeline import run_files
+from sensor.windows import KEY_DTYPE
 
 from ..conftest import ATTACKS, MAWI_PCAP
 from .evecheck import SCHEMA_JSON
 
+# The Community ID spec's published examples (corelight/community-id-spec, as its reference
+# implementation pycommunityid tests them), seed 0: (proto, src, dst, sport or ICMP type,
+# dport or ICMP code, ID).  Both directions of a flow share an ID; ICMP types without a
+# counterpart are one-way, so their code counts and they are never reordered.
+SPEC_VECTORS = [
+    (6, "128.232.110.120", "66.35.250.204", 34855, 80, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+    (6, "66.35.250.204", "128.232.110.120", 80, 34855, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+    (6, "10.0.0.1", "10.0.0.2", 10, 11569, "1:SXBGMX1lBOwhhoDrZynfROxnhnM="),
+    (17, "192.168.1.52", "8.8.8.8", 54585, 53, "1:d/FP5EW3wiY1vCndhwleRRKHowQ="),
+    (17, "8.8.8.8", "192.168.1.52", 53, 54585, "1:d/FP5EW3wiY1vCndhwleRRKHowQ="),
+    (132, "192.168.170.8", "192.168.170.56", 7, 80, "1:jQgCxbku+pNGw8WPbEc/TS/uTpQ="),
+    (132, "192.168.170.56", "192.168.170.8", 80, 7, "1:jQgCxbku+pNGw8WPbEc/TS/uTpQ="),
+    (1, "192.168.0.89", "192.168.0.1", 8, 0, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="),
+    (1, "192.168.0.1", "192.168.0.89", 0, 8, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="),
+    (1, "192.168.0.1", "192.168.0.89", 0, 20, "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="),
+    (1, "192.168.0.89", "192.168.0.1", 20, 0, "1:3o2RFccXzUgjl7zDpqmY7yJi8rI="),
+    (1, "192.168.0.89", "192.168.0.1", 20, 1, "1:tz/fHIDUHs19NkixVVoOZywde+I="),
+    (58, "fe80::200:86ff:fe05:80da", "fe80::260:97ff:fe07:69ea", 135, 0, "1:dGHyGvjMfljg6Bppwm3bg0LO8TY="),
+    (58, "fe80::260:97ff:fe07:69ea", "fe80::200:86ff:fe05:80da", 136, 0, "1:dGHyGvjMfljg6Bppwm3bg0LO8TY="),
+    (58, "3ffe:507:0:1:260:97ff:fe07:69ea", "3ffe:507:0:1:200:86ff:fe05:80da", 3, 0, "1:NdobDX8PQNJbAyfkWxhtL2Pqp5w="),
+    (58, "3ffe:507:0:1:200:86ff:fe05:80da", "3ffe:507:0:1:260:97ff:fe07:69ea", 3, 0, "1:/OGBt9BN1ofenrmSPWYicpij2Vc="),
+    (46, "10.1.24.4", "10.1.12.1", 0, 0, "1:/nQI4Rh/TtY3mf0R2gJFBkVlgS4="),  # no ports: RSVP
+    (46, "10.1.12.1", "10.1.24.4", 0, 0, "1:/nQI4Rh/TtY3mf0R2gJFBkVlgS4="),
+]
 
-def test_community_id_equals_the_reference_package(flood_windows):
-    """Every flow of the flood, and ICMP types, against the communityid package (the spec's reference)."""
-    cid = communityid.CommunityID()
-    keys = np.concatenate([w.keys for w in flood_windows[:3]])
-    for k in keys[:3000]:
-        src, dst = k["src"].tobytes()[12:], k["dst"].tobytes()[12:]
-        tpl = communityid.FlowTuple.make_tcp(src, dst, int(k["sport"]), int(k["dport"]))
-        assert community_id(k["src"].tobytes(), k["dst"].tobytes(), int(k["sport"]), int(k["dport"]), 6) == cid.calc(tpl)
-    a, b = bytes(10) + b"\xff\xff" + bytes([192, 168, 0, 89]), bytes(10) + b"\xff\xff" + bytes([192, 168, 0, 1])
-    for t, c in ((8, 0), (0, 0), (3, 1), (11, 0)):
-        tpl = communityid.FlowTuple.make_icmp(a[12:], b[12:], t, c)
-        assert community_id(a, b, t, c, 1) == cid.calc(tpl)
-    for seed in (0, 1, 65535):
-        c2 = communityid.CommunityID(seed=seed)
-        tpl = communityid.FlowTuple.make_udp(a[12:], b[12:], 5353, 53)
-        assert community_id(a, b, 5353, 53, 17, seed) == c2.calc(tpl)
+
+def _ours(addr: str) -> np.ndarray:
+    """An address in the sensor's 16-byte form (IPv4 as IPv4-mapped IPv6)."""
+    ip = ipaddress.ip_address(addr)
+    return np.frombuffer(ip.packed if ip.version == 6 else bytes(10) + b"\xff\xff" + ip.packed, np.uint8)
+
+
+def test_community_ids_are_the_spec_vectors():
+    keys = np.zeros(len(SPEC_VECTORS), KEY_DTYPE)
+    for k, (proto, src, dst, sport, dport, _) in zip(keys, SPEC_VECTORS):
+        k["src"], k["dst"], k["sport"], k["dport"], k["proto"], k["l4"] = _ours(src), _ours(dst), sport, dport, proto, 1
+    for got, vector in zip(community_ids(keys), SPEC_VECTORS):
+        assert got == vector[-1], vector
 
 
 @pytest.mark.parametrize("path", [ATTACKS / "nmap.pcapng", MAWI_PCAP], ids=lambda v: v.name)
