@@ -194,7 +194,8 @@ def test_socket_without_listener_drops_and_counts(tmp_path):
     s.close()
 
 
-@pytest.mark.skipif(not shutil.which("fever"), reason="needs DCSO's fever (Debian package fever; scripts/setup.sh installs it)")
+@pytest.mark.skipif(not shutil.which("fever"),
+                    reason="needs DCSO's fever (Debian package fever; scripts/setup.sh installs it)")
 def test_fever_forwards_every_alert_from_the_unix_stream(tmp_path):
     """fever, a real EVE consumer, reads our unix_stream output and forwards every event unchanged.
 
