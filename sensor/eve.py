@@ -24,10 +24,10 @@ import json
 import time
 from dataclasses import dataclass, field
 
+import communityid
 import numpy as np
 
 from .addresses import format_addresses
-from .communityid import community_id
 from .features import SCHEMA
 from .hashing import endpoint_order, mix64
 from .signatures import DEFAULT_SIGNATURES
@@ -36,6 +36,8 @@ from .windows import WindowBatch
 
 GID = 9330
 _PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP", 47: "GRE", 50: "ESP"}
+_CID = communityid.CommunityID()
+_MAPPED_V4 = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,35 @@ def flow_id(keys: np.ndarray) -> np.ndarray:
     return (h & np.uint64((1 << 51) - 1)).astype(np.int64)
 
 
+def community_ids(keys: np.ndarray) -> list[str]:
+    """Community ID v1 of each flow in ``keys`` (``KEY_DTYPE``), computed by the communityid package.
+
+    ICMP and ICMPv6 flows carry type and code in the port fields.  A flow whose
+    transport header was never captured (``l4`` 0: cut short, a non-first
+    fragment) hashes addresses and protocol only, as tshark does.
+    """
+    # The package takes network-order bytes as they are; 4-byte addresses for IPv4, not our IPv4-mapped form.
+    src, dst = keys["src"].tobytes(), keys["dst"].tobytes()
+    src_at = np.arange(len(keys)) * 16 + np.where((keys["src"][:, :12] == _MAPPED_V4).all(axis=1), 12, 0)
+    dst_at = np.arange(len(keys)) * 16 + np.where((keys["dst"][:, :12] == _MAPPED_V4).all(axis=1), 12, 0)
+    sport, dport = keys["sport"].astype(">u2").tobytes(), keys["dport"].astype(">u2").tobytes()
+    out = []
+    for i, (a, b, proto, known) in enumerate(zip(src_at.tolist(), dst_at.tolist(), keys["proto"].tolist(),
+                                                 keys["l4"].tolist())):
+        s, d = src[a : (i + 1) * 16], dst[b : (i + 1) * 16]
+        if known and proto in communityid.PORT_PROTOS:
+            tpl = communityid.FlowTuple(proto, s, d, sport[2 * i : 2 * i + 2], dport[2 * i : 2 * i + 2]).in_order()
+        else:
+            # The package insists on ports for a port protocol; tshark's dissector, which we
+            # match, hashes a flow without its transport header on addresses and protocol alone.
+            tpl = communityid.FlowTuple(0, s, d).in_order()
+            tpl.proto = proto
+        # calc() less its log line, which formats the tuple on every call whatever the log
+        # level; the tuple is in network order already, as calc() would first make it.
+        out.append(_CID.render(_CID.hash(tpl)))
+    return out
+
+
 def alert_records(
     batch: WindowBatch,
     scores: np.ndarray,
@@ -117,6 +148,7 @@ def alert_records(
     fids = flow_id(keys)
     stamp = eve_timestamp((batch.sec + 1) * 1_000_000_000)
     window = f"{batch.sec - 1}..{batch.sec + 1}"
+    cids = community_ids(keys)
     out = []
     for i in range(len(hit)):
         k = keys[i]
@@ -167,8 +199,7 @@ def alert_records(
         elif proto in (1, 58):  # as Suricata writes ICMP: type and code, no ports
             rec["icmp_type"] = rec.pop("src_port")
             rec["icmp_code"] = rec.pop("dest_port")
-        rec["community_id"] = community_id(k["src"].tobytes(), k["dst"].tobytes(), int(k["sport"]),
-                                           int(k["dport"]), proto, ports=known)
+        rec["community_id"] = cids[i]
         out.append(rec)
     return out
 

@@ -1,37 +1,53 @@
-"""A Prometheus text-format endpoint on localhost, for the daemon's counters.
+"""A Prometheus endpoint on localhost, for the daemon's counters.
 
-Served from its own thread by the standard library; it only reads counters the
-main loop updates, so a slow scraper never slows the sensor.
+prometheus-client writes the exposition (the text format, version 0.0.4) from
+a collector over the sensor's own counters, on a registry of its own, so the
+library's process and platform collectors stay out of it.  Served from its own
+thread by the standard library; it only reads counters the main loop updates,
+so a slow scraper never slows the sensor.
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
-# name → (type, help text, value)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+# name → (type, help text, value); a counter's name ends in _total, as it is scraped.
 Metrics = dict[str, tuple[str, str, float]]
 
+_FAMILIES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
 
-def render(metrics: Metrics) -> bytes:
-    out = []
-    for name, (kind, text, value) in sorted(metrics.items()):
-        out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
-    return ("\n".join(out) + "\n").encode()
+
+class SensorCollector(Collector):
+    """The metrics ``collect()`` returns, read afresh on every scrape."""
+
+    def __init__(self, collect: Callable[[], Metrics]):
+        self._collect = collect
+
+    def collect(self) -> Iterator[Metric]:
+        for name, (kind, text, value) in sorted(self._collect().items()):
+            yield _FAMILIES[kind](name, text, value=value)
 
 
 class MetricsServer:
-    """Serve ``collect()`` at http://HOST:PORT/metrics until ``close()``."""
+    """Serve ``collect()`` at http://HOST:PORT/metrics until ``close()``; OSError if PORT cannot be bound."""
 
     def __init__(self, collect: Callable[[], Metrics], port: int, host: str = "127.0.0.1"):
+        registry = CollectorRegistry()
+        registry.register(SensorCollector(collect))
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's naming)
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404)
                     return
-                body = render(collect())
+                body = generate_latest(registry)
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -33,11 +33,14 @@ class TrainConfig:
 
 
 def class_weights(y: np.ndarray) -> dict[int, float]:
-    """Weights that give both classes equal total weight (sklearn's 'balanced')."""
-    n = len(y)
-    pos = max(int(y.sum()), 1)
-    neg = max(n - pos, 1)
-    return {0: n / (2.0 * neg), 1: n / (2.0 * pos)}
+    """Weights that give both classes equal total weight: scikit-learn's 'balanced', as Keras and MLlib take them.
+
+    ``y`` must hold both classes (``run`` refuses a one-class training split first).
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    w = compute_class_weight("balanced", classes=np.array([0, 1]), y=y)
+    return {0: float(w[0]), 1: float(w[1])}
 
 
 def _quiet():

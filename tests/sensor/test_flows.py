@@ -8,28 +8,13 @@ import numpy as np
 import pytest
 
 from sensor.addresses import format_addresses
-from sensor.capture import read_packets
 from sensor.capture.records import PACKET_DTYPE, TCP_ACK, TCP_SYN
 from sensor.flows import NS, FlowConfig, FlowTable
 
 from ..conftest import ATTACKS, DATA, MAWI_PCAP
+from .flowseconds import load, run_seconds
 
 NO_TIMEOUT = FlowConfig(idle_timeout=1e7, active_timeout=1e8)
-
-
-def load(path) -> np.ndarray:
-    p = np.concatenate(list(read_packets(path)))
-    return p[np.argsort(p["ts"], kind="stable")]
-
-
-def run_seconds(table: FlowTable, packets: np.ndarray) -> np.ndarray:
-    sec = packets["ts"] // NS
-    cuts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1], True])
-    rows = []
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        rows.append(table.update(packets[a:b], int(sec[a])))
-        table.expire(int(sec[a] + 1) * NS)
-    return np.concatenate(rows)
 
 
 def flow_totals(rows: np.ndarray, proto: int) -> dict:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -46,32 +45,6 @@ json.dump({"idle_reads": idle_reads, "n": len(p), "wire": p["wire_len"].tolist()
            "sport": p["sport"].tolist(), "src": [bytes(x).hex() for x in p["src"]], "received": s.received,
            "dropped": s.dropped}, open(sys.argv[2], "w"))
 """
-
-
-@pytest.fixture
-def veth():
-    tag = uuid.uuid4().hex[:6]
-    ns_a, ns_b, a, b = f"flA{tag}", f"flB{tag}", f"fla{tag}", f"flb{tag}"
-    sh = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
-    try:
-        sh("ip", "netns", "add", ns_a)
-        sh("ip", "netns", "add", ns_b)
-        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
-        sh("ip", "link", "set", a, "netns", ns_a)
-        sh("ip", "link", "set", b, "netns", ns_b)
-        # No IPv6 on the pair (router solicitations, MLD reports): only replayed packets cross
-        # it, so the kernel's capture counters and the sensor's can be compared exactly.
-        for ns, dev in ((ns_a, a), (ns_b, b)):
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
-        for ns, dev in ((ns_a, a), (ns_b, b), (ns_b, "lo")):
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
-        # Multicast on the sensor side's loopback, for the zeroconf announcement test.
-        sh("ip", "netns", "exec", ns_b, "ip", "link", "set", "lo", "multicast", "on")
-        sh("ip", "netns", "exec", ns_b, "ip", "route", "add", "224.0.0.0/4", "dev", "lo")
-        yield ns_a, ns_b, a, b
-    finally:
-        for ns in (ns_a, ns_b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def test_replayed_capture_arrives_whole(veth, tmp_path):

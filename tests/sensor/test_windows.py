@@ -8,7 +8,7 @@ from sensor.flows import FlowConfig, FlowTable
 from sensor.windows import WindowAssembler, window_keys
 
 from ..conftest import MAWI_PCAP
-from .test_flows import load, run_seconds
+from .flowseconds import load, run_seconds
 
 
 @pytest.fixture(scope="module")

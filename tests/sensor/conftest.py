@@ -1,0 +1,44 @@
+"""Fixtures the sensor's test modules share: the synflood's windows, a veth pair between two namespaces."""
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+
+from sensor.pipeline import run_files
+
+from ..conftest import ATTACKS
+
+
+@pytest.fixture(scope="session")
+def flood_windows():
+    """Every window of the spoofed-source SYN flood (37,000 sources, one victim)."""
+    return [w for o in run_files([ATTACKS / "pkt.TCP.synflood.spoofed.pcap"]) for w in o.windows]
+
+
+@pytest.fixture
+def veth():
+    """(ns_a, ns_b, a, b): namespaces ns_a and ns_b joined by veth links a and b, removed afterwards."""
+    tag = uuid.uuid4().hex[:6]
+    ns_a, ns_b, a, b = f"flA{tag}", f"flB{tag}", f"fla{tag}", f"flb{tag}"
+    sh = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
+    try:
+        sh("ip", "netns", "add", ns_a)
+        sh("ip", "netns", "add", ns_b)
+        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        sh("ip", "link", "set", a, "netns", ns_a)
+        sh("ip", "link", "set", b, "netns", ns_b)
+        # No IPv6 on the pair (router solicitations, MLD reports): only replayed packets cross
+        # it, so the kernel's capture counters and the sensor's can be compared exactly.
+        for ns, dev in ((ns_a, a), (ns_b, b)):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+        for ns, dev in ((ns_a, a), (ns_b, b), (ns_b, "lo")):
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+        # Multicast on the sensor side's loopback, for the zeroconf announcement test.
+        sh("ip", "netns", "exec", ns_b, "ip", "link", "set", "lo", "multicast", "on")
+        sh("ip", "netns", "exec", ns_b, "ip", "route", "add", "224.0.0.0/4", "dev", "lo")
+        yield ns_a, ns_b, a, b
+    finally:
+        for ns in (ns_a, ns_b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
