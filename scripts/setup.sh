@@ -34,7 +34,7 @@ fi
 
 venv=.venv/$what
 case "$what" in
-    sensor) extras='.[sensor,test,sensor-test]' ;;
+    sensor) extras='.[sensor,test,sensor-test,lint]' ;;
     trainer) extras='.[trainer,test]' ;;
     *) echo "setup: unknown part '$what' (expected: sensor or trainer)" >&2; exit 64 ;;
 esac

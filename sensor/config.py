@@ -192,7 +192,11 @@ def pipeline_config(values: dict[str, Any], protocols: bool = False) -> Pipeline
     """The feature path's configuration from settings values (``protocols``: aggregate protocol breakdowns)."""
     from .aggregate import AggregateConfig
 
-    flows = FlowConfig(values["features.idle-timeout"], values["features.active-timeout"], values["features.max-flows"])
+    flows = FlowConfig(values["features.idle-timeout"], values["features.active-timeout"], values["features.max-flows"],
+                       values["features.memory-mb"])
+    problem = flows.budget_problem()
+    if problem:
+        raise ConfigError(problem)
     return PipelineConfig(flows=flows, aggregate=AggregateConfig(protocols=protocols), slack=values["features.slack"])
 
 

@@ -46,11 +46,14 @@ METRICS = {
     "flowlstm_packets_total": ("counter", "Packets read from the capture."),
     "flowlstm_bytes_total": ("counter", "Wire bytes read from the capture."),
     "flowlstm_windows_scored_total": ("counter", "Windows scored by the model."),
-    "flowlstm_alerts_total": ("counter", "Alerts written."),
+    "flowlstm_alerts_total": ("counter", "Alerts written to the EVE output (not those held or lost)."),
+    "flowlstm_alerts_lost_total": ("counter", "Alerts dropped: held beyond the output's memory limit."),
     "flowlstm_alerts_suppressed_total": ("counter", "Alerts folded by thresholding."),
     "flowlstm_queue_dropped_packets_total": ("counter", "Packets dropped: scoring fell behind capture."),
     "flowlstm_kernel_dropped_packets_total": ("counter", "Packets the kernel dropped."),
     "flowlstm_flows_active": ("gauge", "Flows tracked now."),
+    "flowlstm_flows_evicted_total": ("counter", "Flows ended early, longest idle first, under the flow cap."),
+    "flowlstm_flows_shed_total": ("counter", "Flow-seconds not tracked: the flow cap or memory budget was full."),
     "flowlstm_late_packets_total": ("counter", "Packets later than the slack."),
     "flowlstm_clock_restarts_total": ("counter", "Times packet time went back over a minute (clock steps)."),
     "flowlstm_capture_lag_seconds": ("gauge", "Capture time to processing (pyshark backend)."),
@@ -175,7 +178,12 @@ class Sensor:
             self._loop()
             d = self.detector
             d.finish()
-            self.eve.write(d.stats_event(self._kernel()))
+            if isinstance(self.eve, HoldingOutput):
+                # What the output still cannot take is lost now: count it before the last stats
+                # event, so that event (if anything can be written) reports the losses.
+                self.eve.flush()
+                self.eve.discard()
+            self.eve.write(self._stats_event(), "stats")
             log.info("stopped: %s", self.status())
         s = d.scoring.thresholder
         return RunSummary(d.counters.pkts, d.windows, d.anomalous, d.alerts, s.suppressed, d.pipe.late_packets,
@@ -219,14 +227,15 @@ class Sensor:
                 sd_notify(f"STATUS={self.status()}")
                 next_status = now + STATUS_EVERY
             if now >= next_stats:
-                self.eve.write(self.detector.stats_event(self._kernel()))
+                self.eve.write(self._stats_event(), "stats")
                 next_stats = now + STATS_EVERY
         if live:
             sd_notify("STOPPING=1")
 
-    def _kernel(self) -> tuple[int, int, int] | None:
+    def _stats_event(self) -> bytes:
         k = self.source.kernel_stats()
-        return None if k is None else (k.received, k.dropped, k.if_dropped)
+        kernel = None if k is None else (k.received, k.dropped, k.if_dropped)
+        return self.detector.stats_event(kernel, getattr(self.source, "dropped_packets", 0))
 
     # -- reload -------------------------------------------------------------------------------------------
 
@@ -272,7 +281,7 @@ class Sensor:
             if old is not None and old is not new:
                 old.close()
                 if isinstance(new, HoldingOutput) and isinstance(old, HoldingOutput):
-                    new.lost_lines += old.lost_lines  # counters never go backwards
+                    new.continue_counts(old)  # counters never go backwards
         current = self.detector.scoring.thresholder
         thresholder = cfg.thresholder()
         if (thresholder.rules, thresholder.max_per_second) == (current.rules, current.max_per_second):
@@ -301,11 +310,14 @@ class Sensor:
             "flowlstm_packets_total": d.counters.pkts,
             "flowlstm_bytes_total": d.counters.bytes,
             "flowlstm_windows_scored_total": d.windows,
-            "flowlstm_alerts_total": d.alerts,
+            "flowlstm_alerts_total": d.written_alerts,
+            "flowlstm_alerts_lost_total": d.lost_alerts,
             "flowlstm_alerts_suppressed_total": d.scoring.thresholder.suppressed,
             "flowlstm_queue_dropped_packets_total": getattr(src, "dropped_packets", 0),
             "flowlstm_kernel_dropped_packets_total": k.dropped if k else 0,
             "flowlstm_flows_active": len(d.pipe.flows),
+            "flowlstm_flows_evicted_total": d.pipe.flows.counters.evicted,
+            "flowlstm_flows_shed_total": d.pipe.flows.counters.shed,
             "flowlstm_late_packets_total": d.pipe.late_packets,
             "flowlstm_clock_restarts_total": d.pipe.clock_restarts,
             "flowlstm_capture_lag_seconds": getattr(src, "lag", 0.0),

@@ -16,7 +16,7 @@ import numpy as np
 from .eve import AlertConfig, alert_records, to_lines
 from .model import ModelBundle
 from .pipeline import FeaturePipeline, PipelineConfig, PipelineOutput
-from .stats import Counters, stats_record
+from .stats import Counters, RunCounters, stats_record
 from .threshold import Thresholder
 from .zeeklog import format_notices
 
@@ -24,7 +24,7 @@ from .zeeklog import format_notices
 class Output(Protocol):
     """Where whole lines go: an EVE file or socket, a Zeek log, or one held while the disk is full."""
 
-    def write(self, blob: bytes) -> None: ...
+    def write(self, blob: bytes, kind: str = "event") -> None: ...
 
 
 @dataclass
@@ -79,14 +79,27 @@ class Detector:
             self.windows += len(w)
             self.anomalous += int(np.count_nonzero(scores >= cutoff))
             kept = alert_records(w, scores, cutoff, s.label, s.alerts, s.thresholder)
-            self.eve.write(to_lines(kept))
+            self.eve.write(to_lines(kept), "alert")
             if self.notice is not None:
                 self.notice.write(format_notices(kept, s.period))
             self.alerts += len(kept)
 
-    def stats_event(self, kernel: tuple[int, int, int] | None = None) -> bytes:
+    def stats_event(self, kernel: tuple[int, int, int] | None = None, queue_dropped: int = 0) -> bytes:
         """One EVE ``stats`` line of the counters so far."""
         flows = self.pipe.flows
-        rec = stats_record(self.counters, self.started, flows.counters.created, len(flows), self.alerts,
-                           self.scoring.thresholder.suppressed, kernel, self.scoring.alerts.host)
-        return to_lines([rec])
+        fc = flows.counters
+        run = RunCounters(fc.created, len(flows), fc.evicted, fc.shed, self.alerts,
+                          self.scoring.thresholder.suppressed, self.lost_alerts, queue_dropped, kernel)
+        return to_lines([stats_record(self.counters, self.started, run, self.scoring.alerts.host)])
+
+    @property
+    def lost_alerts(self) -> int:
+        """Alerts an output dropped (held beyond its memory limit)."""
+        lost = getattr(self.eve, "lost", None)
+        return int(lost["alert"]) if lost is not None else 0
+
+    @property
+    def written_alerts(self) -> int:
+        """Alerts that reached the EVE output (held ones are not yet, lost ones never)."""
+        written = getattr(self.eve, "written", None)
+        return int(written["alert"]) if written is not None else self.alerts

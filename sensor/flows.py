@@ -65,14 +65,44 @@ FLOW_SECOND_DTYPE = np.dtype(
 )
 
 
+# What one tracked flow costs in the table (its slot's columns, key and free-list entries), and
+# what one flow active in a second costs on the way to its windows (flow rows, reductions,
+# feature rows of three seconds, the window batch and its normalized copy).  Measured with
+# bench/throughput.py --flood (peak RSS over flows; see docs/daemon.md "Memory").
+TABLE_BYTES_PER_FLOW = 112
+SECOND_BYTES_PER_FLOW = 3072
+MIN_ACTIVE = 1024  # the budget must leave room for at least this many flows in a second
+
+
 @dataclass(frozen=True)
 class FlowConfig:
     """Flow-table limits.  Timeouts are in seconds.  Defaults and the ranges users may set are the
-    settings table's (``sensor/settings.py``), which validates every value a user gives."""
+    settings table's (``sensor/settings.py``), which validates every value a user gives.
+
+    ``max_flows`` bounds the table; ``memory_mb`` bounds the feature path's working memory, which
+    sets how many flows one second may carry to windows (``max_active``).  Flows beyond either
+    limit are shed (not tracked, counted); their packets still count in the second's context
+    and aggregates, so a flood that sheds flows is still seen whole.
+    """
 
     idle_timeout: float = settings.default("features.idle-timeout")
     active_timeout: float = settings.default("features.active-timeout")
     max_flows: int = settings.default("features.max-flows")
+    memory_mb: int = settings.default("features.memory-mb")
+
+    @property
+    def max_active(self) -> int:
+        """Flows one second may carry to windows within ``memory_mb`` (after the table's share)."""
+        free = (self.memory_mb << 20) - self.max_flows * TABLE_BYTES_PER_FLOW
+        return max(MIN_ACTIVE, free // SECOND_BYTES_PER_FLOW)
+
+    def budget_problem(self) -> str | None:
+        """Why ``memory_mb`` cannot hold ``max_flows`` and a second's work, or None."""
+        need = (self.max_flows * TABLE_BYTES_PER_FLOW + MIN_ACTIVE * SECOND_BYTES_PER_FLOW + (1 << 20) - 1) >> 20
+        if need <= self.memory_mb:
+            return None
+        return (f"features.max-flows {self.max_flows} needs at least {need} MiB of features.memory-mb "
+                f"(it is {self.memory_mb}); raise features.memory-mb or lower features.max-flows")
 
 
 @dataclass
@@ -82,7 +112,9 @@ class FlowCounters:
     created: int = 0
     expired_idle: int = 0
     expired_active: int = 0
-    evicted: int = 0  # dropped early by the max_flows cap
+    evicted: int = 0  # ended early, longest idle first, to make room under max_flows
+    shed: int = 0  # flow-seconds not tracked: the table or the second's budget was full
+    shed_packets: int = 0  # their packets (still in context and aggregates)
 
 
 # Columns of _flowstats.group_stats's output (the enum in sensor/_flowstats.c).
@@ -103,39 +135,34 @@ class FlowTable:
         self._active_ns = int(config.active_timeout * NS)
         self._keys = np.zeros(0, dtype=np.uint64)  # sorted hashes of live flows
         self._key_slot = np.zeros(0, dtype=np.int64)
-        self._cap = 0
-        self._free = np.zeros(0, dtype=np.int64)
+        # Every column is allocated at the cap once: np.zeros is calloc, so pages become
+        # resident only as slots are used, and the table never copies itself to grow.
+        cap = config.max_flows
+
+        def col(dtype: type | str, shape: tuple[int, ...] = ()) -> np.ndarray:
+            return np.zeros((cap, *shape), dtype=dtype)
+
+        self._hash, self._first, self._last, self._id = col(np.uint64), col(np.int64), col(np.int64), col(np.uint64)
+        self._init_low = col(bool)
+        self._src, self._dst = col(np.uint8, (16,)), col(np.uint8, (16,))
+        self._sport, self._dport = col(np.uint16), col(np.uint16)
+        self._proto, self._l3, self._l4 = col(np.uint8), col(np.uint8), col(np.uint8)
+        self._tot_pkts, self._tot_bytes = col(np.uint64), col(np.uint64)
+        self._free = np.zeros(0, dtype=np.int64)  # slots given back; slots >= _high were never used
+        self._high = 0
         self._next_id = 1
-        self._grow(65536)
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def _grow(self, need: int) -> None:
-        cap = max(self._cap * 2, need, 1024)
-        def ext(a, dtype, shape=()):
-            out = np.zeros((cap, *shape), dtype=dtype)
-            if a is not None:
-                out[: len(a)] = a
-            return out
-
-        g = getattr
-        self._hash = ext(g(self, "_hash", None), np.uint64)
-        self._first = ext(g(self, "_first", None), np.int64)
-        self._last = ext(g(self, "_last", None), np.int64)
-        self._id = ext(g(self, "_id", None), np.uint64)
-        self._init_low = ext(g(self, "_init_low", None), bool)
-        self._src = ext(g(self, "_src", None), np.uint8, (16,))
-        self._dst = ext(g(self, "_dst", None), np.uint8, (16,))
-        self._sport = ext(g(self, "_sport", None), np.uint16)
-        self._dport = ext(g(self, "_dport", None), np.uint16)
-        self._proto = ext(g(self, "_proto", None), np.uint8)
-        self._l3 = ext(g(self, "_l3", None), np.uint8)
-        self._l4 = ext(g(self, "_l4", None), np.uint8)
-        self._tot_pkts = ext(g(self, "_tot_pkts", None), np.uint64)
-        self._tot_bytes = ext(g(self, "_tot_bytes", None), np.uint64)
-        self._free = np.concatenate([np.arange(cap - 1, self._cap - 1, -1, dtype=np.int64), self._free])
-        self._cap = cap
+    def _take(self, n: int) -> np.ndarray:
+        """``n`` free slots (the caller made sure there are)."""
+        reuse = min(n, len(self._free))
+        slots = self._free[len(self._free) - reuse:][::-1].copy()
+        self._free = self._free[: len(self._free) - reuse]
+        fresh = np.arange(self._high, self._high + n - reuse, dtype=np.int64)
+        self._high += n - reuse
+        return np.concatenate([slots, fresh])
 
     def _remove(self, slots: np.ndarray) -> None:
         if len(slots) == 0:
@@ -148,17 +175,11 @@ class FlowTable:
         self._free = np.concatenate([self._free, slots])
 
     def expire(self, now_ns: int) -> None:
-        """End flows idle past the timeout at ``now_ns``, then enforce the size cap."""
+        """End flows idle past the timeout at ``now_ns``."""
         live = self._key_slot
         idle = live[self._last[live] + self._idle_ns < now_ns]
         self.counters.expired_idle += len(idle)
         self._remove(idle)
-        over = len(self._keys) - self.config.max_flows
-        if over > 0:
-            live = self._key_slot
-            oldest = live[np.argpartition(self._last[live], over - 1)[:over]]
-            self.counters.evicted += over
-            self._remove(oldest)
 
     def update(self, packets: np.ndarray, sec: int) -> np.ndarray:
         """Account one second's packets (time-sorted); return its ``FLOW_SECOND_DTYPE`` rows.
@@ -183,6 +204,14 @@ class FlowTable:
         hit[hit] = self._keys[pos[hit]] == uniq[hit]
         slot = np.full(len(uniq), -1, dtype=np.int64)
         slot[hit] = self._key_slot[pos[hit]]
+        keep = self._admit(hit, slot, ts[first_idx])
+        if keep is not None:  # over a limit: account only the admitted flows' packets
+            grp = np.repeat(keep, np.diff(np.r_[starts, len(hs)]))
+            mask = np.empty(len(p), dtype=bool)
+            mask[order] = grp
+            self.counters.shed += int(len(keep) - keep.sum())
+            self.counters.shed_packets += int(len(p) - mask.sum())
+            return self.update(p[mask], sec)
 
         # A flow whose next packet comes after its idle timeout, or past its
         # active timeout, ends; that packet starts a new flow with the same key.
@@ -202,10 +231,7 @@ class FlowTable:
         new = np.flatnonzero(~hit)
         is_new = np.zeros(len(uniq), dtype=bool)
         if len(new):
-            if len(new) > len(self._free):
-                self._grow(self._cap + len(new) - len(self._free))
-            ns_slots = self._free[-len(new) :][::-1].copy()
-            self._free = self._free[: -len(new)]
+            ns_slots = self._take(len(new))
             slot[new] = ns_slots
             fi = first_idx[new]
             self._hash[ns_slots] = uniq[new]
@@ -231,6 +257,38 @@ class FlowTable:
             self._key_slot = np.insert(self._key_slot, ins, ns_slots)
 
         return self._second_stats(p, sec, order, starts, slot, src_low, is_new)
+
+    def _admit(self, hit: np.ndarray, slot: np.ndarray, t0: np.ndarray) -> np.ndarray | None:
+        """Make room for this second's new flows; None when all fit, else which groups to keep.
+
+        New flows need table slots: the longest idle flows not seen this second are evicted
+        for them.  Flows with rows this second are bounded by ``max_active``: flows already
+        tracked keep theirs first (the oldest first), then new flows in order of arrival.
+        """
+        cfg = self.config
+        n_new = len(hit) - int(np.count_nonzero(hit))
+        room = cfg.max_flows - len(self._keys)
+        if n_new > room:
+            live = self._key_slot
+            quiet = np.ones(cfg.max_flows, dtype=bool)
+            quiet[slot[hit]] = False
+            idle = live[quiet[live]]
+            k = min(n_new - room, len(idle))
+            if k:
+                self.counters.evicted += k
+                self._remove(idle[np.argpartition(self._last[idle], k - 1)[:k]])
+                room += k
+        rows = cfg.max_active
+        if n_new <= room and len(hit) <= rows:
+            return None
+        keep = np.zeros(len(hit), dtype=bool)
+        old = np.flatnonzero(hit)
+        old = old[np.argsort(self._first[slot[old]], kind="stable")][:rows]
+        keep[old] = True
+        new = np.flatnonzero(~hit)
+        new = new[np.argsort(t0[new], kind="stable")][: max(0, min(room, rows - len(old)))]
+        keep[new] = True
+        return keep
 
     def _second_stats(
         self,

@@ -65,7 +65,7 @@ class EveFile:
         log.warning("%s: removed an unterminated last line (%d bytes) left by an interrupted writer",
                     self.path, size - keep)
 
-    def write(self, blob: bytes) -> None:
+    def write(self, blob: bytes, kind: str = "event") -> None:  # kind: only HoldingOutput counts by it
         """Append complete lines (``blob`` must end with a newline)."""
         if not blob:
             return
@@ -136,7 +136,7 @@ class EveSocket:
         s.setblocking(False)
         self._sock = s
 
-    def write(self, blob: bytes) -> None:
+    def write(self, blob: bytes, kind: str = "event") -> None:  # kind: only HoldingOutput counts by it
         lines = blob.splitlines(keepends=True)
         if self._sock is None:
             self._connect()

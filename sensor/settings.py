@@ -160,6 +160,13 @@ TABLE: tuple[Setting, ...] = (
             "(default %(default)s)", "--max-flows", live=False, commands=_FEATURE_COMMANDS, lo=1, hi=100_000_000,
             metavar="N", group="feature path",
             doc="At most this many flows are tracked; the longest idle are evicted first."),
+    Setting("features.memory-mb", int, 192, "working memory of the feature path in MiB; with --max-flows it "
+            "sets how many flows one second can score (default %(default)s)", "--memory-mb", live=False,
+            commands=_FEATURE_COMMANDS, lo=32, hi=1 << 20, metavar="MIB", group="feature path",
+            expect_text="an integer from 32 to 1048576 (MiB)",
+            doc="Working memory of the feature path, MiB: the flow table (~112 bytes a flow) and one\n"
+                "second's flows on their way to windows (~3 KiB each).  Flows beyond it are shed:\n"
+                "not tracked, counted (flow.memcap in stats), still in the second's context."),
     Setting("features.slack", float, 0.5, "count packets reordered by up to SEC seconds (default %(default)s)",
             "--slack", live=False, commands=_FEATURE_COMMANDS, lo=0, hi=60, metavar="SEC", group="feature path",
             expect_text="seconds, from 0 to 60",

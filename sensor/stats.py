@@ -2,10 +2,16 @@
 
 Mapping: decoder.pkts/bytes/ipv4/ipv6/tcp/udp count what was read; decoder.invalid
 counts packets whose wanted headers a snaplen or damage cut short; flow.total is
-flows created, flow.active flows tracked now; detect.alert alerts written,
-detect.alerts_suppressed alerts folded by thresholding; capture.kernel_* come
-from libpcap on live capture.  Drops in the sensor's own capture queue have no
-EVE key; they are in the daemon's STATUS line and log.
+flows created, flow.active flows tracked now, flow.mgr.flows_evicted flows ended early
+to make room under the flow cap, flow.memcap flow-seconds shed because the flow cap or
+the memory budget was full (their packets still count in context and aggregates);
+detect.alert alerts raised, detect.alerts_suppressed alerts folded by thresholding,
+detect.alert_queue_overflow alerts lost at an output that stayed full beyond its memory
+limit; capture.kernel_* come from libpcap on live capture, and capture.errors counts
+packets the capture thread read but dropped because scoring fell behind (its queue was
+full).  So on a live link, at every stats event,
+kernel_packets = decoder.pkts + capture.errors + packets still in flight (queued or in
+the kernel's buffer), and a final stats event has nothing in flight.
 """
 from __future__ import annotations
 
@@ -41,18 +47,35 @@ class Counters:
         self.invalid += int(np.count_nonzero(batch["hdr"] & HDR_TRUNC))
 
 
-def stats_record(c: Counters, started: float, flows_total: int, flows_active: int, alerts: int,
-                 suppressed: int, kernel: tuple[int, int, int] | None = None, host: str = "") -> dict:
-    """One EVE ``stats`` event."""
+@dataclass
+class RunCounters:
+    """Everything a stats event reports besides packet counts."""
+
+    flows_total: int = 0  # flows created
+    flows_active: int = 0  # tracked now
+    flows_evicted: int = 0  # ended early to make room under the flow cap
+    flows_shed: int = 0  # flow-seconds not tracked: the flow cap or the memory budget was full
+    alerts: int = 0  # raised by detection (written, or held while the output is full)
+    alerts_suppressed: int = 0  # folded by thresholding
+    alerts_lost: int = 0  # dropped: held beyond the output's memory limit
+    queue_dropped: int = 0  # packets captured but dropped before scoring (the capture queue was full)
+    kernel: tuple[int, int, int] | None = None  # received, dropped, dropped by the interface (live capture)
+
+
+def stats_record(c: Counters, started: float, r: RunCounters, host: str = "") -> dict:
+    """One EVE ``stats`` event (Suricata's schema keys only; the mapping is the module docstring's)."""
     stats: dict = {
         "uptime": int(time.monotonic() - started),
         "decoder": {"pkts": c.pkts, "bytes": c.bytes, "ipv4": c.ipv4, "ipv6": c.ipv6, "tcp": c.tcp,
                     "udp": c.udp, "invalid": c.invalid},
-        "flow": {"total": flows_total, "active": flows_active},
-        "detect": {"alert": alerts, "alerts_suppressed": suppressed},
+        "flow": {"total": r.flows_total, "active": r.flows_active, "memcap": r.flows_shed,
+                 "mgr": {"flows_evicted": r.flows_evicted}},
+        "detect": {"alert": r.alerts, "alerts_suppressed": r.alerts_suppressed,
+                   "alert_queue_overflow": r.alerts_lost},
     }
-    if kernel is not None:
-        stats["capture"] = {"kernel_packets": kernel[0], "kernel_drops": kernel[1], "kernel_ifdrops": kernel[2]}
+    if r.kernel is not None:
+        stats["capture"] = {"kernel_packets": r.kernel[0], "kernel_drops": r.kernel[1],
+                            "kernel_ifdrops": r.kernel[2], "errors": r.queue_dropped}
     rec = {"timestamp": eve_timestamp(time.time_ns()), "event_type": "stats", "stats": stats}
     if host:
         rec["host"] = host

@@ -75,7 +75,7 @@ class ZeekNoticeLog:
                     "#types\t" + "\t".join(TYPES)]
             self._file.write(("\n".join(head) + "\n").encode())
 
-    def write(self, blob: bytes) -> None:
+    def write(self, blob: bytes, kind: str = "event") -> None:
         self._file.write(blob)
 
     def write_alerts(self, records: list[dict]) -> None:
