@@ -285,3 +285,83 @@ def test_stats_kernel_refuses_bad_indices():
         call([0, 1, 2, 3], [0, 2], init=np.zeros(3, np.uint8))
     with pytest.raises(ValueError, match="offsets"):
         call([0, 1, 2, 3], [0, 2], size=8)
+
+
+def _second(n_new: int, sec: int, first_ip: int = 1 << 24) -> np.ndarray:
+    """One second of ``n_new`` one-packet flows from distinct sources to one victim."""
+    return np.concatenate([_pkt(sec + i / (n_new + 1), first_ip + i, 2, 1024 + i % 60000, 80)
+                           for i in range(n_new)])
+
+
+def test_cap_holds_within_a_second_idle_flows_make_room_first():
+    t = FlowTable(FlowConfig(max_flows=300))
+    old = t.update(_second(200, 10), 10)
+    assert len(old) == 200 and len(t) == 200
+    # 250 new flows in one second: 100 fit, 150 need room; the 200 idle flows give it (oldest first).
+    rows = t.update(_second(250, 11, first_ip=5 << 24), 11)
+    assert len(rows) == 250 and len(t) <= 300
+    assert t.counters.evicted == 150 and t.counters.shed == 0
+    # A flow seen this second is never evicted for a newcomer: the newcomers beyond the cap are shed.
+    both = np.concatenate([_second(250, 12, first_ip=5 << 24), _second(100, 12, first_ip=9 << 24)])
+    rows = t.update(both[np.argsort(both["ts"], kind="stable")], 12)
+    assert len(t) <= 300 and t.counters.shed > 0
+    assert set(rows["src"][:, 12].tolist()) >= {5}  # the tracked flows kept their rows
+    assert t.counters.shed_packets == t.counters.shed  # one packet each
+    assert len(rows) + t.counters.shed == 350
+
+
+def test_memory_budget_bounds_the_flows_of_one_second():
+    cfg = FlowConfig(max_flows=20_000, memory_mb=32)
+    t = FlowTable(cfg)
+    n = cfg.max_active + 500
+    rows = t.update(_second(n, 20), 20)
+    assert len(rows) == cfg.max_active and t.counters.shed == 500
+    # The earliest arrivals are the ones tracked.
+    first = {int.from_bytes(bytes(r[12:]), "big") for r in rows["src"]}
+    assert max(first) - (1 << 24) < cfg.max_active
+
+
+def test_a_budget_too_small_for_the_cap_is_refused():
+    from sensor.config import pipeline_config
+    from sensor.errors import ConfigError
+    from sensor.settings import defaults
+
+    v = {**defaults(), "features.max-flows": 10_000_000, "features.memory-mb": 256}
+    with pytest.raises(ConfigError, match=r"features\.max-flows 10000000 needs at least \d+ MiB of "
+                                          r"features\.memory-mb \(it is 256\)"):
+        pipeline_config(v)
+
+
+FLOOD_RSS = """
+import json, resource, sys
+sys.path.insert(0, "bench")
+from pathlib import Path
+from throughput import build_flood
+from sensor.capture import read_packets
+from sensor.pipeline import FeaturePipeline
+path = Path(sys.argv[1])
+build_flood(path, 600_000, 300_000)
+p, peak = FeaturePipeline(), 0
+for b in read_packets(path):
+    p.push(b)
+    peak = max(peak, len(p.flows))
+p.finish()
+c = p.flows.counters
+print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak": peak,
+                  "shed": c.shed, "created": c.created}))
+"""
+
+
+@pytest.mark.slow
+def test_spoofed_flood_stays_within_the_memory_budget(tmp_path):
+    """A spoofed SYN flood at 300k new flows/s under the default settings: RSS stays bounded
+    (it passed 700 MB before the budget), the flows beyond it are shed and counted."""
+    import json
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", FLOOD_RSS, str(tmp_path / "flood.pcap")], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[2]).stdout
+    r = json.loads(out.splitlines()[-1])
+    assert r["rss_mb"] < 330, r
+    assert r["shed"] > 0 and r["created"] + r["shed"] == 600_000
