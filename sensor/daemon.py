@@ -51,6 +51,8 @@ METRICS = {
     "flowlstm_alerts_suppressed_total": ("counter", "Alerts folded by thresholding."),
     "flowlstm_queue_dropped_packets_total": ("counter", "Packets dropped: scoring fell behind capture."),
     "flowlstm_kernel_dropped_packets_total": ("counter", "Packets the kernel dropped."),
+    "flowlstm_capture_lost_packets_total": ("counter", "Packets the kernel received that were never read "
+                                            "(in a failed handle's buffer, or unread at stop)."),
     "flowlstm_flows_active": ("gauge", "Flows tracked now."),
     "flowlstm_flows_evicted_total": ("counter", "Flows ended early, longest idle first, under the flow cap."),
     "flowlstm_flows_shed_total": ("counter", "Flow-seconds not tracked: the flow cap or memory budget was full."),
@@ -235,7 +237,8 @@ class Sensor:
     def _stats_event(self) -> bytes:
         k = self.source.kernel_stats()
         kernel = None if k is None else (k.received, k.dropped, k.if_dropped)
-        return self.detector.stats_event(kernel, getattr(self.source, "dropped_packets", 0))
+        src = self.source
+        return self.detector.stats_event(kernel, getattr(src, "dropped_packets", 0) + getattr(src, "lost_packets", 0))
 
     # -- reload -------------------------------------------------------------------------------------------
 
@@ -315,6 +318,7 @@ class Sensor:
             "flowlstm_alerts_suppressed_total": d.scoring.thresholder.suppressed,
             "flowlstm_queue_dropped_packets_total": getattr(src, "dropped_packets", 0),
             "flowlstm_kernel_dropped_packets_total": k.dropped if k else 0,
+            "flowlstm_capture_lost_packets_total": getattr(src, "lost_packets", 0),
             "flowlstm_flows_active": len(d.pipe.flows),
             "flowlstm_flows_evicted_total": d.pipe.flows.counters.evicted,
             "flowlstm_flows_shed_total": d.pipe.flows.counters.shed,

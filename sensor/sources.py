@@ -27,6 +27,11 @@ from .progress import FileProgress
 log = logging.getLogger("flowlstm.daemon")
 
 REOPEN_EVERY = 2.0  # seconds between attempts to reopen a failed capture
+# At stop, at most this long scoring what the queue holds (the rest is dropped and counted), so
+# stopping stays well inside systemd's TimeoutStopSec (30 s in the shipped unit), and at most
+# KERNEL_DRAIN_SECONDS reading what the kernel already holds.
+DRAIN_SECONDS = 10.0
+KERNEL_DRAIN_SECONDS = 1.0
 QUEUE_BATCHES = 256  # batches of up to 4096 packets between capture and scoring
 
 
@@ -36,6 +41,8 @@ class CaptureHandle(Protocol):
     def read(self, timeout: float | None = None) -> np.ndarray: ...
 
     def stats(self) -> CaptureStats: ...
+
+    def quiesce(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -125,7 +132,11 @@ class LiveSource:
         self._clock = clock
         self._poll = poll
         self.queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_batches)
-        self.dropped_batches = self.dropped_packets = 0
+        self.dropped_batches = self.dropped_packets = 0  # read, then dropped: the queue was full
+        # Counted by the kernel, never read: in a handle's buffer when it failed, or at stop.
+        # With them, at the final stats event: kernel received = decoded + dropped + lost + kernel drops.
+        self.lost_packets = 0
+        self._read_on_handle = 0
         self.down_since: float | None = None
         # The capture thread swaps handles after a failure while the main thread reads counters.
         self._lock = threading.Lock()
@@ -157,16 +168,36 @@ class LiveSource:
         """
         if self._thread is not None:
             self._thread.join(timeout=2)
+        end = time.monotonic() + DRAIN_SECONDS
         while not self.queue.empty():
-            yield self.queue.get_nowait()
+            batch = self.queue.get_nowait()
+            if time.monotonic() < end:
+                yield batch
+            else:
+                self.dropped_batches += 1
+                self.dropped_packets += len(batch)
         thread_done = self._thread is None or not self._thread.is_alive()
         if thread_done and self.capture is not None and self.down_since is None:
-            end = time.monotonic() + 1.0
+            capture = self.capture
             try:
-                while time.monotonic() < end and len(batch := self.capture.read(timeout=0)):
+                capture.quiesce()  # the kernel takes no more: what it holds can be read to the end
+                end = time.monotonic() + KERNEL_DRAIN_SECONDS
+                while time.monotonic() < end and len(batch := capture.read(timeout=0)):
+                    self._read_on_handle += len(batch)
                     yield batch
             except CaptureError:
-                pass  # failed while draining: the rest is lost with the handle, as counted
+                pass  # failed while draining: the rest is lost with the handle, counted below
+            self._settle(capture)
+
+    def _settle(self, capture: CaptureHandle) -> None:
+        """Count what ``capture``'s kernel buffer received but was never read as lost."""
+        try:
+            k = capture.stats()
+        except CaptureError:
+            k = self._kernel_now
+        self._kernel_now = k
+        self.lost_packets += max(0, k.received - k.dropped - self._read_on_handle)
+        self._read_on_handle = k.received - k.dropped  # counted once
 
     def clock(self) -> int | None:
         return self._clock()
@@ -181,6 +212,7 @@ class LiveSource:
             except CaptureError as exc:
                 self._reopen(exc)
                 continue
+            self._read_on_handle += len(batch)
             if self.down_since is not None:
                 log.warning("capture on %s is back after %.0f s", self.name, time.monotonic() - self.down_since)
                 self.down_since = None
@@ -199,7 +231,10 @@ class LiveSource:
         else:
             log.debug("%s", exc)  # still down: said once already
         with self._lock:
+            if self.capture is not None:
+                self._settle(self.capture)  # what its buffer held is lost with it
             self._kernel_base, self._kernel_now = self._kernel_stats(), CaptureStats()
+            self._read_on_handle = 0
             if self.capture is not None:
                 self.capture.close()
             self.capture = None

@@ -141,6 +141,15 @@ class LiveCapture:
             raise CaptureError(f"{self.config.interface}: no capture statistics: {exc}") from None
         return CaptureStats(recv, drop, ifdrop)
 
+    def quiesce(self) -> None:
+        """Let the kernel pass no more packets to this handle, so what it holds can be read to the end."""
+        import pcapy
+
+        try:
+            self._h.setfilter("less 1")  # no frame is that short: the kernel filter drops everything new
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"{self.config.interface}: cannot stop the capture: {exc}") from None
+
     def close(self) -> None:
         import pcapy
 

@@ -87,6 +87,9 @@ class SharkCapture:
     def stats(self) -> CaptureStats:
         return CaptureStats(self.received, self.lag_dropped, 0)
 
+    def quiesce(self) -> None:
+        """Nothing to do: dumpcap spools to tshark, which is read to its end on close."""
+
     def close(self) -> None:
         self._stop.set()
         try:

@@ -246,3 +246,44 @@ def test_capture_failures_are_survived_and_counted(veth, tmp_path):
     stats = [json.loads(x)["stats"] for x in eve.read_text().splitlines() if '"event_type":"stats"' in x][-1]
     # Counted over all three capture handles, by the kernel and by the sensor alike.
     assert stats["decoder"]["pkts"] == stats["capture"]["kernel_packets"] == sent
+    assert _adds_up(stats)
+
+
+def _adds_up(stats: dict) -> bool:
+    """Every packet the kernel received was decoded, dropped by the kernel, or counted as not read."""
+    c = stats["capture"]
+    return c["kernel_packets"] == stats["decoder"]["pkts"] + c["errors"] + c["kernel_drops"]
+
+
+@pytest.mark.slow
+def test_counters_add_up_when_stopped_under_load(veth, tmp_path):
+    """SIGTERM while traffic keeps coming: the final stats event accounts for every packet the
+    kernel received (before, 97k of 227k were unaccounted for), and the stop is quick."""
+    ns_a, ns_b, a, b = veth
+    eve = tmp_path / "eve.json"
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--interface", b,
+         "--eve", str(eve), "--no-announce", "--buffer-mb", "4"], stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
+    replay = None
+    try:
+        assert wait_for(lambda: any("capturing on" in line for line in log), 30), log
+        replay = subprocess.Popen(["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "25000",
+                                   "--loop", "20", str(DATA / "mawi" / "201911211400_headers.pcap")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(6)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        stopped_in = time.monotonic() - t
+    finally:
+        proc.kill()
+        if replay is not None:
+            replay.kill()
+    stats = [json.loads(x)["stats"] for x in eve.read_text().splitlines() if '"event_type":"stats"' in x]
+    final = stats[-1]
+    assert final["capture"]["kernel_packets"] > 100_000
+    print("final stats:", final["capture"], final["decoder"]["pkts"], f"stopped in {stopped_in:.1f} s")
+    assert _adds_up(final), final
+    assert stopped_in < 25, stopped_in  # inside the unit's TimeoutStopSec=30 with room to spare

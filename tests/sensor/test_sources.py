@@ -48,6 +48,9 @@ class FileFedCapture:
     def stats(self):
         return CaptureStats(self.packets, 0, 0)
 
+    def quiesce(self):
+        pass
+
     def close(self):
         pass
 
