@@ -117,6 +117,9 @@ TABLE: tuple[Setting, ...] = (
             "--config", file=False, live=False, metavar="FILE"),
     Setting("pcap", list, [], "capture files, read in order, then exit", "--pcap", file=False, live=False,
             commands=_FEATURE_COMMANDS, metavar="FILE", required=("inspect", "features")),
+    Setting("check", bool, False, "check the configuration and the model bundle, then exit (0: good, 78: "
+            "not); systemctl reload runs this first, so a bad file fails the reload", "--check", file=False,
+            live=False),
     Setting("realtime", bool, False, "with --pcap: feed packets at their recorded pace", "--realtime", file=False, live=False),
     Setting("capture.interface", str, "", "capture live from IFACE until SIGTERM", "--interface", live=False,
             metavar="IFACE", shipped="eth0", expect_text="an interface name such as eth1",

@@ -68,6 +68,13 @@ def command(args: argparse.Namespace) -> int:
     from ..daemon import Sensor
 
     cfg = _config(args)
+    if cfg.values["check"]:
+        from ..model import ModelBundle
+
+        bundle = ModelBundle(cfg.model_path)  # every check a reload makes, smoke inference included
+        print(f"flowlstm-sensor: configuration {cfg.values['config'] or '(command line)'} and model "
+              f"{bundle.name} ({bundle.sha256[:12]}) are good", file=sys.stderr)
+        return 0
     # On SIGHUP: the configuration file as it is now, under the same command line.
     reconfigure = (lambda: _config(args)) if cfg.values["config"] else None
     summary = Sensor(cfg, reconfigure, progress=cfg.values["progress"]).run()

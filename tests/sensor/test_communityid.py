@@ -57,6 +57,7 @@ def test_community_ids_are_the_spec_vectors():
         assert got == vector[-1], vector
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [ATTACKS / "nmap.pcapng", MAWI_PCAP], ids=lambda v: v.name)
 def test_every_community_id_is_the_one_tshark_computes(path):
     """Each alert's Community ID equals the one tshark's own implementation gives the flow's

@@ -141,3 +141,17 @@ def test_paths_that_are_not_regular_files_are_refused(tmp_path, kind):
         os.mkfifo(path)  # opened for reading with no writer: a plain open() would block forever
     with pytest.raises(ConfigError, match=r"not a regular file"):
         load_config(path)
+
+
+def test_check_validates_file_and_model_without_running(tmp_path):
+    """'run --check' (what systemctl reload runs first): 0 for a good file and bundle, 78 and one line if not."""
+    run = [sys.executable, "-m", "sensor.cli", "run", "--check", "--config"]
+    good = subprocess.run([*run, str(SHIPPED)], capture_output=True, text=True)
+    assert good.returncode == 0 and "are good" in good.stderr
+    bad_model = tmp_path / "model"
+    bad_model.mkdir()
+    conf = tmp_path / "cfg.yaml"
+    conf.write_text(f"model:\n  path: {bad_model}\n")
+    bad = subprocess.run([*run, str(conf)], capture_output=True, text=True)
+    assert bad.returncode == 78 and bad.stderr.strip().splitlines()[-1].startswith("flowlstm-sensor: error: ")
+    assert "metadata.json" in bad.stderr

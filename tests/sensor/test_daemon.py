@@ -19,7 +19,7 @@ from sensor.daemon import METRICS
 
 from ..conftest import ATTACKS, DATA
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces")]
 
 
 BROWSE = """

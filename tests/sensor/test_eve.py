@@ -1,6 +1,7 @@
 """EVE alert records: Suricata's own schema, its timestamp form, the fields classify reads."""
 from __future__ import annotations
 
+import pytest
 import jsonschema
 import numpy as np
 
@@ -14,6 +15,7 @@ def all_alerts(windows, score_of=lambda w: np.ones(len(w), np.float32)):
     return [(w.sec, alert_records(w, score_of(w), 0.5, "test@0123456789ab")) for w in windows]
 
 
+@pytest.mark.slow
 def test_every_line_is_valid_eve(flood_windows):
     validator = jsonschema.Draft7Validator(SCHEMA_JSON)
     lines = to_lines([r for _, recs in all_alerts(flood_windows[:5]) for r in recs]).decode().splitlines()

@@ -72,6 +72,7 @@ def tshark_stream_totals(path, proto: str) -> Counter:
     ],
     ids=lambda v: getattr(v, "name", str(v)),
 )
+@pytest.mark.slow
 def test_flow_totals_equal_tshark(path, proto, num):
     """Every flow's frames and bytes equal tshark's for the same endpoints.
 
@@ -166,6 +167,7 @@ def test_second_statistics_match_packets():
     assert r["n_syn"] == np.count_nonzero(packets["tcp_flags"][mine] & TCP_SYN)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [MAWI_PCAP, ATTACKS / "nmap.pcapng"], ids=lambda v: v.name)
 def test_every_flow_second_matches_a_plain_group_by(path):
     """Every statistic of every flow-second against a per-row Python recomputation (no reduceat, no C)."""
@@ -239,6 +241,7 @@ def _tunnel_lines(path, key) -> list[str]:
     ],
     ids=lambda v: getattr(v, "name", str(v)),
 )
+@pytest.mark.slow
 def test_conversations_equal_tshark_conv_tables(path, proto, num):
     """Conversation count, frames and bytes per conversation equal tshark's conv tables.
 

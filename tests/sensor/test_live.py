@@ -21,7 +21,7 @@ from ..conftest import DATA
 
 FTP = DATA / "zeek" / "ftp_bruteforce.pcap"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces")]
 
 CAPTURE = r"""
 import json, sys, time

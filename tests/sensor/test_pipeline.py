@@ -109,6 +109,7 @@ def test_idle_clock_closes_seconds(mawi):
     assert [w.sec for w in out.windows] == [int(first["ts"][0] // NS)]
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_trace_length(mawi):
     """Ten back-to-back copies of the trace (13 minutes): the flow table stays bounded."""
     cfg = PipelineConfig(flows=FlowConfig(idle_timeout=30, active_timeout=300, max_flows=50_000))

@@ -1,6 +1,7 @@
 """'flowlstm-sensor run': capture files in, EVE alerts out, with the bundled model."""
 from __future__ import annotations
 
+import pytest
 import json
 import re
 import subprocess
@@ -62,6 +63,7 @@ def test_bad_model_and_threshold_are_refused(tmp_path):
     assert proc.returncode == 73 and "cannot open for appending" in proc.stderr
 
 
+@pytest.mark.slow
 def test_realtime_replay_keeps_the_recorded_pace_and_the_results(tmp_path):
     import time
 
@@ -88,6 +90,7 @@ def test_realtime_replay_keeps_the_recorded_pace_and_the_results(tmp_path):
     assert alerts(fast) == alerts(slow) and len(alerts(fast)) > 10
 
 
+@pytest.mark.slow
 def test_readme_first_command_runs_and_summarizes():
     """scripts/demo.sh, the README's first command, end to end; its setup step only checks here."""
     import os

@@ -8,6 +8,7 @@ from sensor.eve import alert_records
 from sensor.threshold import Thresholder, ThresholdRule, default_rules
 
 
+@pytest.mark.slow
 def test_thresholding_bounds_a_37000_source_flood(flood_windows):
     ones = lambda w: np.ones(len(w), np.float32)  # noqa: E731
     candidates = sum(len(alert_records(w, ones(w), 0.5, "t@0")) for w in flood_windows)

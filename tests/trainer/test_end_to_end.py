@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SENSOR_PY = ROOT / ".venv" / "sensor" / "bin" / "python"
 
 
+pytestmark = pytest.mark.slow  # Spark local[2] and a TensorFlow training epoch
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("e2e")
