@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,9 +43,9 @@ class Counters:
 
 
 def stats_record(c: Counters, started: float, flows_total: int, flows_active: int, alerts: int,
-                 suppressed: int, kernel: tuple[int, int, int] | None = None, host: str = "") -> dict:
+                 suppressed: int, kernel: tuple[int, int, int] | None = None, host: str = "") -> dict[str, Any]:
     """One EVE ``stats`` event."""
-    stats: dict = {
+    stats: dict[str, Any] = {
         "uptime": int(time.monotonic() - started),
         "decoder": {"pkts": c.pkts, "bytes": c.bytes, "ipv4": c.ipv4, "ipv6": c.ipv6, "tcp": c.tcp,
                     "udp": c.udp, "invalid": c.invalid},
