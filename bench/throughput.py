@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -60,12 +59,12 @@ def build_pcap(src: Path, dst: Path, copies: int, speedup: float = 1.0) -> int:
     sec = buf[offs[:, None] + np.arange(0, 4)].copy().view("<u4")[:, 0].astype(np.int64)
     frac = buf[offs[:, None] + np.arange(4, 8)].copy().view("<u4")[:, 0].astype(np.int64)
     ns = sec * 1_000_000_000 + frac  # the excerpt has nanosecond timestamps
-    recs = [raw[o : o + 16 + c] for o, c in zip(offs.tolist(), caplen.tolist())]
+    recs = [raw[o : o + 16 + c] for o, c in zip(offs.tolist(), caplen.tolist(), strict=True)]
     out_ts, out_rec = [], []
     t0 = int(ns.min())
     for k in range(copies):
         key = (0x0A000000 + k * 0x00010001) if k else 0
-        for t, r in zip(ns.tolist(), recs):
+        for t, r in zip(ns.tolist(), recs, strict=True):
             rec = bytearray(r)
             if k and len(rec) >= 16 + 34 and rec[16 + 12 : 16 + 14] == b"\x08\x00":
                 for a in (16 + 26, 16 + 30):  # IPv4 source and destination
@@ -93,7 +92,8 @@ def build_flood(dst: Path, packets: int, pps: int, seed: int = 1) -> int:
     rec["eth"][:, 12] = 0x08  # IPv4
     ip = rec["ip"]
     ip[:, 0], ip[:, 3], ip[:, 8], ip[:, 9] = 0x45, 40, 64, 6
-    ip[:, 12:16] = rng.integers(1 << 24, 0xE0000000, packets, dtype=np.uint32).astype(">u4").view(np.uint8).reshape(-1, 4)
+    ip[:, 12:16] = (rng.integers(1 << 24, 0xE0000000, packets, dtype=np.uint32).astype(">u4").view(np.uint8)
+                    .reshape(-1, 4))
     ip[:, 16:20] = (10, 0, 0, 1)
     tcp = rec["tcp"]
     tcp[:, 0:2] = rng.integers(1024, 65536, packets, dtype=np.uint32).astype(">u2").view(np.uint8).reshape(-1, 2)

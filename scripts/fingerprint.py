@@ -26,9 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sensor.capture import read_packets  # noqa: E402
 from sensor.model import DEFAULT_BUNDLE, ModelBundle  # noqa: E402
 from sensor.pipeline import FeaturePipeline  # noqa: E402
-from sensor.capture import read_packets  # noqa: E402
 
 CAPTURES = sorted(p for p in (ROOT / "tests" / "data").rglob("*") if p.suffix in (".pcap", ".pcapng"))
 

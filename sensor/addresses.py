@@ -25,7 +25,8 @@ def address_words(addr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def is_ipv4_mapped(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """Per address given as ``address_words``: whether it lies in ``::ffff:0:0/96`` (is IPv4)."""
-    return (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    mapped: np.ndarray = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    return mapped
 
 
 def in_prefix(hi: np.ndarray, lo: np.ndarray, net: int, plen: int) -> np.ndarray:
@@ -34,7 +35,8 @@ def in_prefix(hi: np.ndarray, lo: np.ndarray, net: int, plen: int) -> np.ndarray
     net &= mask
     m_hi, m_lo = np.uint64(mask >> 64), np.uint64(mask & 0xFFFFFFFFFFFFFFFF)
     n_hi, n_lo = np.uint64(net >> 64), np.uint64(net & 0xFFFFFFFFFFFFFFFF)
-    return ((hi & m_hi) == n_hi) & ((lo & m_lo) == n_lo)
+    inside: np.ndarray = ((hi & m_hi) == n_hi) & ((lo & m_lo) == n_lo)
+    return inside
 
 
 def format_address(addr: bytes | np.ndarray) -> str:

@@ -7,12 +7,16 @@ runs and where its metrics are.  Turned off with ``--no-announce`` or
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zeroconf import ServiceInfo
 
 SERVICE = "_flowlstm._tcp.local."
 
 
 class Announcer:
-    def __init__(self, name: str, port: int, txt: dict[str, str]):
+    def __init__(self, name: str, port: int, txt: dict[str, str]) -> None:
         from zeroconf import Zeroconf
 
         self._zc = Zeroconf()
@@ -20,7 +24,7 @@ class Announcer:
         self.info = self._info()
         self._zc.register_service(self.info)
 
-    def _info(self):
+    def _info(self) -> ServiceInfo:
         from zeroconf import ServiceInfo
 
         return ServiceInfo(

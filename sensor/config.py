@@ -41,14 +41,14 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
             raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed in a sensor configuration",
                                        problem_mark=mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_DEPTH} levels",
-                                           problem_mark=self.peek_event().start_mark)
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
+                raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -63,7 +63,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def read_small_file(path: str | os.PathLike, limit: int, what: str) -> bytes:
+def read_small_file(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; ``ConfigError`` otherwise.
 
     Opened non-blocking and checked on the open descriptor, so a FIFO or device
@@ -109,7 +109,7 @@ def _flatten(tree: Any, where: str, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_file(path: str | os.PathLike) -> dict[str, Any]:
+def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings a YAML file sets, by key, each validated; ``ConfigError`` on anything wrong."""
     p = Path(path)
     raw = read_small_file(p, MAX_BYTES, "configuration file")

@@ -26,8 +26,9 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Protocol
 
 from . import settings
 from .config import SensorConfig, sensor_config
@@ -84,6 +85,14 @@ class RunSummary:
 Source = FileSource | LiveSource
 
 
+class OpenedOutput(Output, Protocol):
+    """An output the sensor opened itself: reopened on SIGHUP (logrotate), closed on the way out."""
+
+    def reopen(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Sensor:
     """One run of the sensor.
 
@@ -106,11 +115,11 @@ class Sensor:
     # -- open ---------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _open_output(kind: Callable[[str], Any], path: str, live: bool) -> Any:
+    def _open_output(kind: Callable[[str], OpenedOutput], path: str, live: bool) -> OpenedOutput:
         out = kind(path)
         return HoldingOutput(out) if live else out  # live: held, not lost, while the disk is full
 
-    def _open_outputs(self, cfg: SensorConfig, live: bool) -> tuple[Output, Output | None]:
+    def _open_outputs(self, cfg: SensorConfig, live: bool) -> tuple[OpenedOutput, OpenedOutput | None]:
         """The EVE output and Zeek notice log of ``cfg``; nothing stays open if either fails."""
         eve = self._open_output(open_eve, cfg.eve_path, live)
         try:

@@ -14,10 +14,15 @@ mismatch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from .capture.records import TCP_FLAG_NAMES
+
+if TYPE_CHECKING:
+    from .aggregate import AggregateSet
 
 FLOW_FEATURES = (
     "present",  # 1 for a second the flow was active in; windows zero-fill the rest
@@ -89,6 +94,14 @@ AGG_MATCH_DTYPE = np.dtype(
 )
 
 
+class SchemaDict(TypedDict):
+    """A ``FeatureSchema`` as it travels in window files and model bundles."""
+
+    version: int
+    names: list[str]
+    dtype: str
+
+
 @dataclass(frozen=True)
 class FeatureSchema:
     """Names, order, dtype and version of the model's input features."""
@@ -104,14 +117,14 @@ class FeatureSchema:
     def index(self, name: str) -> int:
         return self.names.index(name)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> SchemaDict:
         return {"version": self.version, "names": list(self.names), "dtype": self.dtype}
 
 
 SCHEMA = FeatureSchema(version=1, names=FLOW_FEATURES + AGGREGATE_FEATURES + CONTEXT_FEATURES)
 
 
-def _log(x) -> np.ndarray:
+def _log(x: npt.ArrayLike) -> np.ndarray:
     return np.log1p(np.asarray(x, dtype=np.float64))
 
 
@@ -182,7 +195,7 @@ def flow_second_features(
     return np.ascontiguousarray(xt.T)
 
 
-def aggregate_match(agg, fs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def aggregate_match(agg: AggregateSet, fs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``AGG_MATCH_DTYPE`` rows for each flow's forward and reverse address pair.
 
     The aggregate is the one that took the pair's traffic in this second (see

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _flowstats, settings
 from .capture.records import HDR_L4, PACKET_DTYPE, TCP_FLAG_NAMES
@@ -123,7 +124,18 @@ class FlowCounters:
 _C_LAST_TS = _C_FLAG0 + len(TCP_FLAG_NAMES)
 if _flowstats.N_COLS != _C_LAST_TS + 1:
     raise ImportError("sensor._flowstats is out of date; rebuild it (scripts/setup.sh sensor)")
-_STAT_OFFSETS = tuple(PACKET_DTYPE.fields[f][1] for f in ("ts", "wire_len", "ip_len", "ttl", "tcp_flags", "tcp_win"))
+
+
+def _offset(name: str) -> int:
+    """Byte offset of a PACKET_DTYPE field within a record, where the C kernel reads it."""
+    fields = PACKET_DTYPE.fields
+    assert fields is not None  # PACKET_DTYPE is a structured dtype
+    return fields[name][1]
+
+
+_STAT_OFFSETS = (_offset("ts"), _offset("wire_len"), _offset("ip_len"), _offset("ttl"), _offset("tcp_flags"),
+                 _offset("tcp_win"))
+
 
 class FlowTable:
     """Bidirectional flow state with idle/active timeouts and a hard size cap."""
@@ -322,7 +334,7 @@ class FlowTable:
         m, slots, is_new = m[perm], slots[perm], is_new[perm]
         cnt = m[:, _C_CNT]
 
-        def add(x):
+        def add(x: np.ndarray) -> np.ndarray:
             return np.add.reduceat(x, starts, axis=0)[perm]
 
         out = np.zeros(g, dtype=FLOW_SECOND_DTYPE)

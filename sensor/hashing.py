@@ -20,13 +20,15 @@ def mix64(h: np.ndarray, w: np.ndarray) -> np.ndarray:
     z = h ^ (w + _GOLDEN + (h << np.uint64(6)) + (h >> np.uint64(2)))
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
+    out: np.ndarray = z ^ (z >> np.uint64(31))
+    return out
 
 
 def address_hash(addr: np.ndarray) -> np.ndarray:
     """A cheap 64-bit hash of (N,16) uint8 addresses, for counting distinct ones."""
     w = np.ascontiguousarray(addr).view("<u8")
-    return w[:, 0] * _GOLDEN ^ w[:, 1]
+    h: np.ndarray = w[:, 0] * _GOLDEN ^ w[:, 1]
+    return h
 
 
 def pair_hash(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,19 +21,19 @@ from . import __version__
 from .addresses import format_addresses
 from .errors import CaptureError, OutputError
 from .features import SCHEMA
-from .windows import KEY_DTYPE, WINDOW_SECONDS, WindowBatch
+from .windows import KEY_DTYPE, KEY_FIELDS, WINDOW_SECONDS, WindowBatch
 
 _ROW_GROUP = 65536
 _META_KEY = b"flowlstm.schema"
 
 
-def _arrow_schema(extra: list[pa.Field] = ()) -> pa.Schema:
+def _arrow_schema(extra: Sequence[pa.Field] = ()) -> pa.Schema:
     fields = []
-    for name in KEY_DTYPE.names:
+    for name in KEY_FIELDS:
         if name in ("src", "dst"):
             fields.append(pa.field(name, pa.string()))
         else:
-            fields.append(pa.field(name, pa.from_numpy_dtype(KEY_DTYPE.fields[name][0])))
+            fields.append(pa.field(name, pa.from_numpy_dtype(KEY_DTYPE[name])))
     fields.append(pa.field("x", pa.list_(pa.float32(), WINDOW_SECONDS * SCHEMA.size)))
     fields += list(extra)
     meta = {
@@ -53,7 +56,7 @@ def window_table(batches: list[WindowBatch], extra: dict[pa.Field, list[np.ndarr
         keys = np.zeros(0, KEY_DTYPE)
         x = np.zeros((0, WINDOW_SECONDS * SCHEMA.size), np.float32)
     cols = []
-    for name in KEY_DTYPE.names:
+    for name in KEY_FIELDS:
         if name in ("src", "dst"):
             cols.append(pa.array(format_addresses(keys[name]), type=pa.string()))
         else:
@@ -69,7 +72,7 @@ def window_table(batches: list[WindowBatch], extra: dict[pa.Field, list[np.ndarr
 class WindowWriter:
     """Stream windows into a Parquet file, replaced atomically on success."""
 
-    def __init__(self, path: str, extra: list[pa.Field] = ()):
+    def __init__(self, path: str, extra: Sequence[pa.Field] = ()) -> None:
         self.path = path
         self.rows = 0
         self._tmp = f"{path}.tmp-{os.getpid()}"
@@ -102,10 +105,12 @@ class WindowWriter:
         self._buf, self._n = [], 0
         self._extra_buf = {f: [] for f in self._extra}
 
-    def __enter__(self) -> "WindowWriter":
+    def __enter__(self) -> WindowWriter:
         return self
 
-    def __exit__(self, exc_type, *_):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc_value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             if exc_type is None:
                 self._flush()
@@ -125,7 +130,7 @@ class WindowFile:
 
     table: pa.Table  # key columns (addresses as text)
     x: np.ndarray  # (N, 3, F) float32
-    schema: dict
+    schema: dict[str, Any]  # the feature schema from the file's metadata
 
 
 def read_windows(path: str) -> WindowFile:

@@ -18,8 +18,8 @@ clock at the new time, counted in ``clock_restarts``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class PipelineOutput:
     seconds: list[SecondReport] = field(default_factory=list)
     windows: list[WindowBatch] = field(default_factory=list)
 
-    def extend(self, other: "PipelineOutput") -> None:
+    def extend(self, other: PipelineOutput) -> None:
         self.seconds += other.seconds
         self.windows += other.windows
 
@@ -193,7 +193,9 @@ class FeaturePipeline:
         return PipelineOutput([SecondReport(s, ctx, fs, agg)], wins)
 
 
-def run_files(paths, config: PipelineConfig = PipelineConfig(), on_second: SecondHook | None = None):
+def run_files(
+    paths: Iterable[str], config: PipelineConfig = PipelineConfig(), on_second: SecondHook | None = None
+) -> Iterator[PipelineOutput]:
     """Run the pipeline over capture files in order (one stream); yield each ``PipelineOutput``."""
     pipe = FeaturePipeline(config, on_second)
     for path in paths:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -21,10 +21,10 @@ class FileProgress:
         self.enabled = enabled
         self._bar: tqdm | None = None
 
-    def __enter__(self) -> "FileProgress":
+    def __enter__(self) -> FileProgress:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
 

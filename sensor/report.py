@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from .aggregate import to_json_dict
 from .pipeline import SecondReport
 
 
-def second_json(rep: SecondReport) -> dict:
+def second_json(rep: SecondReport) -> dict[str, Any]:
     """The stable ``inspect --json`` object for one second."""
     c = rep.context[0]
     return {

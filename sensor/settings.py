@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +121,8 @@ TABLE: tuple[Setting, ...] = (
     Setting("check", bool, False, "check the configuration and the model bundle, then exit (0: good, 78: "
             "not); systemctl reload runs this first, so a bad file fails the reload", "--check", file=False,
             live=False),
-    Setting("realtime", bool, False, "with --pcap: feed packets at their recorded pace", "--realtime", file=False, live=False),
+    Setting("realtime", bool, False, "with --pcap: feed packets at their recorded pace", "--realtime", file=False,
+            live=False),
     Setting("capture.interface", str, "", "capture live from IFACE until SIGTERM", "--interface", live=False,
             metavar="IFACE", shipped="eth0", expect_text="an interface name such as eth1",
             doc="Interface to capture from (libpcap). Headers only: the sensor needs no payload."),
@@ -140,7 +142,8 @@ TABLE: tuple[Setting, ...] = (
             live=False, invert=True, group="live capture",
             doc="Put the interface in promiscuous mode (see every frame on the wire)."),
     Setting("capture.buffer-mb", int, 64, "kernel capture buffer in MiB (default %(default)s)", "--buffer-mb",
-            live=False, lo=1, hi=4096, metavar="MIB", group="live capture", expect_text="an integer from 1 to 4096 (MiB)",
+            live=False, lo=1, hi=4096, metavar="MIB", group="live capture",
+            expect_text="an integer from 1 to 4096 (MiB)",
             doc="Kernel capture buffer in MiB; raise it if stats show kernel drops."),
     # -- model --------------------------------------------------------------------------------------------
     Setting("model.path", str, "", "model bundle (default: the bundled default model)", "--model",
@@ -276,7 +279,7 @@ def restart_only(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 # -- command line -------------------------------------------------------------------------------------------
 
-def _flag_type(s: Setting):
+def _flag_type(s: Setting) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value: Any = s.kind(text) if s.kind in (int, float) else text

@@ -16,7 +16,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import numpy as np
 
@@ -62,8 +63,7 @@ class FileSource:
         pace = Pacer() if self.realtime else None
         with FileProgress(self.paths, enabled=self.progress) as files:
             for _, batch in files.batches():
-                for part in pace.slices(batch) if pace else (batch,):
-                    yield part
+                yield from pace.slices(batch) if pace else (batch,)
                 if stop.is_set():
                     return
 
@@ -255,7 +255,7 @@ class LiveSource:
             except CaptureError:
                 pass  # a failing handle: keep its last good counters
         return CaptureStats(*(a + b for a, b in zip(vars(self._kernel_base).values(),
-                                                    vars(self._kernel_now).values())))
+                                                    vars(self._kernel_now).values(), strict=True)))
 
     def kernel_stats(self) -> CaptureStats:
         """Kernel counters summed over every capture handle this source has had."""

@@ -11,10 +11,12 @@ tracked ``by_src``, ``by_dst``, ``by_rule`` (one key per signature) or
 second), so replaying a pcap gives the same alerts as seeing it live.  Every
 suppressed alert is counted; the next alert emitted for the same key carries
 that count in ``alert.metadata.flowlstm_suppressed``, so nothing disappears
-silently.  Decisions are made on arrays before any alert record is built.  ``max_per_second`` caps all alerts of one second as a safety valve.
+silently.  Decisions are made on arrays before any alert record is built.
+``max_per_second`` caps all alerts of one second as a safety valve.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,7 +79,7 @@ class Thresholder:
     max_per_second: int = 100
     suppressed: int = 0
     emitted: int = 0
-    _state: dict = field(default_factory=dict)
+    _state: dict[tuple[int, str, bytes | None], _State] = field(default_factory=dict)
     _second: int = -1
     _in_second: int = 0
 
@@ -150,7 +152,9 @@ def _passing(rule: ThresholdRule, hits: int, emitted: int, m: int) -> np.ndarray
     return np.zeros(0, dtype=np.int64)
 
 
-def _groups(track: str, src: np.ndarray, dst: np.ndarray, idx: np.ndarray):
+def _groups(
+    track: str, src: np.ndarray, dst: np.ndarray, idx: np.ndarray
+) -> Iterator[tuple[bytes | None, np.ndarray]]:
     """(key, candidate indices in order) for each tracked key among the candidates."""
     if track == "by_rule":
         yield None, idx
@@ -162,5 +166,5 @@ def _groups(track: str, src: np.ndarray, dst: np.ndarray, idx: np.ndarray):
     uniq, inv = np.unique(rows, return_inverse=True)
     order = np.argsort(inv, kind="stable")
     bounds = np.flatnonzero(np.r_[True, np.diff(inv[order]) != 0, True])
-    for g, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+    for g, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)):
         yield uniq[g].tobytes(), idx[order[a:b]]

@@ -35,7 +35,7 @@ KEY_FIELDS = (
     "total_pkts",
     "total_bytes",
 )
-KEY_DTYPE = np.dtype([(name, FLOW_SECOND_DTYPE.fields[name][0]) for name in KEY_FIELDS])
+KEY_DTYPE = np.dtype([(name, FLOW_SECOND_DTYPE[name]) for name in KEY_FIELDS])
 
 
 def window_keys(flow_seconds: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ folded into this one.  Lines are appended whole, like the EVE file.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from .outputs import EveFile
 
@@ -28,12 +29,12 @@ def _uid(flow_id: int) -> str:
     return "C" + (out or "0")
 
 
-def _field(v) -> str:
+def _field(v: object) -> str:
     s = str(v)
     return "(empty)" if s == "" else s.replace("\t", "\\x09").replace("\n", "\\x0a")
 
 
-def format_notices(records: list[dict], suppress_for: float = 60.0) -> bytes:
+def format_notices(records: list[dict[str, Any]], suppress_for: float = 60.0) -> bytes:
     """Zeek notice rows for EVE alert records, as whole lines (``suppress_for``: the thresholding period)."""
     lines = []
     for r in records:
@@ -78,7 +79,7 @@ class ZeekNoticeLog:
     def write(self, blob: bytes, kind: str = "event") -> None:
         self._file.write(blob)
 
-    def write_alerts(self, records: list[dict]) -> None:
+    def write_alerts(self, records: list[dict[str, Any]]) -> None:
         self.write(format_notices(records, self.suppress_for))
 
     def reopen(self) -> None:

@@ -20,7 +20,10 @@ from sensor.aggregate import read_aguri_file
 AGURIM_FIELDS = [pa.field("agurim_share", pa.float32()), pa.field("agurim_entries", pa.int16())]
 
 
-def _prefix(text: str) -> tuple[int, int, int] | None:
+_Prefix = tuple[int, int, int]  # (family, network as int, length in the 128-bit mapped space)
+
+
+def _prefix(text: str) -> _Prefix:
     """'163.221.0.0/17' → (family, network as int, length in the 128-bit mapped space)."""
     if text in ("*", "*::"):
         return (4 if text == "*" else 6), 0, 0
@@ -33,7 +36,8 @@ class AgurimIndex:
     """Blocks of Aguri-2.0 files by second, ready to match flows."""
 
     def __init__(self, paths: list[str], utc_offset: int = 0):
-        self.by_second: dict[int, tuple[list, int]] = {}
+        # second → ((source, destination, byte share) per entry, entry count)
+        self.by_second: dict[int, tuple[list[tuple[_Prefix, _Prefix, float]], int]] = {}
         for p in paths:
             for block in read_aguri_file(p, utc_offset):
                 if block.start is None:

@@ -10,8 +10,9 @@ import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from sensor import __version__
 from sensor.errors import FlowlstmError, UsageError
@@ -47,7 +48,7 @@ must exist at the same path on the executors.
 {EXIT_CODES}"""
 
 
-def _add_master(p):
+def _add_master(p: argparse.ArgumentParser) -> None:
     p.add_argument("--master", default="local[*]", metavar="URL",
                    help="Spark master URL: local[*], local[2], spark://host:7077, yarn, ... (default %(default)s)")
 
@@ -145,7 +146,7 @@ examples:
     return parser
 
 
-def cmd_inject(args) -> int:
+def cmd_inject(args: argparse.Namespace) -> int:
     from .inject import AttackSpec, inject
 
     specs = [AttackSpec.parse(a) for a in args.attack]
@@ -158,7 +159,7 @@ def cmd_inject(args) -> int:
     return 0
 
 
-def cmd_features(args) -> int:
+def cmd_features(args: argparse.Namespace) -> int:
     from sensor.pipeline import PipelineConfig
 
     from .extract import extract
@@ -174,7 +175,7 @@ def cmd_features(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     from .run import train_all
 
     report = train_all(TrainJob(args.features, args.out, args.name, args.master, args.epochs, args.batch_size,
@@ -187,7 +188,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from sensor.model import ModelBundle
 
     from .dataset import load_windows, write_summary
@@ -198,10 +199,10 @@ def cmd_evaluate(args) -> int:
     s = Scores(bundle.name, w.y, bundle.score(w.x), w.taxonomy)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"dataset": write_summary(w), "target_fpr": None,
+    report: dict[str, Any] = {"dataset": write_summary(w), "target_fpr": None,
               "splits": {"all windows": {bundle.name: evaluate(s, bundle.threshold)}},
               "model": {"path": str(args.model), "sha256": bundle.sha256},
-              "created": dt.datetime.now(dt.timezone.utc).isoformat()}
+              "created": dt.datetime.now(dt.UTC).isoformat()}
     report["plots"] = plot([s], {bundle.name: bundle.threshold}, out)
     write_report(report, out)
     m = report["splits"]["all windows"][bundle.name]

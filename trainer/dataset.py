@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -18,6 +19,20 @@ from sensor.parquet import read_windows
 from sensor.windows import WINDOW_SECONDS
 
 from .labels import taxonomy_family
+
+
+class Counts(TypedDict):
+    """Windows, and how many of them are anomalous."""
+
+    windows: int
+    anomalous: int
+
+
+class DatasetSummary(Counts):
+    """``write_summary``'s counts: in all, per trace, and anomalous windows per family."""
+
+    traces: dict[str, Counts]
+    families: dict[str, int]
 
 
 @dataclass
@@ -33,7 +48,7 @@ class Windows:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, mask: np.ndarray) -> "Windows":
+    def subset(self, mask: np.ndarray) -> Windows:
         return Windows(self.x[mask], self.y[mask], self.sec[mask], self.trace[mask], self.taxonomy[mask])
 
     @property
@@ -78,8 +93,8 @@ def family_split(w: Windows, family: str) -> tuple[np.ndarray, np.ndarray]:
     """
     fam = w.family
     held = fam == family
-    held_secs = set(zip(w.trace[held].tolist(), w.sec[held].tolist()))
-    in_held = np.array([(t, s) in held_secs for t, s in zip(w.trace.tolist(), w.sec.tolist())], bool)
+    held_secs = set(zip(w.trace[held].tolist(), w.sec[held].tolist(), strict=True))
+    in_held = np.array([(t, s) in held_secs for t, s in zip(w.trace.tolist(), w.sec.tolist(), strict=True)], bool)
     return ~in_held, in_held
 
 
@@ -94,9 +109,9 @@ def fit_normalization(x_train: np.ndarray) -> Normalization:
     return Normalization(mean.astype(np.float32), scale.astype(np.float32))
 
 
-def write_summary(w: Windows) -> dict:
+def write_summary(w: Windows) -> DatasetSummary:
     """Counts for the report: windows, anomalies, per trace and per family."""
-    out = {"windows": int(len(w)), "anomalous": int(w.y.sum()), "traces": {}, "families": {}}
+    out: DatasetSummary = {"windows": int(len(w)), "anomalous": int(w.y.sum()), "traces": {}, "families": {}}
     for name in np.unique(w.trace):
         m = w.trace == name
         out["traces"][str(name)] = {"windows": int(m.sum()), "anomalous": int(w.y[m].sum())}

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -20,6 +22,13 @@ class Scores:
     taxonomy: np.ndarray
 
 
+class GroupRecall(TypedDict):
+    """Recall over the anomalous windows of one group (taxonomy or class)."""
+
+    recall: float
+    windows: int
+
+
 def threshold_for_fpr(y: np.ndarray, score: np.ndarray, target_fpr: float) -> float:
     """The lowest threshold whose FPR on (y, score) stays at or below ``target_fpr``."""
     neg = np.sort(score[y == 0])[::-1]
@@ -32,7 +41,7 @@ def threshold_for_fpr(y: np.ndarray, score: np.ndarray, target_fpr: float) -> fl
     return float(np.nextafter(neg[k], np.float32(1.0)))
 
 
-def metrics_at(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
+def metrics_at(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
     pred = score >= threshold
     tp = int(np.sum(pred & (y == 1)))
     fp = int(np.sum(pred & (y == 0)))
@@ -46,7 +55,7 @@ def metrics_at(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
             "detection_rate": dr, "fpr": fpr, "precision": precision, "f1": f1}
 
 
-def curve_metrics(y: np.ndarray, score: np.ndarray) -> dict:
+def curve_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     if len(np.unique(y)) < 2:
@@ -54,17 +63,17 @@ def curve_metrics(y: np.ndarray, score: np.ndarray) -> dict:
     return {"roc_auc": float(roc_auc_score(y, score)), "pr_auc": float(average_precision_score(y, score))}
 
 
-def recall_by(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> dict:
-    out = {}
+def recall_by(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> dict[str, GroupRecall]:
+    out: dict[str, GroupRecall] = {}
     for g in sorted({str(v) for v in groups[y == 1]}):
         m = (y == 1) & (groups == g)
         out[g] = {"recall": float(np.mean(pred[m])), "windows": int(m.sum())}
     return out
 
 
-def evaluate(s: Scores, threshold: float) -> dict:
+def evaluate(s: Scores, threshold: float) -> dict[str, Any]:
     """Every number the report shows for one model at one threshold."""
-    res = metrics_at(s.y, s.score, threshold) | curve_metrics(s.y, s.score)
+    res: dict[str, Any] = metrics_at(s.y, s.score, threshold) | curve_metrics(s.y, s.score)
     pred = s.score >= threshold
     res["recall_by_taxonomy"] = recall_by(s.y, pred, s.taxonomy)
     classes = np.array([anomaly_class(t) if t else "" for t in s.taxonomy], dtype=object)
@@ -80,7 +89,8 @@ def plot(scores: list[Scores], thresholds: dict[str, float], out_dir: Path) -> l
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    def curves(name, points, xlabel, ylabel, title, legend, xscale=None):
+    def curves(name: str, points: Callable[[Scores], Sequence[np.ndarray]], xlabel: str, ylabel: str, title: str,
+               legend: str, xscale: str | None = None) -> str:
         fig, ax = plt.subplots(figsize=(6, 5))
         for s in scores:
             if len(np.unique(s.y)) > 1:
@@ -102,7 +112,7 @@ def plot(scores: list[Scores], thresholds: dict[str, float], out_dir: Path) -> l
                "Precision-recall, held-out split", "lower left"),
     ]
     fig, axes = plt.subplots(len(scores), 1, figsize=(6, 2.6 * len(scores)), squeeze=False)
-    for ax, s in zip(axes[:, 0], scores):
+    for ax, s in zip(axes[:, 0], scores, strict=True):
         bins = np.linspace(0, 1, 51)
         ax.hist(s.score[s.y == 0], bins=bins, alpha=0.6, label="benign", log=True)
         ax.hist(s.score[s.y == 1], bins=bins, alpha=0.6, label="anomaly", log=True)
@@ -116,13 +126,13 @@ def plot(scores: list[Scores], thresholds: dict[str, float], out_dir: Path) -> l
     return names
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     if isinstance(v, float):
         return "n/a" if v != v else f"{v:.4f}"
     return str(v)
 
 
-def write_report(report: dict, out_dir: Path) -> None:
+def write_report(report: dict[str, Any], out_dir: Path) -> None:
     """``report.json`` for machines and ``report.md`` (with the plots) for people."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -150,8 +160,9 @@ def write_report(report: dict, out_dir: Path) -> None:
     if "quantization" in report:
         q = report["quantization"]
         lines += ["## Quantized model", "",
-                  f"Decision agreement float vs TFLite (dynamic-range): {q['agreement']:.5f} on {q['windows']} windows; "
-                  f"max |score difference| {q['max_abs_diff']:.5f}; size {q['bytes']} bytes.", ""]
+                  f"Decision agreement float vs TFLite (dynamic-range): {q['agreement']:.5f} "
+                  f"on {q['windows']} windows; max |score difference| {q['max_abs_diff']:.5f}; "
+                  f"size {q['bytes']} bytes.", ""]
     for png in report.get("plots", []):
         lines.append(f"![{png}]({png})")
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -23,18 +24,30 @@ from sensor.windows import WINDOW_SECONDS
 
 from .model import to_tflite
 
+if TYPE_CHECKING:
+    import keras
+
+
+class QuantizationReport(TypedDict):
+    """How the quantized bundle's decisions compare with the float model's."""
+
+    windows: int
+    agreement: float  # fraction of windows on the same side of the threshold
+    max_abs_diff: float
+    bytes: int  # model.tflite size
+
 
 def export_bundle(
-    model,
+    model: keras.Model,
     out_dir: str | Path,
     normalization: Normalization,
     threshold: float,
     *,
     name: str,
-    provenance: dict,
-    metrics: dict,
+    provenance: dict[str, Any],
+    metrics: dict[str, dict[str, float]],
     check_x: np.ndarray,
-) -> dict:
+) -> QuantizationReport:
     """Write the bundle atomically, load it back with the sensor's loader and compare
     its decisions with the float model's on ``check_x`` (normalized by the caller's
     normalization inside the bundle).  Returns the quantization report."""
@@ -43,7 +56,7 @@ def export_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
     try:
         blob = to_tflite(model, tmp / MODEL_FILE)
-        meta = {
+        meta: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_FORMAT_VERSION,
             "name": name,
@@ -59,7 +72,7 @@ def export_bundle(
         bundle = ModelBundle(tmp)
         q = bundle.score(check_x)
         f = model.predict(normalization.apply(check_x), batch_size=4096, verbose=0).ravel()
-        report = {
+        report: QuantizationReport = {
             "windows": int(len(check_x)),
             "agreement": float(np.mean((q >= threshold) == (f >= threshold))) if len(check_x) else float("nan"),
             "max_abs_diff": float(np.max(np.abs(q - f))) if len(check_x) else 0.0,

@@ -9,8 +9,10 @@ writes ``OUT/trace=NAME/part-0.parquet`` in the sensor's window format plus
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -20,12 +22,26 @@ from sensor.flows import FlowConfig
 from sensor.parquet import WindowWriter
 from sensor.pipeline import PipelineConfig, run_files
 
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+
+    from .labels import LabelSet
+
 # The trace name is the partition directory (trace=NAME), not a column: readers
 # that infer hive partitions would otherwise see it twice.
 LABEL_FIELDS = [
     pa.field("label", pa.int8()),
     pa.field("taxonomy", pa.string()),
 ]
+
+
+class TraceSummary(TypedDict):
+    """What one extraction task reports."""
+
+    trace: str
+    path: str
+    windows: int
+    anomalous: int
 
 
 def trace_name(path: str) -> str:
@@ -39,7 +55,7 @@ def trace_name(path: str) -> str:
 class _SecondLabels:
     """Labels of flow-seconds, kept until their window has been written."""
 
-    def __init__(self, labels):
+    def __init__(self, labels: LabelSet | None) -> None:
         self.labels = labels
         self.by_sec: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -66,8 +82,8 @@ class _SecondLabels:
         return y, tax
 
 
-def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict,
-                  agurim_paths: list[str] = ()) -> dict:
+def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict[str, Any],
+                  agurim_paths: Sequence[str] = ()) -> TraceSummary:
     """One Spark task: features of one trace → its Parquet partition.  Returns a summary."""
     from .agurim import AGURIM_FIELDS, AgurimIndex
     from .labels import load_labels
@@ -84,7 +100,7 @@ def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict,
         for out in run_files([path], cfg, labels):
             for w in out.windows:
                 y, tax = labels.take(w.sec, w.keys["flow_id"])
-                extra = {}
+                extra: dict[str, np.ndarray] = {}
                 if agurim:
                     extra["agurim_share"], extra["agurim_entries"] = agurim.join(w.sec, w.keys["src"], w.keys["dst"])
                 writer.write(w, label=y, taxonomy=tax, **extra)
@@ -100,15 +116,17 @@ def labels_for(trace: str, label_paths: list[str], traces: list[str]) -> list[st
     return own or [p for p in label_paths if Path(p).stem not in traces]
 
 
-def extract(sc, paths: list[str], out_dir: str, label_paths: list[str], config: PipelineConfig,
-            agurim_paths: list[str] = ()) -> list[dict]:
+def extract(sc: SparkContext, paths: list[str], out_dir: str, label_paths: list[str], config: PipelineConfig,
+            agurim_paths: Sequence[str] = ()) -> list[TraceSummary]:
     """Run ``extract_trace`` for every path as its own Spark task; return the summaries."""
     names = [trace_name(p) for p in paths]
     if len(set(names)) != len(names):
         raise UsageError("two input traces share a name; rename one (the name is the partition key)")
     cfg = {"flows": asdict(config.flows), "slack": config.slack}
     out_dir = os.path.abspath(out_dir)
-    jobs = [(os.path.abspath(p), [os.path.abspath(x) for x in labels_for(n, label_paths, names)]) for p, n in zip(paths, names)]
+    jobs = [(os.path.abspath(p), [os.path.abspath(x) for x in labels_for(n, label_paths, names)])
+            for p, n in zip(paths, names, strict=True)]
     agurim = [os.path.abspath(p) for p in agurim_paths]
     rdd = sc.parallelize(jobs, max(1, len(jobs)))
-    return rdd.map(lambda job: extract_trace(job[0], out_dir, job[1], cfg, agurim)).collect()
+    summaries: list[TraceSummary] = rdd.map(lambda job: extract_trace(job[0], out_dir, job[1], cfg, agurim)).collect()
+    return summaries

@@ -21,12 +21,20 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from sensor.capture.decode import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL, LINKTYPE_LOOP
+from sensor.capture.decode import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+)
 from sensor.capture.files import CaptureReader
 from sensor.errors import UsageError
 
@@ -53,7 +61,7 @@ class AttackSpec:
     match_addrs: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "AttackSpec":
+    def parse(cls, text: str) -> AttackSpec:
         if "@" not in text:
             raise UsageError(f"attack '{text}': expected PATH@OFFSET[:RATE][:TAXONOMY][:src=IP|dst=IP]")
         path, rest = text.rsplit("@", 1)
@@ -66,7 +74,8 @@ class AttackSpec:
         if offset < 0 or rate <= 0:
             raise UsageError(f"attack '{text}': offset must be >= 0 and rate > 0")
         taxonomy = parts[2] if len(parts) > 2 and parts[2] else "anomaly"
-        role, addrs = "dst", ()
+        role = "dst"
+        addrs: tuple[str, ...] = ()
         if len(parts) > 3 and parts[3]:
             role, _, ips = parts[3].partition("=")
             if role not in ("src", "dst") or not ips:
@@ -86,9 +95,13 @@ def _read(path: str) -> tuple[np.ndarray, np.ndarray, list[bytes], np.ndarray]:
     Offline tool code: one Python object per packet is fine here.
     """
     reader = CaptureReader(path)
-    ts, wire, frames, l3 = [], [], [], []
+    ts: list[np.ndarray] = []
+    wire: list[int] = []
+    frames: list[bytes] = []
+    l3: list[int] = []
     for batch in reader:
         fr = reader.last_frames
+        assert fr is not None  # set with every batch the reader yields
         for i in range(len(batch)):
             lt = int(fr.linktype[i])
             start = int(fr.data[i])
@@ -121,7 +134,7 @@ def _ether_l3(frame: bytes) -> int:
 
 
 def _ipv4_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header[: len(header) // 2 * 2]))
+    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header[: len(header) // 2 * 2]))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -150,7 +163,7 @@ def _is_local(addr: bytes) -> bool:
 
 def _ipv4s_of(frames: list[bytes], l3: np.ndarray) -> list[tuple[bytes, bytes]]:
     out = []
-    for f, o in zip(frames, l3.tolist()):
+    for f, o in zip(frames, l3.tolist(), strict=True):
         if len(f) >= o + 20 and f[o] >> 4 == 4:
             out.append((f[o + 12 : o + 16], f[o + 16 : o + 20]))
         else:
@@ -159,7 +172,7 @@ def _ipv4s_of(frames: list[bytes], l3: np.ndarray) -> list[tuple[bytes, bytes]]:
 
 
 def inject(background: str, attacks: list[AttackSpec], out_pcap: str, out_csv: str, out_xml: str,
-           seed: int = 0, remap: bool = True) -> dict:
+           seed: int = 0, remap: bool = True) -> dict[str, Any]:
     """Write the merged capture and its labels; return a summary of what was injected."""
     rng = np.random.default_rng(seed)
     bts, bwire, bframes, bl3 = _read(background)
@@ -167,7 +180,7 @@ def inject(background: str, attacks: list[AttackSpec], out_pcap: str, out_csv: s
     pool = sorted({a for pair in _ipv4s_of(bframes, bl3) for a in pair if a and not _is_local(a)})
     used: set[bytes] = set()
     all_ts, all_wire, all_frames = [bts], [bwire], list(bframes)
-    anomalies = []
+    anomalies: list[dict[str, Any]] = []
     for k, spec in enumerate(attacks):
         ats, awire, aframes, al3 = _read(spec.path)
         start = int(ats.min())
@@ -181,7 +194,7 @@ def inject(background: str, attacks: list[AttackSpec], out_pcap: str, out_csv: s
                 pick = choices[int(rng.integers(len(choices)))]
                 mapping[a] = pick
                 used.add(pick)
-            aframes = [_remap_frame(f, o, mapping) for f, o in zip(aframes, al3.tolist())]
+            aframes = [_remap_frame(f, o, mapping) for f, o in zip(aframes, al3.tolist(), strict=True)]
         targets = [ipaddress.IPv4Address(mapping.get(ipaddress.IPv4Address(a).packed,
                                                      ipaddress.IPv4Address(a).packed)) for a in spec.match_addrs]
         if not targets:
@@ -209,13 +222,13 @@ def inject(background: str, attacks: list[AttackSpec], out_pcap: str, out_csv: s
     return {"packets": len(ts), "background": len(bts), "injected": anomalies}
 
 
-def _dominant(pairs, mapping, role: str) -> ipaddress.IPv4Address:
+def _dominant(pairs: list[tuple[bytes, bytes]], mapping: dict[bytes, bytes], role: str) -> ipaddress.IPv4Address:
     idx = 0 if role == "src" else 1
     counts: dict[bytes, int] = {}
     for p in pairs:
         if p[idx]:
             counts[p[idx]] = counts.get(p[idx], 0) + 1
-    best = max(sorted(counts), key=counts.get)
+    best = max(sorted(counts), key=counts.__getitem__)
     return ipaddress.IPv4Address(mapping.get(best, best))
 
 
@@ -223,18 +236,18 @@ def _write_pcap(path: str, ts: np.ndarray, wire: np.ndarray, frames: list[bytes]
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, LINKTYPE_ETHERNET))
-        for t, w, fr in zip(ts.tolist(), wire.tolist(), frames):
+        for t, w, fr in zip(ts.tolist(), wire.tolist(), frames, strict=True):
             f.write(struct.pack("<IIII", t // NS, t % NS, len(fr), max(w, len(fr))))
             f.write(fr)
     os.replace(tmp, path)
 
 
-def _filters(a: dict):
+def _filters(a: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for addr in a["addresses"]:
         yield (addr, "") if a["role"] == "src" else ("", addr)
 
 
-def _write_csv(path: str, anomalies: list[dict]) -> None:
+def _write_csv(path: str, anomalies: list[dict[str, Any]]) -> None:
     lines = [", ".join(CSV_HEADER)]
     for a in anomalies:
         for src, dst in _filters(a):
@@ -243,7 +256,7 @@ def _write_csv(path: str, anomalies: list[dict]) -> None:
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def _write_xml(path: str, anomalies: list[dict]) -> None:
+def _write_xml(path: str, anomalies: list[dict[str, Any]]) -> None:
     out = ['<?xml version="1.0" encoding="UTF-8"?>', "<admd>"]
     for a in anomalies:
         out.append(f'  <anomaly id="{a["id"]}" type="anomalous" value="{a["taxonomy"]}">')

@@ -142,7 +142,7 @@ def read_csv(path: str, into: LabelSet | None = None) -> LabelSet:
             if len(fields) != len(_ROW_FIELDS):
                 raise LabelError(f"{where}: {len(fields)} fields, MAWILab rows have {len(_ROW_FIELDS)} "
                                  f"({', '.join(_ROW_FIELDS)})")
-            row = dict(zip(_ROW_FIELDS, fields))
+            row = dict(zip(_ROW_FIELDS, fields, strict=True))
             label, text = _label(row["label"], where)
             key = row["anomalyID"].strip()
             if key not in ids:
@@ -153,7 +153,7 @@ def read_csv(path: str, into: LabelSet | None = None) -> LabelSet:
     return out
 
 
-def _bound(el, where: str) -> int | None:
+def _bound(el: ET.Element | None, where: str) -> int | None:
     if el is None:
         return None
     try:
@@ -186,7 +186,7 @@ def read_xml(path: str, into: LabelSet | None = None) -> LabelSet:
     return out
 
 
-def _local(root, name: str) -> str:
+def _local(root: ET.Element, name: str) -> str:
     """The tag name in the document's namespace, if it uses one."""
     return root.tag.split("}")[0] + "}" + name if root.tag.startswith("{") else name
 
@@ -280,7 +280,7 @@ _FAMILY_PREFIXES = (
 )
 
 
-def _by_prefix(taxonomy: str, table, default: str) -> str:
+def _by_prefix(taxonomy: str, table: tuple[tuple[tuple[str, ...], str], ...], default: str) -> str:
     t = taxonomy.lower()
     return next((name for prefixes, name in table if t.startswith(prefixes)), default)
 

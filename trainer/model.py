@@ -15,6 +15,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -24,7 +28,7 @@ LEARNING_RATE = 0.001
 RHO = 0.9
 
 
-def build_lstm(n_features: int, window: int = 3, *, dropout: float = DROPOUT, unroll: bool = False):
+def build_lstm(n_features: int, window: int = 3, *, dropout: float = DROPOUT, unroll: bool = False) -> keras.Model:
     """LSTM(64, relu) → Dense(1, sigmoid) over (window, n_features) inputs, compiled as in the paper."""
     import keras
     from keras import layers
@@ -44,7 +48,7 @@ def build_lstm(n_features: int, window: int = 3, *, dropout: float = DROPOUT, un
     return model
 
 
-def inference_twin(trained):
+def inference_twin(trained: keras.Model) -> keras.Model:
     """An unrolled, dropout-free copy of a trained model: same weights, convertible to TFLite."""
     window, n_features = trained.input_shape[1:]
     twin = build_lstm(n_features, window, dropout=0.0, unroll=True)
@@ -63,7 +67,7 @@ open(sys.argv[2], "wb").write(conv.convert())
 """
 
 
-def to_tflite(trained, out_path: str | Path) -> bytes:
+def to_tflite(trained: keras.Model, out_path: str | Path) -> bytes:
     """Convert a trained model (via its twin) to a dynamic-range quantized TFLite file."""
     twin = inference_twin(trained)
     with tempfile.TemporaryDirectory() as tmp:

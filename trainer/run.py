@@ -4,18 +4,25 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sensor import __version__
 from sensor.errors import UsageError
 
-from .dataset import family_split, fit_normalization, load_windows, time_split, write_summary
+from .dataset import Windows, family_split, fit_normalization, load_windows, time_split, write_summary
 from .evaluate import Scores, evaluate, plot, threshold_for_fpr, write_report
 from .export import export_bundle
 from .jobs import TrainJob
 from .spark import spark_context
 from .train import TrainConfig, predict, svm_scores, train_lstm, train_svm
+
+if TYPE_CHECKING:
+    import keras
+    from pyspark import SparkContext
+
+    from sensor.model import Normalization
 
 
 def _say(msg: str) -> None:
@@ -26,7 +33,10 @@ def _threshold(y: np.ndarray, score: np.ndarray, target_fpr: float) -> float:
     return float(np.clip(threshold_for_fpr(y, score, target_fpr), 1e-6, 1 - 1e-6))
 
 
-def _fit_models(sc, w, train_m, test_m, cfg: TrainConfig, target_fpr: float, with_baselines: bool, label: str):
+def _fit_models(
+    sc: SparkContext, w: Windows, train_m: np.ndarray, test_m: np.ndarray, cfg: TrainConfig, target_fpr: float,
+    with_baselines: bool, label: str,
+) -> tuple[Normalization, dict[str, keras.Model], list[Scores], dict[str, float], dict[str, dict[str, Any]]]:
     """Train on train_m, pick thresholds on the training data, score test_m."""
     norm = fit_normalization(w.x[train_m])
     xtr, ytr = norm.apply(w.x[train_m]), w.y[train_m].astype(np.float32)
@@ -35,7 +45,9 @@ def _fit_models(sc, w, train_m, test_m, cfg: TrainConfig, target_fpr: float, wit
         raise UsageError(f"{label}: the training split has only one class; inject attacks or add labels")
     rng = np.random.default_rng(cfg.seed)
     val = rng.choice(len(xtr), size=min(len(xtr), 20000), replace=False)
-    models, scores, thresholds = {}, [], {}
+    models: dict[str, keras.Model] = {}
+    scores: list[Scores] = []
+    thresholds: dict[str, float] = {}
 
     lstm = train_lstm(sc, xtr, ytr, cfg, xtr[val], ytr[val], _say, f"{label} lstm")
     models["lstm"] = lstm
@@ -53,7 +65,7 @@ def _fit_models(sc, w, train_m, test_m, cfg: TrainConfig, target_fpr: float, wit
     return norm, models, scores, thresholds, results
 
 
-def train_all(args: TrainJob) -> dict:
+def train_all(args: TrainJob) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     w = load_windows(args.features)
@@ -62,8 +74,8 @@ def train_all(args: TrainJob) -> dict:
         raise UsageError("the held-out (latest) seconds contain no anomalous window; inject attacks that "
                          "span the split or lower --test-fraction")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, partitions=args.partitions, seed=args.seed)
-    report: dict = {
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    report: dict[str, Any] = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "flowlstm": __version__,
         "dataset": write_summary(w),
         "target_fpr": args.target_fpr,
@@ -90,7 +102,7 @@ def train_all(args: TrainJob) -> dict:
         "traces": report["dataset"]["traces"],
         "created": report["created"],
         "config": report["config"],
-        "split": "time: last {:.0%} of each trace's seconds held out".format(args.test_fraction),
+        "split": f"time: last {args.test_fraction:.0%} of each trace's seconds held out",
     }
     metrics = {k: {m: v[m] for m in ("detection_rate", "fpr", "precision", "f1", "roc_auc", "pr_auc")}
                for k, v in report["splits"]["time split"].items()}

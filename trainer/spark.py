@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
 
 
 @contextmanager
-def spark_context(master: str = "local[*]", app: str = "flowlstm-train"):
+def spark_context(master: str = "local[*]", app: str = "flowlstm-train") -> Iterator[SparkContext]:
     """A SparkContext whose Python workers run this interpreter (the trainer venv).
 
     ``master`` is any Spark master URL: ``local[*]``, ``spark://host:7077``,

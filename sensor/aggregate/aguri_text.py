@@ -4,8 +4,8 @@ A file is a series of blocks, each a header (``%!AGURI-2.0``, ``%%StartTime:``,
 ``%%EndTime:``, ``%AvgRate:``, ``%total:``, ``% criteria:``, ...) followed by
 ranked entries of two lines::
 
-    [ 1] 163.221.27.217 52.92.66.94: 121400 (27.03%)	73 (11.08%)
-    	[6:51355:587] 100.00% 100.00%
+    [ 1] 163.221.27.217 52.92.66.94: 121400 (27.03%)\t73 (11.08%)
+    \t[6:51355:587] 100.00% 100.00%
 
 Times in the header are the writer's local time; pass ``utc_offset`` (seconds
 east of UTC) to read them as epoch seconds.
@@ -13,6 +13,7 @@ east of UTC) to read them as epoch seconds.
 from __future__ import annotations
 
 import calendar
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ class AguriBlock:
     total_bytes: int | None = None
     total_packets: int | None = None
     criteria: str = ""
-    input_odflows: dict = field(default_factory=dict)
+    input_odflows: dict[str, int] = field(default_factory=dict)
     entries: list[AguriEntry] = field(default_factory=list)
 
 
@@ -157,6 +158,6 @@ def read_aguri(fh: TextIO, name: str = "<input>", utc_offset: int = 0) -> Iterat
         yield block
 
 
-def read_aguri_file(path, utc_offset: int = 0) -> list[AguriBlock]:
+def read_aguri_file(path: str | os.PathLike[str], utc_offset: int = 0) -> list[AguriBlock]:
     with open(path, encoding="ascii", errors="replace") as fh:
         return list(read_aguri(fh, str(path), utc_offset))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .results import AggregateSet
@@ -42,7 +42,7 @@ def proto_label(proto: int, sport: int, sport_len: int, dport: int, dport_len: i
     return f"[{proto or '*'}:{port(sport, sport_len)}:{port(dport, dport_len)}]"
 
 
-def to_json_dict(agg: AggregateSet) -> list[dict]:
+def to_json_dict(agg: AggregateSet) -> list[dict[str, Any]]:
     """Aggregates as ``inspect --json`` writes them, in rank order."""
     return [
         {

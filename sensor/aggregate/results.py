@@ -78,7 +78,7 @@ class AggregateSet:
 
     total_bytes: int
     total_packets: int
-    input_flows: dict = field(default_factory=dict)  # distinct address pairs per family
+    input_flows: dict[int, int] = field(default_factory=dict)  # distinct address pairs per family
     aggregates: tuple[Aggregate, ...] = ()
     # Which aggregate took each address pair: sorted pair hashes → aggregate index.
     pair_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64), repr=False)

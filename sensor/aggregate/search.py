@@ -9,7 +9,7 @@ threshold. The same search serves addresses (IPv4: 32 bits in one word, IPv6:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from .config import BYTE, PACKET
 class Space:
     """Keys of ``bits`` bits held in W uint64 words, top-aligned, most significant first."""
 
-    def __init__(self, bits: int, words: int):
+    def __init__(self, bits: int, words: int) -> None:
         self.bits = bits
         self.words = words
         self._masks = [self._mask(n) for n in range(bits + 1)]
@@ -48,7 +48,6 @@ class Node:
     dst_len: int
     bytes: int
     packets: int
-    protos: list = field(default_factory=list)
 
 
 _LOWER, _LEFT, _RIGHT, _UPPER = range(4)
@@ -57,8 +56,8 @@ _LOWER, _LEFT, _RIGHT, _UPPER = range(4)
 class _Lattice:
     """Recursive lattice search of aguri3's hhh.c, re-expressed over numpy groups."""
 
-    def __init__(self, space, src, dst, nbytes, npkts, thresh_b, thresh_p, criterion,
-                 minsize, cutoff, cutoffres):
+    def __init__(self, space: Space, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, npkts: np.ndarray,
+                 thresh_b: int, thresh_p: int, criterion: str, minsize: int, cutoff: int, cutoffres: int) -> None:
         self.space = space
         self.src, self.dst = src, dst
         self.bytes, self.pkts = nbytes, npkts
@@ -122,7 +121,8 @@ class _Lattice:
         return [
             Node(mo[a:e], s[f], d[f], pl0, pl1, int(bb), int(pp))
             for a, e, f, bb, pp in zip(
-                starts[sel].tolist(), ends[sel].tolist(), first.tolist(), b[sel].tolist(), p[sel].tolist()
+                starts[sel].tolist(), ends[sel].tolist(), first.tolist(), b[sel].tolist(), p[sel].tolist(),
+                strict=True,
             )
         ]
 
@@ -196,7 +196,8 @@ def _root(n: int, nbytes: np.ndarray, npkts: np.ndarray, words: int) -> Node:
     return Node(np.arange(n), z, z, 0, 0, int(nbytes.sum()), int(npkts.sum()))
 
 
-def hhh_addresses(space, src, dst, nbytes, npkts, tb, tp, criterion) -> list[Node]:
+def hhh_addresses(space: Space, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, npkts: np.ndarray,
+                  tb: int, tp: int, criterion: str) -> list[Node]:
     """Address aggregates of one family's input flows, in the order aguri3 extracts them.
 
     The bottom edges first (full source with every destination prefix, then full
@@ -227,7 +228,8 @@ def hhh_addresses(space, src, dst, nbytes, npkts, tb, tp, criterion) -> list[Nod
 _PROTO_SPACE = Space(24, 1)
 
 
-def hhh_protocols(proto_src, proto_dst, nbytes, npkts, tb, tp, criterion) -> list[Node]:
+def hhh_protocols(proto_src: np.ndarray, proto_dst: np.ndarray, nbytes: np.ndarray, npkts: np.ndarray,
+                  tb: int, tp: int, criterion: str) -> list[Node]:
     """Protocol/port aggregation: keys are proto<<16|port, 24 bits each side."""
     lat = _Lattice(_PROTO_SPACE, proto_src, proto_dst, nbytes, npkts, tb, tp, criterion, 16, 0, 1)
     root = _root(len(nbytes), nbytes, npkts, 1)

@@ -7,6 +7,8 @@ family, and each aggregate's packets are then summarized the same way over
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..addresses import IPV4_MAPPED_PREFIX, address_words
@@ -26,7 +28,14 @@ def _words(addr: np.ndarray, family: int) -> np.ndarray:
     return np.stack([hi, lo], axis=1)
 
 
-def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateConfig()) -> AggregateSet:
+_DEFAULT_CONFIG = AggregateConfig()
+
+# Per aggregate, the columns of its packets the protocol summary reads: protocol, source
+# and destination port, wire length.
+_PacketCols = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CONFIG) -> AggregateSet:
     """AGURIM-style aggregates of one second's ``PACKET_DTYPE`` records."""
     is_ip = packets["l3"] != 0
     ip = packets if is_ip.all() else packets[is_ip]
@@ -36,12 +45,12 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
         return AggregateSet(0, 0, {4: 0, 6: 0})
     tb, tp = config.address_limits(total_b, total_p)
     proto = ip["proto"].astype(np.uint64)
-    sport, dport = aguri_ports(ip) if config.protocols else (None, None)
+    ports = aguri_ports(ip) if config.protocols else None
 
-    nodes: list[tuple[int, Node, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    nodes: list[tuple[int, Node, _PacketCols | None]] = []  # no packet columns without config.protocols
     pair_keys: list[np.ndarray] = []
     pair_agg: list[np.ndarray] = []
-    inputs = {}
+    inputs: dict[int, int] = {}
     for family, bits, words in ((4, 32, 1), (6, 128, 2)):
         sel = np.flatnonzero(ip["l3"] == family)
         inputs[family] = 0
@@ -66,20 +75,21 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
         rep = sel[order[starts]]  # one packet per input flow
         pair_keys.append(pair_hash(ip["src"][rep], ip["dst"][rep]))
         pair_agg.append(agg_of_flow + len(nodes))
-        if not config.protocols:
-            nodes += [(family, node, None, None, None, None) for node in found]
+        if ports is None:
+            nodes += [(family, node, None) for node in found]
             continue
+        sport, dport = ports
         pkt_agg = np.empty(len(sel), dtype=np.int64)
         pkt_agg[order] = agg_of_flow[gid]
         by_agg = np.argsort(pkt_agg, kind="stable")
         cuts = np.searchsorted(pkt_agg[by_agg], np.arange(len(found) + 1))
         for k, node in enumerate(found):
             rows = sel[by_agg[cuts[k] : cuts[k + 1]]]
-            nodes.append((family, node, proto[rows], sport[rows], dport[rows], ip["wire_len"][rows].astype(np.int64)))
+            nodes.append((family, node, (proto[rows], sport[rows], dport[rows], ip["wire_len"][rows].astype(np.int64))))
 
     aggs = [
-        _with_protocols(family, node, pr, sp, dp, wb, config) if config.protocols else _aggregate(family, node, ())
-        for family, node, pr, sp, dp, wb in nodes
+        _with_protocols(family, node, *cols, config) if cols is not None else _aggregate(family, node, ())
+        for family, node, cols in nodes
     ]
     key = _rank_key(config.criterion, total_b, total_p)
     rank = sorted(range(len(aggs)), key=lambda i: -key(aggs[i]))
@@ -91,7 +101,8 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = AggregateCon
     return AggregateSet(total_b, total_p, inputs, tuple(aggs[i] for i in rank), keys[by_key], owner[by_key])
 
 
-def _with_protocols(family, node: Node, pr, sp, dp, wb, config) -> Aggregate:
+def _with_protocols(family: int, node: Node, pr: np.ndarray, sp: np.ndarray, dp: np.ndarray, wb: np.ndarray,
+                    config: AggregateConfig) -> Aggregate:
     protos: tuple[ProtoAggregate, ...] = ()
     if len(pr):
         ps = (pr << np.uint64(16) | sp) << np.uint64(40)
@@ -107,8 +118,8 @@ def _with_protocols(family, node: Node, pr, sp, dp, wb, config) -> Aggregate:
         fp = np.diff(np.append(starts, len(order)))
         tb, tp = config.protocol_limits(node.bytes, node.packets)
         found = hhh_protocols(ps[order][starts, None], pd[order][starts, None], fb, fp, tb, tp, config.criterion)
-        key = _rank_key(config.criterion, node.bytes, node.packets)
-        found.sort(key=lambda n: -key(n))
+        rank_key = _rank_key(config.criterion, node.bytes, node.packets)
+        found.sort(key=lambda n: -rank_key(n))
         out = []
         for n in found:
             s, d = int(n.src[0]) >> 40, int(n.dst[0]) >> 40
@@ -122,13 +133,14 @@ def _with_protocols(family, node: Node, pr, sp, dp, wb, config) -> Aggregate:
     return _aggregate(family, node, protos)
 
 
-def _proto(proto, sport, slen, dport, dlen, nbytes, npkts, node: Node) -> ProtoAggregate:
+def _proto(proto: int, sport: int, slen: int, dport: int, dlen: int, nbytes: int, npkts: int,
+           node: Node) -> ProtoAggregate:
     return ProtoAggregate(proto, sport, slen, dport, dlen, nbytes, npkts,
                           nbytes / node.bytes if node.bytes else 0.0,
                           npkts / node.packets if node.packets else 0.0)
 
 
-def _rank_key(criterion: str, total_b: int, total_p: int):
+def _rank_key(criterion: str, total_b: int, total_p: int) -> Callable[[Aggregate | Node], int]:
     """aguri3's ranking: bytes, packets, or for "combination" the larger of the
     bytes and the packets scaled by the mean packet size (truncated to an integer)."""
     if criterion == BYTE:

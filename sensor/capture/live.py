@@ -158,8 +158,8 @@ class LiveCapture:
         except pcapy.PcapError:
             pass  # a handle whose interface is gone has nothing left to release cleanly
 
-    def __enter__(self) -> "LiveCapture":
+    def __enter__(self) -> LiveCapture:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

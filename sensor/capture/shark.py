@@ -36,7 +36,7 @@ class SharkCapture:
         self.linktype = linktype
         self.received = self.lag_dropped = 0
         self.lag = 0.0  # seconds, last packet
-        self._items: deque = deque()
+        self._items: deque[tuple[int, int, bytes]] = deque()  # (ts ns, wire length, raw frame)
         self._ready = threading.Event()
         self._stop = threading.Event()
         try:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import settings
 from ..config import pipeline_config, resolve

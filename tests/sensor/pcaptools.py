@@ -26,7 +26,7 @@ def read_pcap(path) -> tuple[dict, list[tuple[int, int, int, int, bytes]]]:
 def write_pcap(path, head: dict, recs, endian: str = "<", linktype: int | None = None) -> Path:
     out = [struct.pack(endian + "IHHiIII", head["magic"], 2, 4, 0, 0, head["snaplen"],
                        head["linktype"] if linktype is None else linktype)]
-    for sec, frac, cap, wire, data in recs:
+    for sec, frac, _cap, wire, data in recs:
         out.append(struct.pack(endian + "IIII", sec, frac, len(data), wire) + data)
     Path(path).write_bytes(b"".join(out))
     return Path(path)
@@ -37,7 +37,7 @@ def relink(src, dst, linktype: int) -> Path:
     head, recs = read_pcap(src)
     assert head["linktype"] == 1
     out = []
-    for sec, frac, cap, wire, data in recs:
+    for sec, frac, _cap, wire, data in recs:
         et = data[12:14]
         payload = data[14:]
         v6 = et == b"\x86\xdd"

@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass
+
 import numpy as np
+
 
 def _run(args: list[str]) -> str:
     proc = subprocess.run(args, capture_output=True, text=True)
@@ -63,7 +65,7 @@ def tshark_fields(path, fields: list[str], display_filter: str | None = None,
     for line in _run(args).splitlines():
         cells = line.split("\t")
         cells += [""] * (len(fields) - len(cells))
-        rows.append(dict(zip(fields, cells)))
+        rows.append(dict(zip(fields, cells, strict=False)))  # tshark may print more cells than asked for
     return rows
 
 

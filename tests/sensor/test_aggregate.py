@@ -37,7 +37,7 @@ def mawi_seconds():
     p = p[np.argsort(p["ts"], kind="stable")]
     sec = p["ts"] // NS
     cuts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1], True])
-    return {int(sec[a]): p[a:b] for a, b in zip(cuts[:-1], cuts[1:])}
+    return {int(sec[a]): p[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)}
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_single_counter_criteria(mawi_seconds, criterion):
     limit = cfg.address_limits(agg.total_bytes, agg.total_packets)[col]
     counts = [(a.bytes, a.packets)[col] for a in agg.aggregates]
     assert counts == sorted(counts, reverse=True)  # ranked by that counter
-    assert all(c >= limit for a, c in zip(agg.aggregates, counts) if a.src_len or a.dst_len)
+    assert all(c >= limit for a, c in zip(agg.aggregates, counts, strict=True) if a.src_len or a.dst_len)
     assert sum(a.bytes for a in agg.aggregates) == agg.total_bytes
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sensor.config import load_config
-from sensor.settings import FILE_KEYS, render_yaml
 from sensor.errors import ConfigError
+from sensor.settings import FILE_KEYS, render_yaml
 
 from ..conftest import ATTACKS
 
@@ -71,7 +71,8 @@ def test_cli_uses_the_file_and_options_override_it(tmp_path):
     cfg.write_text("capture:\n  snaplen: 5\n")
     bad = subprocess.run(run, capture_output=True, text=True)
     assert bad.returncode == 78
-    assert bad.stderr.strip() == f"flowlstm-sensor: error: {cfg}: capture.snaplen is 5; set it to an integer from 64 to 262144"
+    assert bad.stderr.strip() == (f"flowlstm-sensor: error: {cfg}: capture.snaplen is 5; "
+                                  "set it to an integer from 64 to 262144")
 
 
 def test_shipped_signatures_are_the_defaults():
@@ -103,7 +104,8 @@ def test_configured_signatures_name_alerts_and_keep_their_thresholding(tmp_path)
 
 
 LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + "sensor-name: *i\n"
+    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+) + "sensor-name: *i\n"
 
 
 @pytest.mark.parametrize(

@@ -95,9 +95,9 @@ def test_initiator_is_the_syn_sender():
     packets = load(DATA / "zeek" / "ftp_bruteforce.pcap")
     rows = run_seconds(FlowTable(NO_TIMEOUT), packets)
     syn = packets[(packets["proto"] == 6) & ((packets["tcp_flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN)]
-    syn_src = set(zip(format_addresses(syn["src"]), syn["sport"].tolist()))
+    syn_src = set(zip(format_addresses(syn["src"]), syn["sport"].tolist(), strict=True))
     starts = rows[rows["new"] == 1]
-    inits = set(zip(format_addresses(starts["src"]), starts["sport"].tolist()))
+    inits = set(zip(format_addresses(starts["src"]), starts["sport"].tolist(), strict=True))
     assert syn_src and syn_src <= inits
 
 
@@ -174,7 +174,10 @@ def test_every_flow_second_matches_a_plain_group_by(path):
     packets = load(path)
     packets = packets[packets["l3"] != 0]
     rows = run_seconds(FlowTable(NO_TIMEOUT), packets)
-    ends = lambda a, pa, b, pb: tuple(sorted([(bytes(a), int(pa)), (bytes(b), int(pb))]))
+
+    def ends(a, pa, b, pb):
+        return tuple(sorted([(bytes(a), int(pa)), (bytes(b), int(pb))]))
+
     groups: dict = {}
     first: dict = {}  # flow key → its first packet
     for pk in packets:
@@ -193,8 +196,8 @@ def test_every_flow_second_matches_a_plain_group_by(path):
             icmp_rows += 1
         fwd = [bytes(pk["src"]) == bytes(r["src"]) and pk["sport"] == ports[0] for pk in g]
         assert (r["pkts_fwd"], r["pkts_rev"]) == (sum(fwd), len(g) - sum(fwd))
-        assert r["bytes_fwd"] == sum(int(pk["wire_len"]) for pk, f in zip(g, fwd) if f)
-        assert r["bytes_rev"] == sum(int(pk["wire_len"]) for pk, f in zip(g, fwd) if not f)
+        assert r["bytes_fwd"] == sum(int(pk["wire_len"]) for pk, f in zip(g, fwd, strict=True) if f)
+        assert r["bytes_rev"] == sum(int(pk["wire_len"]) for pk, f in zip(g, fwd, strict=True) if not f)
         for col, field in (("len", "ip_len"), ("ttl", "ttl"), ("win", "tcp_win")):
             v = [int(pk[field]) for pk in g]
             assert r[f"{col}_min"] == min(v) and r[f"{col}_max"] == max(v)
@@ -273,7 +276,8 @@ def test_stats_kernel_refuses_bad_indices():
     p = np.zeros(4, dtype=PACKET_DTYPE)
     low, out, ts = np.zeros(4, np.uint8), np.zeros((2, _flowstats.N_COLS), np.int64), np.zeros(4, np.int64)
 
-    def call(order, starts, init=np.zeros(2, np.uint8), size=p.itemsize):
+    def call(order, starts, init=None, size=p.itemsize):
+        init = np.zeros(2, np.uint8) if init is None else init
         _flowstats.group_stats(p, size, *_STAT_OFFSETS, np.asarray(order, np.int64), np.asarray(starts, np.int64),
                                low, init, out, ts)
 

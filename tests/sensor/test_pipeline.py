@@ -30,8 +30,8 @@ def reference(mawi):
     return collect(list(run_files([MAWI_PCAP])))
 
 
-def feed(packets, batch, config=PipelineConfig()):
-    pipe = FeaturePipeline(config)
+def feed(packets, batch, config=None):
+    pipe = FeaturePipeline(PipelineConfig() if config is None else config)
     outs = [pipe.push(packets[i : i + batch]) for i in range(0, len(packets), batch)]
     outs.append(pipe.finish())
     return pipe, outs

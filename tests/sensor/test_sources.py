@@ -76,7 +76,7 @@ def test_live_path_fed_from_a_file_writes_the_lines_of_a_file_run(tmp_path, opti
     live_eve, live_notice = tmp_path / "live.json", tmp_path / "live.notice.log"
     given = {"outputs.eve.filename": str(live_eve), "outputs.zeek-notice.filename": str(live_notice),
              "capture.interface": "file-fed", "announce": False}
-    flags = dict(zip(options[::2], options[1::2]))
+    flags = dict(zip(options[::2], options[1::2], strict=True))
     names = {"--threshold": ("model.threshold", float), "--period": ("thresholding.period", int),
              "--limit": ("thresholding.limit", int), "--max-alerts-per-second": ("thresholding.max-per-second", int),
              "--host": ("sensor-name", str)}

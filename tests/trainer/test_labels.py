@@ -38,7 +38,8 @@ def test_real_csv_has_245_filters_of_173_anomalies():
 def test_trailing_comma_variant_reads_the_same():
     a, b = read_csv(str(CSV)), read_csv(str(TRAILING))
     assert a.filters == b.filters
-    assert [(x.ident, x.label, x.taxonomy) for x in a.anomalies] == [(x.ident, x.label, x.taxonomy) for x in b.anomalies]
+    assert ([(x.ident, x.label, x.taxonomy) for x in a.anomalies]
+            == [(x.ident, x.label, x.taxonomy) for x in b.anomalies])
 
 
 @pytest.mark.parametrize(
