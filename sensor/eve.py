@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import communityid
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from .addresses import format_addresses
 from .features import SCHEMA
 from .hashing import endpoint_order, mix64
-from .signatures import DEFAULT_SIGNATURES
+from .signatures import DEFAULT_SIGNATURES, Signature
 from .threshold import Thresholder
 from .windows import WindowBatch
 
@@ -46,7 +47,7 @@ class AlertConfig:
 
     host: str = ""
     in_iface: str = ""
-    signatures: dict = field(default_factory=lambda: dict(DEFAULT_SIGNATURES))
+    signatures: dict[str, Signature] = field(default_factory=lambda: dict(DEFAULT_SIGNATURES))
     rev: int = 1
 
 
@@ -101,7 +102,7 @@ def community_ids(keys: np.ndarray) -> list[str]:
     sport, dport = keys["sport"].astype(">u2").tobytes(), keys["dport"].astype(">u2").tobytes()
     out = []
     for i, (a, b, proto, known) in enumerate(zip(src_at.tolist(), dst_at.tolist(), keys["proto"].tolist(),
-                                                 keys["l4"].tolist())):
+                                                 keys["l4"].tolist(), strict=True)):
         s, d = src[a : (i + 1) * 16], dst[b : (i + 1) * 16]
         if known and proto in communityid.PORT_PROTOS:
             tpl = communityid.FlowTuple(proto, s, d, sport[2 * i : 2 * i + 2], dport[2 * i : 2 * i + 2]).in_order()
@@ -123,7 +124,7 @@ def alert_records(
     model_label: str,
     config: AlertConfig = AlertConfig(),
     thresholder: Thresholder | None = None,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """EVE alert dicts for the windows of ``batch`` scoring at or above ``threshold``.
 
     With a ``thresholder``, only the candidates it lets through become records (the
@@ -204,6 +205,6 @@ def alert_records(
     return out
 
 
-def to_lines(records: list[dict]) -> bytes:
+def to_lines(records: list[dict[str, Any]]) -> bytes:
     """Records → one blob of complete JSON lines."""
     return "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=True) + "\n" for r in records).encode()

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from . import _flowstats, settings
 from .capture.records import HDR_L4, PACKET_DTYPE, TCP_FLAG_NAMES

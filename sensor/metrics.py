@@ -41,7 +41,7 @@ class MetricsServer:
         registry.register(SensorCollector(collect))
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404)
                     return
@@ -52,7 +52,7 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args):  # keep the sensor's stderr for its own log
+            def log_message(self, *args: object) -> None:  # keep the sensor's stderr for its own log
                 pass
 
         self._server = ThreadingHTTPServer((host, port), Handler)

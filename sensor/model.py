@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class ModelError(FlowlstmError):
     exit_code = 78  # EX_CONFIG: the bundle is part of the sensor's configuration
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -127,7 +128,7 @@ class Normalization:
         out[~(x[..., 0] > 0)] = 0
         return out.astype(np.float32, copy=False)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, list[float]]:
         return {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale]}
 
 
@@ -238,7 +239,7 @@ def _probe_windows(norm: Normalization) -> np.ndarray:
 class ModelBundle:
     """A loaded, verified bundle that scores windows with LiteRT on one thread."""
 
-    def __init__(self, path: str | os.PathLike = DEFAULT_BUNDLE):
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_BUNDLE):
         with _check(path, "opening the bundle"):
             self.path = Path(path)
         meta_path = self.path / METADATA_FILE
@@ -296,7 +297,7 @@ class ModelBundle:
                 "scores must be finite and within [0, 1] (a sigmoid output), or nothing would alert right"
             )
 
-    def _load(self, model_path: Path, content: bytes):
+    def _load(self, model_path: Path, content: bytes) -> Any:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -345,4 +346,5 @@ class ModelBundle:
         """The model's output tensor for one full input batch."""
         self._interp.set_tensor(self._in, buf)
         self._interp.invoke()
-        return self._interp.get_tensor(self._out)
+        out: np.ndarray = self._interp.get_tensor(self._out)
+        return out

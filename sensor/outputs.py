@@ -25,6 +25,7 @@ import select
 import socket
 import time
 from collections import Counter, deque
+from typing import Any
 
 from .errors import OutputError
 
@@ -89,10 +90,10 @@ class EveFile:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "EveFile":
+    def __enter__(self) -> EveFile:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -171,6 +172,7 @@ class EveSocket:
         # past MAX_PENDING drop whole unsent lines (never the one already begun).
         self._pending += blob
         try:
+            assert self._sock is not None  # connected by the caller
             n = self._sock.send(self._pending)
         except BlockingIOError:
             n = 0
@@ -200,10 +202,10 @@ class EveSocket:
             self._sock.close()
             self._sock = None
 
-    def __enter__(self) -> "EveSocket":
+    def __enter__(self) -> EveSocket:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -224,7 +226,7 @@ class HoldingOutput:
     so a caller can report the alerts that really reached the output.
     """
 
-    def __init__(self, out, limit: int = 64 << 20):
+    def __init__(self, out: EveFile | EveSocket | Any, limit: int = 64 << 20):
         self.out = out
         self.limit = limit
         self._held: deque[tuple[bytes, str, int]] = deque()  # (whole lines, kind, line count), oldest first
@@ -326,7 +328,7 @@ class HoldingOutput:
             log.error("%s", exc)
 
 
-def open_eve(spec: str):
+def open_eve(spec: str) -> EveFile | EveSocket:
     """'-' (standard output), a file path, or ``unix_dgram:PATH`` / ``unix_stream:PATH``."""
     for kind in ("dgram", "stream"):
         if spec.startswith(f"unix_{kind}:"):

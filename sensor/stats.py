@@ -63,9 +63,9 @@ class RunCounters:
     kernel: tuple[int, int, int] | None = None  # received, dropped, dropped by the interface (live capture)
 
 
-def stats_record(c: Counters, started: float, r: RunCounters, host: str = "") -> dict:
+def stats_record(c: Counters, started: float, r: RunCounters, host: str = "") -> dict[str, Any]:
     """One EVE ``stats`` event (Suricata's schema keys only; the mapping is the module docstring's)."""
-    stats: dict = {
+    stats: dict[str, Any] = {
         "uptime": int(time.monotonic() - started),
         "decoder": {"pkts": c.pkts, "bytes": c.bytes, "ipv4": c.ipv4, "ipv6": c.ipv6, "tcp": c.tcp,
                     "udp": c.udp, "invalid": c.invalid},

@@ -14,8 +14,9 @@ import contextlib
 import io
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,13 +44,13 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return {0: float(w[0]), 1: float(w[1])}
 
 
-def _quiet():
+def _quiet() -> contextlib.redirect_stdout[io.StringIO]:
     """Elephas prints to stdout on every fit; keep the trainer's own progress readable."""
     return contextlib.redirect_stdout(io.StringIO())
 
 
 def train_lstm(
-    sc,
+    sc: Any,
     x: np.ndarray,
     y: np.ndarray,
     cfg: TrainConfig,
@@ -57,7 +58,7 @@ def train_lstm(
     y_val: np.ndarray | None = None,
     progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     label: str = "lstm",
-):
+) -> Any:
     """Train the paper's LSTM on Spark with Elephas; return the Keras model."""
     import keras
     from elephas.spark_model import SparkModel
@@ -79,6 +80,7 @@ def train_lstm(
         if x_val is not None and len(x_val):
             p = spark_model.master_network.predict(x_val, batch_size=4096, verbose=0).ravel()
             eps = 1e-7
+            assert y_val is not None
             loss = -np.mean(y_val * np.log(p + eps) + (1 - y_val) * np.log(1 - p + eps))
             acc = np.mean((p >= 0.5) == (y_val == 1))
             msg += f" val_loss={loss:.4f} val_acc={acc:.4f}"
@@ -87,11 +89,12 @@ def train_lstm(
     return spark_model.master_network
 
 
-def predict(model, x: np.ndarray) -> np.ndarray:
-    return model.predict(x, batch_size=4096, verbose=0).ravel().astype(np.float32)
+def predict(model: Any, x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = model.predict(x, batch_size=4096, verbose=0).ravel().astype(np.float32)
+    return out
 
 
-def train_svm(sc, x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
+def train_svm(sc: Any, x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> Any:
     """MLlib LinearSVC on flattened windows, class-weighted; returns the fitted model."""
     from pyspark.ml.classification import LinearSVC
     from pyspark.ml.linalg import Vectors
@@ -100,14 +103,15 @@ def train_svm(sc, x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
     spark = SparkSession(sc)
     w = class_weights(y)
     flat = x.reshape(len(x), -1).astype(float)
-    rows = [(Vectors.dense(r), float(t), float(w[int(t)])) for r, t in zip(flat, y)]
+    rows = [(Vectors.dense(r), float(t), float(w[int(t)])) for r, t in zip(flat, y, strict=True)]
     df = spark.createDataFrame(rows, ["features", "label", "weight"]).repartition(cfg.partitions)
     svc = LinearSVC(maxIter=cfg.svm_iterations, regParam=cfg.svm_reg, weightCol="weight", standardization=False)
     return svc.fit(df)
 
 
-def svm_scores(svm, x: np.ndarray) -> np.ndarray:
+def svm_scores(svm: Any, x: np.ndarray) -> np.ndarray:
     """Decision margins squashed to (0, 1) so one threshold machinery serves all models."""
     coef = svm.coefficients.toArray()
     margin = x.reshape(len(x), -1) @ coef + svm.intercept
-    return (1.0 / (1.0 + np.exp(-margin))).astype(np.float32)
+    out: np.ndarray = (1.0 / (1.0 + np.exp(-margin))).astype(np.float32)
+    return out

@@ -18,7 +18,7 @@ def run_seconds(table: FlowTable, packets: np.ndarray) -> np.ndarray:
     sec = packets["ts"] // NS
     cuts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1], True])
     rows = []
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         rows.append(table.update(packets[a:b], int(sec[a])))
         table.expire(int(sec[a] + 1) * NS)
     return np.concatenate(rows)

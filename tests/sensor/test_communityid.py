@@ -51,9 +51,9 @@ def _ours(addr: str) -> np.ndarray:
 
 def test_community_ids_are_the_spec_vectors():
     keys = np.zeros(len(SPEC_VECTORS), KEY_DTYPE)
-    for k, (proto, src, dst, sport, dport, _) in zip(keys, SPEC_VECTORS):
+    for k, (proto, src, dst, sport, dport, _) in zip(keys, SPEC_VECTORS, strict=True):
         k["src"], k["dst"], k["sport"], k["dport"], k["proto"], k["l4"] = _ours(src), _ours(dst), sport, dport, proto, 1
-    for got, vector in zip(community_ids(keys), SPEC_VECTORS):
+    for got, vector in zip(community_ids(keys), SPEC_VECTORS, strict=True):
         assert got == vector[-1], vector
 
 

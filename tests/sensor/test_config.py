@@ -153,7 +153,8 @@ def test_check_validates_file_and_model_without_running(tmp_path):
     bad_model = tmp_path / "model"
     bad_model.mkdir()
     conf = tmp_path / "cfg.yaml"
-    conf.write_text(f"capture:\n  interface: eth0\noutputs:\n  eve:\n    filename: /dev/null\nmodel:\n  path: {bad_model}\n")
+    conf.write_text(f"capture:\n  interface: eth0\noutputs:\n  eve:\n    filename: /dev/null\n"
+                    f"model:\n  path: {bad_model}\n")
     bad = subprocess.run([*run, str(conf)], capture_output=True, text=True)
     assert bad.returncode == 78 and bad.stderr.strip().splitlines()[-1].startswith("flowlstm-sensor: error: ")
     assert "metadata.json" in bad.stderr

@@ -1,9 +1,9 @@
 """EVE alert records: Suricata's own schema, its timestamp form, the fields classify reads."""
 from __future__ import annotations
 
-import pytest
 import jsonschema
 import numpy as np
+import pytest
 
 from sensor.eve import alert_records, eve_timestamp, to_lines
 from sensor.features import SCHEMA

@@ -13,7 +13,8 @@ from ..conftest import ATTACKS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/usr/bin/python3").exists() or not shutil.which("dpkg-deb"),
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path("/usr/bin/python3").exists() or not shutil.which("dpkg-deb"),
                                 reason="needs Debian's python3 and dpkg-deb")]
 
 

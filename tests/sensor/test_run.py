@@ -1,13 +1,13 @@
 """'flowlstm-sensor run': capture files in, EVE alerts out, with the bundled model."""
 from __future__ import annotations
 
-import pytest
 import json
 import re
 import subprocess
 import sys
 
 import jsonschema
+import pytest
 
 from ..conftest import ATTACKS, DATA, MAWI_PCAP
 

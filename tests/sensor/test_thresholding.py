@@ -84,7 +84,7 @@ def test_thresholder_equals_the_one_at_a_time_semantics(seed):
         src = np.zeros((n, 16), np.uint8)
         dst = np.zeros((n, 16), np.uint8)
         src[:, 15], dst[:, 15] = rng.integers(0, 4, n), rng.integers(0, 3, n)
-        stream += [(sec, int(a), int(b), int(c)) for a, b, c in zip(sids, src[:, 15], dst[:, 15])]
+        stream += [(sec, int(a), int(b), int(c)) for a, b, c in zip(sids, src[:, 15], dst[:, 15], strict=True)]
         keep, folded = t.decide(sec, sids, src, dst)
         got += [(sec, int(sids[i]), int(src[i, 15]), int(dst[i, 15]), int(folded[i])) for i in np.flatnonzero(keep)]
     want = _reference(rules, stream)
