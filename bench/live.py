@@ -20,6 +20,7 @@ the sensor's capture queue several times over if the sensor could not keep up.
     sudo .venv/sensor/bin/python bench/live.py [--rates 100000,200000,300000,0] [--loop N]
                                                 [--trafgen-caps 0.6,0.7,0.76,1] [--trafgen-packets N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -101,16 +102,35 @@ def trafgen_steps(args, ns_a: str, a: str, ns_b: str, port: int, pid: int, tag: 
             before = metrics(ns_b, port)
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
             # The shell joins the cgroup, then becomes trafgen (one CPU, round robin over the excerpt).
-            out = sh("sh", "-c", f'echo $$ > {tasks}; exec "$@"', "sh", "ip", "netns", "exec", ns_a, "trafgen",
-                     "--dev", a, "--conf", str(cfg), "--num", str(args.trafgen_packets), "--cpus", "1")
+            out = sh(
+                "sh",
+                "-c",
+                f'echo $$ > {tasks}; exec "$@"',
+                "sh",
+                "ip",
+                "netns",
+                "exec",
+                ns_a,
+                "trafgen",
+                "--dev",
+                a,
+                "--conf",
+                str(cfg),
+                "--num",
+                str(args.trafgen_packets),
+                "--cpus",
+                "1",
+            )
             cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
             m = re.search(r"(\d+) sec, (\d+) usec on CPU\d+ \((\d+) packets\)", out.stdout + out.stderr)
             sent = int(m.group(3))
             achieved = sent / (int(m.group(1)) + int(m.group(2)) / 1e6)
             after = settled(ns_b, port, "flowlstm_packets_total")
             lost = sent - (after["flowlstm_packets_total"] - before["flowlstm_packets_total"])
-            print(f"{f'trafgen {share:.0%}':>11} {achieved:10.0f} {sent:9d} {sent - lost:9.0f} {lost:6.0f} {cpu:9.0%}",
-                  flush=True)
+            print(
+                f"{f'trafgen {share:.0%}':>11} {achieved:10.0f} {sent:9d} {sent - lost:9.0f} {lost:6.0f} {cpu:9.0%}",
+                flush=True,
+            )
             if lost == 0:
                 best = max(best, achieved)
     finally:
@@ -123,15 +143,29 @@ def trafgen_steps(args, ns_a: str, a: str, ns_b: str, port: int, pid: int, tag: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rates", default="100000,200000,300000,0",
-                    help="packet rates to replay at, comma-separated; 0 = tcpreplay --topspeed (default %(default)s)")
+    ap.add_argument(
+        "--rates",
+        default="100000,200000,300000,0",
+        help="packet rates to replay at, comma-separated; 0 = tcpreplay --topspeed (default %(default)s)",
+    )
     ap.add_argument("--packets", type=int, default=91762, help="packets replayed per rate (default: the excerpt)")
-    ap.add_argument("--loop", type=int, default=1,
-                    help="replay the excerpt this many times per rate, for a sustained rather than burst test")
-    ap.add_argument("--trafgen-caps", default="0.6,0.7,0.76,1",
-                    help="trafgen steps: its CPU share, comma-separated (1 = top speed); empty to skip")
-    ap.add_argument("--trafgen-packets", type=int, default=20_000_000,
-                    help="packets per trafgen step (default %(default)s: ~50 s at 400k/s, 20x the capture queue)")
+    ap.add_argument(
+        "--loop",
+        type=int,
+        default=1,
+        help="replay the excerpt this many times per rate, for a sustained rather than burst test",
+    )
+    ap.add_argument(
+        "--trafgen-caps",
+        default="0.6,0.7,0.76,1",
+        help="trafgen steps: its CPU share, comma-separated (1 = top speed); empty to skip",
+    )
+    ap.add_argument(
+        "--trafgen-packets",
+        type=int,
+        default=20_000_000,
+        help="packets per trafgen step (default %(default)s: ~50 s at 400k/s, 20x the capture queue)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/live.py needs root (network namespaces)", file=sys.stderr)
@@ -154,9 +188,30 @@ def main() -> int:
         proc = subprocess.Popen(
             # Threshold 0: every window is an alert candidate, the alert path's worst case
             # (thresholding as shipped keeps what is written bounded).
-            ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "run", "--interface", b, "--bpf", "ip",
-             "--eve", str(eve), "--threshold", "0", "--metrics-port", str(port), "--no-announce"],
-            cwd=ROOT, stderr=subprocess.DEVNULL)
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns_b,
+                sys.executable,
+                "-m",
+                "sensor.cli",
+                "run",
+                "--interface",
+                b,
+                "--bpf",
+                "ip",
+                "--eve",
+                str(eve),
+                "--threshold",
+                "0",
+                "--metrics-port",
+                str(port),
+                "--no-announce",
+            ],
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(6)
         print(f"{'rate asked':>11} {'achieved':>10} {'sent':>9} {'seen':>9} {'lost':>6} {'sensor CPU':>10}")
         best = 0
@@ -166,8 +221,22 @@ def main() -> int:
             # -K preloads the file so tcpreplay's disk reads do not cap the rate; 0 means as fast
             # as tcpreplay can send (its ceiling on this box).
             pace = ["--topspeed"] if rate == 0 else ["--pps", str(rate), "--pps-multi", "16"]
-            out = sh("ip", "netns", "exec", ns_a, "tcpreplay", "-K", "-i", a, *pace, "--limit",
-                     str(args.packets * args.loop), "--loop", str(args.loop), str(MAWI)).stdout
+            out = sh(
+                "ip",
+                "netns",
+                "exec",
+                ns_a,
+                "tcpreplay",
+                "-K",
+                "-i",
+                a,
+                *pace,
+                "--limit",
+                str(args.packets * args.loop),
+                "--loop",
+                str(args.loop),
+                str(MAWI),
+            ).stdout
             cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
             sent = int(re.search(r"Actual: (\d+) packets", out).group(1))
             achieved = float(re.search(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps", out).group(1))
@@ -188,8 +257,10 @@ def main() -> int:
         # replay at a modest rate, timing each alert's arrival.
         settled(ns_b, port, "flowlstm_windows_scored_total")
         eve.write_text("")
-        replay = subprocess.Popen(["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000",
-                                   "--limit", "20000", str(MAWI)], stdout=subprocess.DEVNULL)
+        replay = subprocess.Popen(
+            ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000", "--limit", "20000", str(MAWI)],
+            stdout=subprocess.DEVNULL,
+        )
         delays, seen_lines, t_end = [], 0, time.time() + 12
         while time.time() < t_end:
             lines = eve.read_text().splitlines()
@@ -203,13 +274,17 @@ def main() -> int:
             time.sleep(0.05)
         replay.wait()
         delays.sort()
-        print(f"highest loss-free rate: {best:,.0f} pps (the replayer's achieved rate is the baseline; "
-              f"ratio at that rate 1.00)")
+        print(
+            f"highest loss-free rate: {best:,.0f} pps (the replayer's achieved rate is the baseline; "
+            f"ratio at that rate 1.00)"
+        )
         print(f"sensor peak RSS: {hwm:.0f} MiB")
         if delays:
-            print(f"alert delay after the window closes: median {delays[len(delays) // 2]:.2f} s, "
-                  f"p95 {delays[int(len(delays) * 0.95)]:.2f} s, max {delays[-1]:.2f} s ({len(delays)} alerts; "
-                  f"includes up to 50 ms of polling here)")
+            print(
+                f"alert delay after the window closes: median {delays[len(delays) // 2]:.2f} s, "
+                f"p95 {delays[int(len(delays) * 0.95)]:.2f} s, max {delays[-1]:.2f} s ({len(delays)} alerts; "
+                f"includes up to 50 ms of polling here)"
+            )
         return 0
     finally:
         if proc:

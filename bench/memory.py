@@ -8,6 +8,7 @@ the ratio of the two peaks.
 
     .venv/sensor/bin/python bench/memory.py [--floods 50000:2000000,400000:2000000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,9 @@ print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
 
 
 def run(path: Path, memory_mb: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(memory_mb)], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(memory_mb)], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
     return json.loads(out.splitlines()[-1])
 
 
@@ -61,8 +63,10 @@ def main() -> int:
             rows = {"default": run(path, budget), "unbounded": run(path, 65536)}
             for name, r in rows.items():
                 label = f"memory-mb {budget}" if name == "default" else "memory-mb 65536"
-                print(f"{f'{pps} pps x {packets}':>22}  {label:>16}  {r['rss_mb']:7.0f} MB  {r['tracked']:9d}  "
-                      f"{r['shed']:9d}  {r['evicted']:9d}")
+                print(
+                    f"{f'{pps} pps x {packets}':>22}  {label:>16}  {r['rss_mb']:7.0f} MB  {r['tracked']:9d}  "
+                    f"{r['shed']:9d}  {r['evicted']:9d}"
+                )
             print(f"{'':>22}  {'ratio':>16}  {rows['default']['rss_mb'] / rows['unbounded']['rss_mb']:8.2f}x")
             path.unlink()
     return 0

@@ -19,6 +19,7 @@ per packet).
 
     .venv/sensor/bin/python bench/throughput.py [--packets 1000000] [--pyshark-packets 20000] [--flood PPS]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,22 @@ sys.path.insert(0, str(ROOT))
 
 MAWI = ROOT / "tests" / "data" / "mawi" / "201911211400_headers.pcap"
 TSHARK_FIELDS = [
-    "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "ip.proto", "ip.len", "ip.ttl",
-    "ip.frag_offset", "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.window_size_value",
-    "udp.srcport", "udp.dstport", "icmp.type", "icmp.code",
+    "frame.time_epoch",
+    "frame.len",
+    "ip.src",
+    "ip.dst",
+    "ip.proto",
+    "ip.len",
+    "ip.ttl",
+    "ip.frag_offset",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.flags",
+    "tcp.window_size_value",
+    "udp.srcport",
+    "udp.dstport",
+    "icmp.type",
+    "icmp.code",
 ]
 
 
@@ -86,21 +100,35 @@ def build_flood(dst: Path, packets: int, pps: int, seed: int = 1) -> int:
     """A spoofed TCP SYN flood to 10.0.0.1:80 at ``pps``: Ethernet/IPv4/TCP headers, one pcap."""
     rng = np.random.default_rng(seed)
     us = 1_600_000_000 * 10**6 + np.arange(packets, dtype=np.int64) * 10**6 // pps
-    rec = np.zeros(packets, dtype=[("sec", "<u4"), ("usec", "<u4"), ("incl", "<u4"), ("orig", "<u4"),
-                                   ("eth", "u1", 14), ("ip", "u1", 20), ("tcp", "u1", 20)])
+    rec = np.zeros(
+        packets,
+        dtype=[
+            ("sec", "<u4"),
+            ("usec", "<u4"),
+            ("incl", "<u4"),
+            ("orig", "<u4"),
+            ("eth", "u1", 14),
+            ("ip", "u1", 20),
+            ("tcp", "u1", 20),
+        ],
+    )
     rec["sec"], rec["usec"], rec["incl"], rec["orig"] = us // 10**6, us % 10**6, 54, 60
     rec["eth"][:, 12] = 0x08  # IPv4
     ip = rec["ip"]
     ip[:, 0], ip[:, 3], ip[:, 8], ip[:, 9] = 0x45, 40, 64, 6
-    ip[:, 12:16] = (rng.integers(1 << 24, 0xE0000000, packets, dtype=np.uint32).astype(">u4").view(np.uint8)
-                    .reshape(-1, 4))
+    ip[:, 12:16] = (
+        rng.integers(1 << 24, 0xE0000000, packets, dtype=np.uint32).astype(">u4").view(np.uint8).reshape(-1, 4)
+    )
     ip[:, 16:20] = (10, 0, 0, 1)
     tcp = rec["tcp"]
     tcp[:, 0:2] = rng.integers(1024, 65536, packets, dtype=np.uint32).astype(">u2").view(np.uint8).reshape(-1, 2)
     tcp[:, 3], tcp[:, 12], tcp[:, 13] = 80, 0x50, 0x02  # port 80, 20-byte header, SYN
     with open(dst, "wb") as f:
-        f.write(np.array([0xA1B2C3D4], "<u4").tobytes() + np.array([2, 4], "<u2").tobytes()
-                + np.array([0, 0, 65535, 1], "<u4").tobytes())
+        f.write(
+            np.array([0xA1B2C3D4], "<u4").tobytes()
+            + np.array([2, 4], "<u2").tobytes()
+            + np.array([0, 0, 65535, 1], "<u4").tobytes()
+        )
         f.write(rec.tobytes())
     return packets
 
@@ -120,8 +148,7 @@ def run_flowlstm(path: Path) -> dict:
         "'rss_mb':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))\n"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=ROOT, env=env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -154,11 +181,19 @@ def run_pyshark(path: Path, limit: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--packets", type=int, default=1_000_000, help="at least this many packets (default %(default)s)")
-    ap.add_argument("--pyshark-packets", type=int, default=20_000,
-                    help="pyshark is timed on this many packets (default %(default)s)")
-    ap.add_argument("--speedup", type=float, default=1.0,
-                    help="replay the copies this many times faster (default %(default)s: the excerpt's "
-                         "own ~13k pps for 11 copies; 10 gives ~130k pps, a full MAWI link's rate)")
+    ap.add_argument(
+        "--pyshark-packets",
+        type=int,
+        default=20_000,
+        help="pyshark is timed on this many packets (default %(default)s)",
+    )
+    ap.add_argument(
+        "--speedup",
+        type=float,
+        default=1.0,
+        help="replay the copies this many times faster (default %(default)s: the excerpt's "
+        "own ~13k pps for 11 copies; 10 gives ~130k pps, a full MAWI link's rate)",
+    )
     ap.add_argument("--keep", metavar="DIR", help="keep the generated pcap in DIR")
     ap.add_argument("--flood", type=int, metavar="PPS", help="a spoofed SYN flood at PPS instead of the MAWI mix")
     args = ap.parse_args()
@@ -179,8 +214,7 @@ def main() -> int:
             copies = -(-args.packets // n_src)
             pcap = Path(args.keep or tmp) / f"mawi_x{copies}_s{args.speedup:g}.pcap"
             total = build_pcap(MAWI, pcap, copies, args.speedup)
-            print(f"built {pcap.name}: {total} packets ({copies} copies of {n_src}) in "
-                  f"{time.perf_counter() - t:.1f} s")
+            print(f"built {pcap.name}: {total} packets ({copies} copies of {n_src}) in {time.perf_counter() - t:.1f} s")
 
         ours = run_flowlstm(pcap)
         ts = run_tshark(pcap)

@@ -12,6 +12,7 @@ after::
     ... change ...
     .venv/sensor/bin/python scripts/fingerprint.py | diff before.txt -
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,13 +51,24 @@ def _windows_and_scores(path: Path, bundle: ModelBundle) -> tuple[str, str, int]
 def _run(path: Path, extra: list[str]) -> tuple[str, str, int]:
     with tempfile.TemporaryDirectory() as tmp:
         eve, notice = Path(tmp) / "eve.json", Path(tmp) / "notice.log"
-        cmd = [sys.executable, "-m", "sensor.cli", "run", "--pcap", str(path), "--eve", str(eve),
-               "--zeek-notice", str(notice), "--no-progress", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sensor.cli",
+            "run",
+            "--pcap",
+            str(path),
+            "--eve",
+            str(eve),
+            "--zeek-notice",
+            str(notice),
+            "--no-progress",
+            *extra,
+        ]
         subprocess.run(cmd, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
         alerts = [ln for ln in eve.read_bytes().splitlines() if json.loads(ln)["event_type"] != "stats"]
         rows = [ln for ln in notice.read_bytes().splitlines() if not ln.startswith((b"#open", b"#close"))]
-    return (hashlib.sha256(b"\n".join(alerts)).hexdigest(), hashlib.sha256(b"\n".join(rows)).hexdigest(),
-            len(alerts))
+    return (hashlib.sha256(b"\n".join(alerts)).hexdigest(), hashlib.sha256(b"\n".join(rows)).hexdigest(), len(alerts))
 
 
 def main() -> int:
@@ -66,8 +78,11 @@ def main() -> int:
         win, score, n = _windows_and_scores(path, bundle)
         print(f"{name} windows {n} {win[:16]}")
         print(f"{name} scores {score[:16]}")
-        for label, extra in (("default", []), ("thr0-period7", ["--threshold", "0", "--period", "7"]),
-                             ("all", ["--threshold", "0", "--limit", "1000000", "--max-alerts-per-second", "1000000"])):
+        for label, extra in (
+            ("default", []),
+            ("thr0-period7", ["--threshold", "0", "--period", "7"]),
+            ("all", ["--threshold", "0", "--limit", "1000000", "--max-alerts-per-second", "1000000"]),
+        ):
             eve, notice, n_alerts = _run(path, extra)
             print(f"{name} eve[{label}] {n_alerts} {eve[:16]}")
             print(f"{name} notice[{label}] {notice[:16]}")

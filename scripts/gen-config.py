@@ -5,6 +5,7 @@ The shipped file is generated, never edited by hand: tests/sensor/test_config.py
 fails when the two disagree.  Run after changing the table:
     .venv/sensor/bin/python scripts/gen-config.py
 """
+
 import sys
 from pathlib import Path
 

@@ -10,6 +10,7 @@ the trainer venv, which has TensorFlow::
 Every model is built and converted in its own child process: the TFLite
 converter can abort the interpreter, and one failure must not hide the others.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,7 @@ def build(name: str):
         return keras.Model(x, keras.layers.Lambda(lambda s: ops.log(s - 2.0))(_dense(keras)(flat))), False
     if name == "busy_seven":
         # 0.5 on an all-zero window, 7.0 on any other: only a non-trivial probe finds it.
-        busy = keras.layers.Lambda(
-            lambda v: ops.where(ops.max(ops.abs(v), axis=1, keepdims=True) > 0, 7.0, 0.5))(flat)
+        busy = keras.layers.Lambda(lambda v: ops.where(ops.max(ops.abs(v), axis=1, keepdims=True) > 0, 7.0, 0.5))(flat)
         return keras.Model(x, busy), False
     if name == "batch_collapsed":
         # One score for the whole batch, which a (batch, 1) reader would silently broadcast.
@@ -100,8 +100,12 @@ def main() -> int:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     failed = []
     for name in FIXTURES:
-        proc = subprocess.run([sys.executable, __file__, "--one", name, str(out_dir / f"{name}.tflite")],
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", name, str(out_dir / f"{name}.tflite")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if proc.returncode != 0:
             failed.append(name)
             print(f"{name}: conversion failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}", file=sys.stderr)

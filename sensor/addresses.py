@@ -3,6 +3,7 @@
 Every address is 16 bytes: IPv6 as is, IPv4 as the IPv4-mapped IPv6 address
 ``::ffff:a.b.c.d`` (the prefix ``::ffff:0:0/96``), so that one code path serves both.
 """
+
 from __future__ import annotations
 
 import ipaddress

@@ -4,6 +4,7 @@ Lets an operator or a collector find the sensors on a segment, which model each
 runs and where its metrics are.  Turned off with ``--no-announce`` or
 ``announce: false``.
 """
+
 from __future__ import annotations
 
 import socket
@@ -28,7 +29,10 @@ class Announcer:
         from zeroconf import ServiceInfo
 
         return ServiceInfo(
-            SERVICE, f"{self._name}.{SERVICE}", port=self._port, properties=self._txt,
+            SERVICE,
+            f"{self._name}.{SERVICE}",
+            port=self._port,
+            properties=self._txt,
             server=f"{socket.gethostname()}.local.",
             addresses=[socket.inet_aton("127.0.0.1")] if self._port else [],
         )

@@ -11,6 +11,7 @@ file must never take the running sensor down: regular files only (not a FIFO
 or a device), at most ``MAX_BYTES``, UTF-8, no YAML aliases (the billion-laughs
 expansion), nesting at most ``MAX_DEPTH``, no duplicate keys.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,9 @@ class _StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
-            raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed in a sensor configuration",
-                                       problem_mark=mark)
+            raise yaml.MarkedYAMLError(
+                problem="aliases (*name) are not allowed in a sensor configuration", problem_mark=mark
+            )
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -94,13 +96,15 @@ def read_small_file(path: str | os.PathLike[str], limit: int, what: str) -> byte
 
 def _flatten(tree: Any, where: str, prefix: str = "") -> dict[str, Any]:
     if not isinstance(tree, dict):
-        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'the file'}: expected a mapping of keys, "
-                          f"found {type(tree).__name__}")
+        raise ConfigError(
+            f"{where}: {prefix.rstrip('.') or 'the file'}: expected a mapping of keys, found {type(tree).__name__}"
+        )
     out: dict[str, Any] = {}
     for k, v in tree.items():
         if not isinstance(k, str):
-            raise ConfigError(f"{where}: key {settings._show(k)} under '{prefix.rstrip('.') or 'the top'}' "
-                              "is not a name")
+            raise ConfigError(
+                f"{where}: key {settings._show(k)} under '{prefix.rstrip('.') or 'the top'}' is not a name"
+            )
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(_flatten(v, where, key + "."))
@@ -158,8 +162,10 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
 
 def signatures(values: dict[str, Any]) -> dict[str, Signature]:
     """The alert signatures, per anomaly kind, from loaded configuration values."""
-    return {kind: Signature(*(values[f"alerts.signatures.{kind}.{f}"] for f in ("sid", "msg", "category", "severity")))
-            for kind in DEFAULT_SIGNATURES}
+    return {
+        kind: Signature(*(values[f"alerts.signatures.{kind}.{f}"] for f in ("sid", "msg", "category", "severity")))
+        for kind in DEFAULT_SIGNATURES
+    }
 
 
 @dataclass(frozen=True)
@@ -184,16 +190,22 @@ class SensorConfig:
         """A fresh thresholder with this configuration's rules."""
         v = self.values
         sids = {kind: sig.sid for kind, sig in self.alerts.signatures.items()}
-        return Thresholder(default_rules(v["thresholding.limit"], v["thresholding.period"], sids),
-                           max_per_second=v["thresholding.max-per-second"])
+        return Thresholder(
+            default_rules(v["thresholding.limit"], v["thresholding.period"], sids),
+            max_per_second=v["thresholding.max-per-second"],
+        )
 
 
 def pipeline_config(values: dict[str, Any], protocols: bool = False) -> PipelineConfig:
     """The feature path's configuration from settings values (``protocols``: aggregate protocol breakdowns)."""
     from .aggregate import AggregateConfig
 
-    flows = FlowConfig(values["features.idle-timeout"], values["features.active-timeout"], values["features.max-flows"],
-                       values["features.memory-mb"])
+    flows = FlowConfig(
+        values["features.idle-timeout"],
+        values["features.active-timeout"],
+        values["features.max-flows"],
+        values["features.memory-mb"],
+    )
     problem = flows.budget_problem()
     if problem:
         raise ConfigError(problem)
@@ -212,8 +224,13 @@ def sensor_config(values: dict[str, Any]) -> SensorConfig:
         raise UsageError("name an output: --eve FILE (or outputs.eve.filename in --config)")
     capture = None
     if iface:
-        capture = LiveConfig(iface, values["capture.bpf"], values["capture.snaplen"], values["capture.promiscuous"],
-                             values["capture.buffer-mb"])
+        capture = LiveConfig(
+            iface,
+            values["capture.bpf"],
+            values["capture.snaplen"],
+            values["capture.promiscuous"],
+            values["capture.buffer-mb"],
+        )
     return SensorConfig(
         values=values,
         pipeline=pipeline_config(values),

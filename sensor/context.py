@@ -4,6 +4,7 @@ Collective anomalies (floods, scans, reflection) show up here before they show
 in any single flow: a jump in distinct sources, a collapse of destination-port
 entropy, a SYN ratio near one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,9 +54,7 @@ def _addr_counts(addr: np.ndarray) -> np.ndarray:
     return np.diff(edges)
 
 
-def second_context(
-    packets: np.ndarray, flow_seconds: np.ndarray, sec: int, ip: np.ndarray | None = None
-) -> np.ndarray:
+def second_context(packets: np.ndarray, flow_seconds: np.ndarray, sec: int, ip: np.ndarray | None = None) -> np.ndarray:
     """One ``CONTEXT_DTYPE`` record for the packets and flow rows of second ``sec``.
 
     ``ip``, if the caller has it, is ``packets`` restricted to IP.

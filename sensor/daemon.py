@@ -18,6 +18,7 @@ the main loop, RELOADING=1 … READY=1 around a SIGHUP, STOPPING=1 on the way ou
 On a live link the outputs hold events in memory while the disk is full
 (``HoldingOutput``); a file run stops instead (it can be run again).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,8 +53,10 @@ METRICS = {
     "flowlstm_alerts_suppressed_total": ("counter", "Alerts folded by thresholding."),
     "flowlstm_queue_dropped_packets_total": ("counter", "Packets dropped: scoring fell behind capture."),
     "flowlstm_kernel_dropped_packets_total": ("counter", "Packets the kernel dropped."),
-    "flowlstm_capture_lost_packets_total": ("counter", "Packets the kernel received that were never read "
-                                            "(in a failed handle's buffer, or unread at stop)."),
+    "flowlstm_capture_lost_packets_total": (
+        "counter",
+        "Packets the kernel received that were never read (in a failed handle's buffer, or unread at stop).",
+    ),
     "flowlstm_flows_active": ("gauge", "Flows tracked now."),
     "flowlstm_flows_evicted_total": ("counter", "Flows ended early, longest idle first, under the flow cap."),
     "flowlstm_flows_shed_total": ("counter", "Flow-seconds not tracked: the flow cap or memory budget was full."),
@@ -101,8 +104,13 @@ class Sensor:
     (tests feed the live path from a file this way).
     """
 
-    def __init__(self, cfg: SensorConfig, reconfigure: Callable[[], SensorConfig] | None = None,
-                 source: Source | None = None, progress: bool = True):
+    def __init__(
+        self,
+        cfg: SensorConfig,
+        reconfigure: Callable[[], SensorConfig] | None = None,
+        source: Source | None = None,
+        progress: bool = True,
+    ):
         self.cfg = cfg
         self._reconfigure = reconfigure
         self._given_source = source
@@ -171,9 +179,16 @@ class Sensor:
         port = self.cfg.values["metrics.port"]
         name = self.cfg.alerts.host or socket.gethostname()
         try:
-            self.announcer = Announcer(f"{name}-{iface}", port, {
-                "version": __version__, "interface": iface,
-                "model_sha256": self.detector.scoring.bundle.sha256, "metrics_port": str(port)})
+            self.announcer = Announcer(
+                f"{name}-{iface}",
+                port,
+                {
+                    "version": __version__,
+                    "interface": iface,
+                    "model_sha256": self.detector.scoring.bundle.sha256,
+                    "metrics_port": str(port),
+                },
+            )
         except Exception as exc:  # noqa: BLE001 - announcing is optional; sensing is not
             log.warning("zeroconf announcement failed: %s", exc)
             return
@@ -197,13 +212,25 @@ class Sensor:
             self.eve.write(self._stats_event(), "stats")
             log.info("stopped: %s", self.status())
         s = d.scoring.thresholder
-        return RunSummary(d.counters.pkts, d.windows, d.anomalous, d.alerts, s.suppressed, d.pipe.late_packets,
-                          self._stop.is_set() and not self.source.live, d.scoring.bundle.name, d.scoring.cutoff)
+        return RunSummary(
+            d.counters.pkts,
+            d.windows,
+            d.anomalous,
+            d.alerts,
+            s.suppressed,
+            d.pipe.late_packets,
+            self._stop.is_set() and not self.source.live,
+            d.scoring.bundle.name,
+            d.scoring.cutoff,
+        )
 
     @contextlib.contextmanager
     def _signals(self):  # type: ignore[no-untyped-def]
-        handlers = {signal.SIGTERM: lambda *_: self._stop.set(), signal.SIGINT: lambda *_: self._stop.set(),
-                    signal.SIGHUP: lambda *_: self._reload.set()}
+        handlers = {
+            signal.SIGTERM: lambda *_: self._stop.set(),
+            signal.SIGINT: lambda *_: self._stop.set(),
+            signal.SIGHUP: lambda *_: self._reload.set(),
+        }
         before = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
         try:
             yield
@@ -309,8 +336,9 @@ class Sensor:
                 self.announcer.update({"model_sha256": bundle.sha256})
             except Exception as exc:  # noqa: BLE001 - announcing is optional; sensing is not
                 log.warning("zeroconf update failed: %s", exc)
-        log.info("reloaded: model %s (%s), threshold %.4f", bundle.name, bundle.sha256[:12],
-                 self.detector.scoring.cutoff)
+        log.info(
+            "reloaded: model %s (%s), threshold %.4f", bundle.name, bundle.sha256[:12], self.detector.scoring.cutoff
+        )
 
     # -- reporting ----------------------------------------------------------------------------------------
 
@@ -342,8 +370,10 @@ class Sensor:
 
     def status(self) -> str:
         d = self.detector
-        return (self.source.status() + f"{d.counters.pkts} packets, {d.windows} windows, {d.alerts} alerts, "
-                f"{getattr(self.source, 'dropped_packets', 0)} packets dropped (queue)")
+        return (
+            self.source.status() + f"{d.counters.pkts} packets, {d.windows} windows, {d.alerts} alerts, "
+            f"{getattr(self.source, 'dropped_packets', 0)} packets dropped (queue)"
+        )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ goes through one ``Detector``, so the same packets give the same alert lines
 whatever their source.  It knows nothing of where packets come from, of
 signals or of systemd; the daemon (``sensor/daemon.py``) drives it.
 """
+
 from __future__ import annotations
 
 import time
@@ -88,8 +89,17 @@ class Detector:
         """One EVE ``stats`` line of the counters so far."""
         flows = self.pipe.flows
         fc = flows.counters
-        run = RunCounters(fc.created, len(flows), fc.evicted, fc.shed, self.alerts,
-                          self.scoring.thresholder.suppressed, self.lost_alerts, queue_dropped, kernel)
+        run = RunCounters(
+            fc.created,
+            len(flows),
+            fc.evicted,
+            fc.shed,
+            self.alerts,
+            self.scoring.thresholder.suppressed,
+            self.lost_alerts,
+            queue_dropped,
+            kernel,
+        )
         return to_lines([stats_record(self.counters, self.started, run, self.scoring.alerts.host)])
 
     @property

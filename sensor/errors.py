@@ -3,6 +3,7 @@
 Each class carries the process exit code it maps to (sysexits.h values, so
 that init systems and scripts can tell a bad config from a bad input file).
 """
+
 from __future__ import annotations
 
 

@@ -18,6 +18,7 @@ Splunk take them like Suricata's own:
   the model's score, the model, the window and any alerts folded into this one
   by thresholding, each as an array of strings like ET rule metadata.
 """
+
 from __future__ import annotations
 
 import json
@@ -101,8 +102,9 @@ def community_ids(keys: np.ndarray) -> list[str]:
     dst_at = np.arange(len(keys)) * 16 + np.where((keys["dst"][:, :12] == _MAPPED_V4).all(axis=1), 12, 0)
     sport, dport = keys["sport"].astype(">u2").tobytes(), keys["dport"].astype(">u2").tobytes()
     out = []
-    for i, (a, b, proto, known) in enumerate(zip(src_at.tolist(), dst_at.tolist(), keys["proto"].tolist(),
-                                                 keys["l4"].tolist(), strict=True)):
+    for i, (a, b, proto, known) in enumerate(
+        zip(src_at.tolist(), dst_at.tolist(), keys["proto"].tolist(), keys["l4"].tolist(), strict=True)
+    ):
         s, d = src[a : (i + 1) * 16], dst[b : (i + 1) * 16]
         if known and proto in communityid.PORT_PROTOS:
             tpl = communityid.FlowTuple(proto, s, d, sport[2 * i : 2 * i + 2], dport[2 * i : 2 * i + 2]).in_order()

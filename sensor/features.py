@@ -11,6 +11,7 @@ Change ``SCHEMA.version`` whenever names, order or meaning change: model
 bundles carry the version they were trained on and the sensor refuses a
 mismatch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -128,9 +129,7 @@ def _log(x: npt.ArrayLike) -> np.ndarray:
     return np.log1p(np.asarray(x, dtype=np.float64))
 
 
-def flow_second_features(
-    fs: np.ndarray, ctx: np.ndarray, agg_fwd: np.ndarray, agg_rev: np.ndarray
-) -> np.ndarray:
+def flow_second_features(fs: np.ndarray, ctx: np.ndarray, agg_fwd: np.ndarray, agg_rev: np.ndarray) -> np.ndarray:
     """Feature rows (N, SCHEMA.size) float32 for one second's flow rows.
 
     ``fs`` is ``FLOW_SECOND_DTYPE`` rows, ``ctx`` that second's one
@@ -179,10 +178,7 @@ def flow_second_features(
         np.log1p(float(c["flows"])),
         np.log1p(float(c["new_flows"])),
         *(np.log1p(float(c[k])) for k in ("n_src", "n_dst", "n_sport", "n_dport")),
-        *(
-            float(c[f"h_{k}"]) / np.log2(max(int(c[f"n_{k}"]), 2))
-            for k in ("src", "dst", "sport", "dport")
-        ),
+        *(float(c[f"h_{k}"]) / np.log2(max(int(c[f"n_{k}"]), 2)) for k in ("src", "dst", "sport", "dport")),
         *(float(c[k]) for k in ("syn_ratio", "rst_ratio", "tcp_ratio", "udp_ratio", "icmp_ratio", "frag_ratio")),
     ]
     cols += ctx_vals

@@ -10,6 +10,7 @@ packets or flows it holds.
 Two distinct 5-tuples colliding in 64 bits would share a flow; at a million
 live flows the chance of any collision is about 3e-8.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,8 +102,10 @@ class FlowConfig:
         need = (self.max_flows * TABLE_BYTES_PER_FLOW + MIN_ACTIVE * SECOND_BYTES_PER_FLOW + (1 << 20) - 1) >> 20
         if need <= self.memory_mb:
             return None
-        return (f"features.max-flows {self.max_flows} needs at least {need} MiB of features.memory-mb "
-                f"(it is {self.memory_mb}); raise features.memory-mb or lower features.max-flows")
+        return (
+            f"features.max-flows {self.max_flows} needs at least {need} MiB of features.memory-mb "
+            f"(it is {self.memory_mb}); raise features.memory-mb or lower features.max-flows"
+        )
 
 
 @dataclass
@@ -118,8 +121,23 @@ class FlowCounters:
 
 
 # Columns of _flowstats.group_stats's output (the enum in sensor/_flowstats.c).
-(_C_CNT, _C_NFWD, _C_BYTES, _C_BYTES_FWD, _C_LEN_SUM, _C_LEN_SQ, _C_LEN_MIN, _C_LEN_MAX,
- _C_TTL_SUM, _C_TTL_MIN, _C_TTL_MAX, _C_WIN_SUM, _C_WIN_MIN, _C_WIN_MAX, _C_FLAG0) = range(15)
+(
+    _C_CNT,
+    _C_NFWD,
+    _C_BYTES,
+    _C_BYTES_FWD,
+    _C_LEN_SUM,
+    _C_LEN_SQ,
+    _C_LEN_MIN,
+    _C_LEN_MAX,
+    _C_TTL_SUM,
+    _C_TTL_MIN,
+    _C_TTL_MAX,
+    _C_WIN_SUM,
+    _C_WIN_MIN,
+    _C_WIN_MAX,
+    _C_FLAG0,
+) = range(15)
 _C_LAST_TS = _C_FLAG0 + len(TCP_FLAG_NAMES)
 if _flowstats.N_COLS != _C_LAST_TS + 1:
     raise ImportError("sensor._flowstats is out of date; rebuild it (scripts/setup.sh sensor)")
@@ -132,8 +150,14 @@ def _offset(name: str) -> int:
     return fields[name][1]
 
 
-_STAT_OFFSETS = (_offset("ts"), _offset("wire_len"), _offset("ip_len"), _offset("ttl"), _offset("tcp_flags"),
-                 _offset("tcp_win"))
+_STAT_OFFSETS = (
+    _offset("ts"),
+    _offset("wire_len"),
+    _offset("ip_len"),
+    _offset("ttl"),
+    _offset("tcp_flags"),
+    _offset("tcp_win"),
+)
 
 
 class FlowTable:
@@ -169,7 +193,7 @@ class FlowTable:
     def _take(self, n: int) -> np.ndarray:
         """``n`` free slots (the caller made sure there are)."""
         reuse = min(n, len(self._free))
-        slots = self._free[len(self._free) - reuse:][::-1].copy()
+        slots = self._free[len(self._free) - reuse :][::-1].copy()
         self._free = self._free[: len(self._free) - reuse]
         fresh = np.arange(self._high, self._high + n - reuse, dtype=np.int64)
         self._high += n - reuse
@@ -319,8 +343,17 @@ class FlowTable:
         g = len(starts)
         m = np.empty((g, _flowstats.N_COLS), dtype=np.int64)
         ts = np.empty(len(order), dtype=np.int64)
-        _flowstats.group_stats(np.ascontiguousarray(p), p.itemsize, *_STAT_OFFSETS, order, starts,
-                               src_low.view(np.uint8), self._init_low[slots].view(np.uint8), m, ts)
+        _flowstats.group_stats(
+            np.ascontiguousarray(p),
+            p.itemsize,
+            *_STAT_OFFSETS,
+            order,
+            starts,
+            src_low.view(np.uint8),
+            self._init_low[slots].view(np.uint8),
+            m,
+            ts,
+        )
         # IATs from the flow's previous packet, which for the first packet of
         # the second may lie in an earlier second.
         prev = np.empty_like(ts)

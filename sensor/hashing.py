@@ -3,6 +3,7 @@
 Every hash here is part of the sensor's behaviour (flow ids in EVE output derive
 from ``endpoint_order``), so changing one changes the output.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,9 +54,7 @@ def endpoint_order(
     d_hi, d_lo = address_words(dst)
     sp = sport.astype(np.uint64)
     dp = dport.astype(np.uint64)
-    src_low = (s_hi < d_hi) | (
-        (s_hi == d_hi) & ((s_lo < d_lo) | ((s_lo == d_lo) & (sp <= dp)))
-    )
+    src_low = (s_hi < d_hi) | ((s_hi == d_hi) & ((s_lo < d_lo) | ((s_lo == d_lo) & (sp <= dp))))
     a_hi, a_lo, a_p = (np.where(src_low, x, y) for x, y in ((s_hi, d_hi), (s_lo, d_lo), (sp, dp)))
     b_hi, b_lo, b_p = (np.where(src_low, y, x) for x, y in ((s_hi, d_hi), (s_lo, d_lo), (sp, dp)))
     h = np.zeros(len(src), dtype=np.uint64)

@@ -6,6 +6,7 @@ library's process and platform collectors stay out of it.  Served from its own
 thread by the standard library; it only reads counters the main loop updates,
 so a slow scraper never slows the sensor.
 """
+
 from __future__ import annotations
 
 import threading

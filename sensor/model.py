@@ -21,6 +21,7 @@ Any failure — including an exception nobody foresaw — is a ``ModelError``
 naming the file and the check, so a bad new bundle never replaces a good one
 and never crashes the sensor at its first window.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -158,8 +159,10 @@ def _finite_vector(v: object, where: str, key: str) -> np.ndarray:
     values = [_number(e) for e in v] if isinstance(v, list) else []
     if len(values) != SCHEMA.size or None in values:
         found = f"{len(v)} entries" if isinstance(v, list) else _show(v)
-        raise ModelError(f"{where}: normalization.{key} must be a list of {SCHEMA.size} numbers, one per feature "
-                         f"(found {found}); re-export the bundle")
+        raise ModelError(
+            f"{where}: normalization.{key} must be a list of {SCHEMA.size} numbers, one per feature "
+            f"(found {found}); re-export the bundle"
+        )
     with np.errstate(over="ignore"):  # beyond float32's range is infinite, refused just below
         out = np.array(values, dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(out))
@@ -200,8 +203,10 @@ def validate_metadata(meta: object, where: str) -> Metadata:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ModelError(f"{where}: schema.names must be a list of feature names, found {_show(names)}")
     if names != list(SCHEMA.names):
-        raise ModelError(f"{where}: schema.names differ from feature schema version {SCHEMA.version}'s "
-                         f"{SCHEMA.size} names; the bundle was not exported by this release's trainer")
+        raise ModelError(
+            f"{where}: schema.names differ from feature schema version {SCHEMA.version}'s "
+            f"{SCHEMA.size} names; the bundle was not exported by this release's trainer"
+        )
     window = schema.get("window")
     if not _is_int(window) or window != WINDOW_SECONDS:
         raise ModelError(f"{where}: model window is {_show(window)} seconds, the sensor uses {WINDOW_SECONDS}")
@@ -212,8 +217,10 @@ def validate_metadata(meta: object, where: str) -> Metadata:
     scale = _finite_vector(norm.get("scale"), where, "scale")
     tiny = np.flatnonzero(~(scale >= np.float32(MIN_SCALE)))
     if len(tiny):
-        raise ModelError(f"{where}: normalization.scale[{tiny[0]}] ({SCHEMA.names[tiny[0]]}) is {scale[tiny[0]]:.3g}; "
-                         f"scales must be at least {MIN_SCALE:g}")
+        raise ModelError(
+            f"{where}: normalization.scale[{tiny[0]}] ({SCHEMA.names[tiny[0]]}) is {scale[tiny[0]]:.3g}; "
+            f"scales must be at least {MIN_SCALE:g}"
+        )
     threshold = _number(meta.get("threshold"))
     if threshold is None or not 0.0 < threshold < 1.0:  # also refuses NaN
         raise ModelError(f"{where}: threshold {_show(meta.get('threshold'))} is not a number between 0 and 1")
@@ -249,7 +256,8 @@ class ModelBundle:
                 raw = read_regular_file(meta_path, METADATA_LIMIT)
             except FileNotFoundError:
                 raise ModelError(
-                    f"{meta_path}: missing; a bundle is a directory with {MODEL_FILE} and {METADATA_FILE}") from None
+                    f"{meta_path}: missing; a bundle is a directory with {MODEL_FILE} and {METADATA_FILE}"
+                ) from None
             except OSError as exc:
                 raise ModelError(f"{meta_path}: cannot read: {exc.strerror}") from None
             try:
@@ -288,8 +296,10 @@ class ModelBundle:
         # Output shapes are known only once the model has run on the resized input.
         raw = self._run(buf)
         if list(raw.shape) not in ([_SCORE_BATCH, 1], [_SCORE_BATCH]):
-            raise ModelError(f"{model_path}: model output is {list(raw.shape)} for a batch of {_SCORE_BATCH} windows; "
-                             "expected [batch, 1] or [batch], one score per window")
+            raise ModelError(
+                f"{model_path}: model output is {list(raw.shape)} for a batch of {_SCORE_BATCH} windows; "
+                "expected [batch, 1] or [batch], one score per window"
+            )
         silent, busy = raw.reshape(-1)[: len(probe)]
         if not all(np.isfinite(v) and 0 <= v <= 1 for v in (silent, busy)):
             raise ModelError(
@@ -306,8 +316,10 @@ class ModelBundle:
             raise ModelError(f"{model_path}: LiteRT cannot load it: {_one_line(exc)}") from None
         inputs, outputs = interp.get_input_details(), interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(f"{model_path}: model has {len(inputs)} inputs and {len(outputs)} outputs; "
-                             "the sensor feeds it one batch of windows and reads one score per window")
+            raise ModelError(
+                f"{model_path}: model has {len(inputs)} inputs and {len(outputs)} outputs; "
+                "the sensor feeds it one batch of windows and reads one score per window"
+            )
         inp = inputs[0]
         if len(inp["shape"]) != 3 or list(inp["shape"][1:]) != [WINDOW_SECONDS, SCHEMA.size]:
             raise ModelError(
@@ -315,8 +327,10 @@ class ModelBundle:
                 f"expected [batch, {WINDOW_SECONDS}, {SCHEMA.size}]"
             )
         if inp["dtype"] != np.float32:
-            raise ModelError(f"{model_path}: model input is {np.dtype(inp['dtype']).name}, expected float32 "
-                             "(export with dynamic-range quantization, which keeps a float interface)")
+            raise ModelError(
+                f"{model_path}: model input is {np.dtype(inp['dtype']).name}, expected float32 "
+                "(export with dynamic-range quantization, which keeps a float interface)"
+            )
         try:
             interp.resize_tensor_input(inp["index"], [_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size])
             interp.allocate_tensors()

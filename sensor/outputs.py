@@ -16,6 +16,7 @@ handled:
 ``reopen()`` follows logrotate's rename.  A long-running sensor wraps its
 outputs in ``HoldingOutput``, so a full disk delays alerts instead of losing them.
 """
+
 from __future__ import annotations
 
 import errno
@@ -63,8 +64,9 @@ class EveFile:
             os.ftruncate(self._fd, keep)
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot cut a partial last line: {exc.strerror}") from None
-        log.warning("%s: removed an unterminated last line (%d bytes) left by an interrupted writer",
-                    self.path, size - keep)
+        log.warning(
+            "%s: removed an unterminated last line (%d bytes) left by an interrupted writer", self.path, size - keep
+        )
 
     def write(self, blob: bytes, kind: str = "event") -> None:  # kind: only HoldingOutput counts by it
         """Append complete lines (``blob`` must end with a newline)."""
@@ -264,8 +266,9 @@ class HoldingOutput:
                     continue
                 if not self._failing:
                     self._failing = True
-                    log.error("%s; holding events in memory (up to %d MiB) until it can be written",
-                              exc, self.limit >> 20)
+                    log.error(
+                        "%s; holding events in memory (up to %d MiB) until it can be written", exc, self.limit >> 20
+                    )
                 return False
             self._held.popleft()
             self.held_bytes -= len(blob)
@@ -274,8 +277,11 @@ class HoldingOutput:
             self.written[kind] += n
         if self._failing:
             self._failing = False
-            log.warning("%s: writing again; every held event was written (%d lost to the memory limit so far)",
-                        getattr(self.out, "path", "output"), self.lost_lines)
+            log.warning(
+                "%s: writing again; every held event was written (%d lost to the memory limit so far)",
+                getattr(self.out, "path", "output"),
+                self.lost_lines,
+            )
         return True
 
     def _shed(self) -> None:

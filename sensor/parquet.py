@@ -4,6 +4,7 @@ One row per window: the flow key and counters of its centre second, and ``x``,
 the [t−1, t, t+1] feature rows flattened to 3·F float32.  The feature schema
 travels in the file's metadata so a reader can refuse a mismatch.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,7 @@ def _arrow_schema(extra: Sequence[pa.Field] = ()) -> pa.Schema:
             fields.append(pa.field(name, pa.from_numpy_dtype(KEY_DTYPE[name])))
     fields.append(pa.field("x", pa.list_(pa.float32(), WINDOW_SECONDS * SCHEMA.size)))
     fields += list(extra)
-    meta = {
-        _META_KEY: json.dumps({**SCHEMA.to_dict(), "window": WINDOW_SECONDS, "flowlstm": __version__}).encode()
-    }
+    meta = {_META_KEY: json.dumps({**SCHEMA.to_dict(), "window": WINDOW_SECONDS, "flowlstm": __version__}).encode()}
     return pa.schema(fields, metadata=meta)
 
 

@@ -15,6 +15,7 @@ ahead.  Dropping everything until time caught up would blind the sensor, so the
 path finishes what it holds (every pending window is emitted) and starts a new
 clock at the new time, counted in ``clock_restarts``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -119,8 +120,11 @@ class FeaturePipeline:
 
     def _restart_clock(self, batch: np.ndarray, far: np.ndarray) -> PipelineOutput:
         back = (self._max_ts - int(np.median(batch["ts"][far]))) / NS
-        log.warning("packet time went back %.0f s (a clock step, capture files out of order, or a bogus "
-                    "timestamp before); pending windows emitted, counting restarts from the new time", back)
+        log.warning(
+            "packet time went back %.0f s (a clock step, capture files out of order, or a bogus "
+            "timestamp before); pending windows emitted, counting restarts from the new time",
+            back,
+        )
         self.packets -= len(batch)  # each part is counted again by push
         out = self.push(batch[~far])  # the batch's packets still in the old time close with it
         out.extend(self.finish())

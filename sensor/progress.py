@@ -1,4 +1,5 @@
 """Progress bars for long file jobs (stderr, only on a terminal)."""
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,11 @@ class FileProgress:
                 self._bar.close()
             # disable=None: draw only when stderr is a terminal.
             self._bar = tqdm(
-                total=size, unit="B", unit_scale=True, dynamic_ncols=True, leave=False,
+                total=size,
+                unit="B",
+                unit_scale=True,
+                dynamic_ncols=True,
+                leave=False,
                 desc=f"[{i + 1}/{len(self.paths)}] {os.path.basename(path)}",
                 disable=None if self.enabled else True,
             )

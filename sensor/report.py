@@ -1,4 +1,5 @@
 """Per-second summaries for people (a table) and for programs (JSON lines)."""
+
 from __future__ import annotations
 
 import time

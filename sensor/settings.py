@@ -15,6 +15,7 @@ From this one table derive:
 
 This module imports no stage, so every stage can import it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,112 +111,362 @@ def _show(value: Any) -> str:
 _FEATURE_COMMANDS = ("run", "inspect", "features")
 
 TABLE: tuple[Setting, ...] = (
-    Setting("sensor-name", str, "", "sensor name written as EVE 'host' (default: none)", "--host", live=True,
-            metavar="NAME", doc="Written as \"host\" in every EVE event (empty: no host field).",
-            expect_text="a string (written as EVE 'host')"),
+    Setting(
+        "sensor-name",
+        str,
+        "",
+        "sensor name written as EVE 'host' (default: none)",
+        "--host",
+        live=True,
+        metavar="NAME",
+        doc='Written as "host" in every EVE event (empty: no host field).',
+        expect_text="a string (written as EVE 'host')",
+    ),
     # -- inputs -------------------------------------------------------------------------------------------
-    Setting("config", str, "", "YAML configuration (see sensor.yaml(5)); command-line options override it",
-            "--config", file=False, live=False, metavar="FILE"),
-    Setting("pcap", list, [], "capture files, read in order, then exit", "--pcap", file=False, live=False,
-            commands=_FEATURE_COMMANDS, metavar="FILE", required=("inspect", "features")),
-    Setting("check", bool, False, "check the configuration and the model bundle, then exit (0: good, 78: "
-            "not); systemctl reload runs this first, so a bad file fails the reload", "--check", file=False,
-            live=False),
-    Setting("realtime", bool, False, "with --pcap: feed packets at their recorded pace", "--realtime", file=False,
-            live=False),
-    Setting("capture.interface", str, "", "capture live from IFACE until SIGTERM", "--interface", live=False,
-            metavar="IFACE", shipped="eth0", expect_text="an interface name such as eth1",
-            doc="Interface to capture from (libpcap). Headers only: the sensor needs no payload."),
-    Setting("capture.backend", str, "libpcap",
-            "capture with libpcap (fast, default) or tshark via pyshark (remote capture; ~10k pps; packets later "
-            "than 10 s are dropped and counted)", "--backend", live=False, choices=("libpcap", "pyshark"),
-            group="live capture",
-            doc="libpcap (fast) or pyshark (tshark/dumpcap: remote capture, ~10k packets/s,\n"
-                "packets more than 10 s late are dropped and counted)."),
-    Setting("capture.bpf", str, "", "BPF capture filter, e.g. 'not port 22'", "--bpf", live=False,
-            metavar="FILTER", group="live capture", expect_text="a BPF filter string such as 'not port 22'",
-            doc="BPF filter, as for tcpdump; e.g. \"not port 22\" to leave your own SSH out."),
-    Setting("capture.snaplen", int, 128, "bytes captured per packet; headers only (default %(default)s)",
-            "--snaplen", live=False, lo=64, hi=262144, metavar="BYTES", group="live capture",
-            doc="Bytes captured per packet: Ethernet + VLAN + IPv6 + extension headers + TCP."),
-    Setting("capture.promiscuous", bool, True, "do not put the interface in promiscuous mode", "--no-promisc",
-            live=False, invert=True, group="live capture",
-            doc="Put the interface in promiscuous mode (see every frame on the wire)."),
-    Setting("capture.buffer-mb", int, 64, "kernel capture buffer in MiB (default %(default)s)", "--buffer-mb",
-            live=False, lo=1, hi=4096, metavar="MIB", group="live capture",
-            expect_text="an integer from 1 to 4096 (MiB)",
-            doc="Kernel capture buffer in MiB; raise it if stats show kernel drops."),
+    Setting(
+        "config",
+        str,
+        "",
+        "YAML configuration (see sensor.yaml(5)); command-line options override it",
+        "--config",
+        file=False,
+        live=False,
+        metavar="FILE",
+    ),
+    Setting(
+        "pcap",
+        list,
+        [],
+        "capture files, read in order, then exit",
+        "--pcap",
+        file=False,
+        live=False,
+        commands=_FEATURE_COMMANDS,
+        metavar="FILE",
+        required=("inspect", "features"),
+    ),
+    Setting(
+        "check",
+        bool,
+        False,
+        "check the configuration and the model bundle, then exit (0: good, 78: "
+        "not); systemctl reload runs this first, so a bad file fails the reload",
+        "--check",
+        file=False,
+        live=False,
+    ),
+    Setting(
+        "realtime",
+        bool,
+        False,
+        "with --pcap: feed packets at their recorded pace",
+        "--realtime",
+        file=False,
+        live=False,
+    ),
+    Setting(
+        "capture.interface",
+        str,
+        "",
+        "capture live from IFACE until SIGTERM",
+        "--interface",
+        live=False,
+        metavar="IFACE",
+        shipped="eth0",
+        expect_text="an interface name such as eth1",
+        doc="Interface to capture from (libpcap). Headers only: the sensor needs no payload.",
+    ),
+    Setting(
+        "capture.backend",
+        str,
+        "libpcap",
+        "capture with libpcap (fast, default) or tshark via pyshark (remote capture; ~10k pps; packets later "
+        "than 10 s are dropped and counted)",
+        "--backend",
+        live=False,
+        choices=("libpcap", "pyshark"),
+        group="live capture",
+        doc="libpcap (fast) or pyshark (tshark/dumpcap: remote capture, ~10k packets/s,\n"
+        "packets more than 10 s late are dropped and counted).",
+    ),
+    Setting(
+        "capture.bpf",
+        str,
+        "",
+        "BPF capture filter, e.g. 'not port 22'",
+        "--bpf",
+        live=False,
+        metavar="FILTER",
+        group="live capture",
+        expect_text="a BPF filter string such as 'not port 22'",
+        doc='BPF filter, as for tcpdump; e.g. "not port 22" to leave your own SSH out.',
+    ),
+    Setting(
+        "capture.snaplen",
+        int,
+        128,
+        "bytes captured per packet; headers only (default %(default)s)",
+        "--snaplen",
+        live=False,
+        lo=64,
+        hi=262144,
+        metavar="BYTES",
+        group="live capture",
+        doc="Bytes captured per packet: Ethernet + VLAN + IPv6 + extension headers + TCP.",
+    ),
+    Setting(
+        "capture.promiscuous",
+        bool,
+        True,
+        "do not put the interface in promiscuous mode",
+        "--no-promisc",
+        live=False,
+        invert=True,
+        group="live capture",
+        doc="Put the interface in promiscuous mode (see every frame on the wire).",
+    ),
+    Setting(
+        "capture.buffer-mb",
+        int,
+        64,
+        "kernel capture buffer in MiB (default %(default)s)",
+        "--buffer-mb",
+        live=False,
+        lo=1,
+        hi=4096,
+        metavar="MIB",
+        group="live capture",
+        expect_text="an integer from 1 to 4096 (MiB)",
+        doc="Kernel capture buffer in MiB; raise it if stats show kernel drops.",
+    ),
     # -- model --------------------------------------------------------------------------------------------
-    Setting("model.path", str, "", "model bundle (default: the bundled default model)", "--model",
-            metavar="DIR", expect_text="the directory of a model bundle (empty: the bundled default)",
-            doc="Model bundle directory (model.tflite + metadata.json); empty = the bundled default."),
-    Setting("model.threshold", float, None, "alert score threshold in [0, 1); 0 alerts on every window, for "
-            "testing a pipeline (default: the bundle's)", "--threshold", lo=0, hi=1, hi_open=True, nullable=True,
-            metavar="P", expect_text="a number in [0, 1) or null",
-            doc="Alert when a window scores at or above this; null = the bundle's own threshold."),
+    Setting(
+        "model.path",
+        str,
+        "",
+        "model bundle (default: the bundled default model)",
+        "--model",
+        metavar="DIR",
+        expect_text="the directory of a model bundle (empty: the bundled default)",
+        doc="Model bundle directory (model.tflite + metadata.json); empty = the bundled default.",
+    ),
+    Setting(
+        "model.threshold",
+        float,
+        None,
+        "alert score threshold in [0, 1); 0 alerts on every window, for testing a pipeline (default: the bundle's)",
+        "--threshold",
+        lo=0,
+        hi=1,
+        hi_open=True,
+        nullable=True,
+        metavar="P",
+        expect_text="a number in [0, 1) or null",
+        doc="Alert when a window scores at or above this; null = the bundle's own threshold.",
+    ),
     # -- feature path -------------------------------------------------------------------------------------
-    Setting("features.idle-timeout", float, 120.0, "end a flow after SEC seconds without packets "
-            "(default %(default)s)", "--idle-timeout", live=False, commands=_FEATURE_COMMANDS, lo=1, hi=86400,
-            metavar="SEC", group="feature path", expect_text="seconds, from 1 to 86400",
-            doc="A flow ends after this many seconds without packets."),
-    Setting("features.active-timeout", float, 1800.0, "split flows longer than SEC seconds (default %(default)s)",
-            "--active-timeout", live=False, commands=_FEATURE_COMMANDS, lo=1, hi=604800, metavar="SEC",
-            group="feature path", expect_text="seconds, from 1 to 604800",
-            doc="Flows longer than this are split (applied at second boundaries)."),
-    Setting("features.max-flows", int, 1_000_000, "track at most N flows; the longest idle are evicted first "
-            "(default %(default)s)", "--max-flows", live=False, commands=_FEATURE_COMMANDS, lo=1, hi=100_000_000,
-            metavar="N", group="feature path",
-            doc="At most this many flows are tracked; the longest idle are evicted first."),
-    Setting("features.memory-mb", int, 192, "working memory of the feature path in MiB; with --max-flows it "
-            "sets how many flows one second can score (default %(default)s)", "--memory-mb", live=False,
-            commands=_FEATURE_COMMANDS, lo=32, hi=1 << 20, metavar="MIB", group="feature path",
-            expect_text="an integer from 32 to 1048576 (MiB)",
-            doc="Working memory of the feature path, MiB: the flow table (~112 bytes a flow) and one\n"
-                "second's flows on their way to windows (~3 KiB each).  Flows beyond it are shed:\n"
-                "not tracked, counted (flow.memcap in stats), still in the second's context."),
-    Setting("features.slack", float, 0.5, "count packets reordered by up to SEC seconds (default %(default)s)",
-            "--slack", live=False, commands=_FEATURE_COMMANDS, lo=0, hi=60, metavar="SEC", group="feature path",
-            expect_text="seconds, from 0 to 60",
-            doc="Packets reordered by up to this many seconds still count in their second."),
+    Setting(
+        "features.idle-timeout",
+        float,
+        120.0,
+        "end a flow after SEC seconds without packets (default %(default)s)",
+        "--idle-timeout",
+        live=False,
+        commands=_FEATURE_COMMANDS,
+        lo=1,
+        hi=86400,
+        metavar="SEC",
+        group="feature path",
+        expect_text="seconds, from 1 to 86400",
+        doc="A flow ends after this many seconds without packets.",
+    ),
+    Setting(
+        "features.active-timeout",
+        float,
+        1800.0,
+        "split flows longer than SEC seconds (default %(default)s)",
+        "--active-timeout",
+        live=False,
+        commands=_FEATURE_COMMANDS,
+        lo=1,
+        hi=604800,
+        metavar="SEC",
+        group="feature path",
+        expect_text="seconds, from 1 to 604800",
+        doc="Flows longer than this are split (applied at second boundaries).",
+    ),
+    Setting(
+        "features.max-flows",
+        int,
+        1_000_000,
+        "track at most N flows; the longest idle are evicted first (default %(default)s)",
+        "--max-flows",
+        live=False,
+        commands=_FEATURE_COMMANDS,
+        lo=1,
+        hi=100_000_000,
+        metavar="N",
+        group="feature path",
+        doc="At most this many flows are tracked; the longest idle are evicted first.",
+    ),
+    Setting(
+        "features.memory-mb",
+        int,
+        192,
+        "working memory of the feature path in MiB; with --max-flows it "
+        "sets how many flows one second can score (default %(default)s)",
+        "--memory-mb",
+        live=False,
+        commands=_FEATURE_COMMANDS,
+        lo=32,
+        hi=1 << 20,
+        metavar="MIB",
+        group="feature path",
+        expect_text="an integer from 32 to 1048576 (MiB)",
+        doc="Working memory of the feature path, MiB: the flow table (~112 bytes a flow) and one\n"
+        "second's flows on their way to windows (~3 KiB each).  Flows beyond it are shed:\n"
+        "not tracked, counted (flow.memcap in stats), still in the second's context.",
+    ),
+    Setting(
+        "features.slack",
+        float,
+        0.5,
+        "count packets reordered by up to SEC seconds (default %(default)s)",
+        "--slack",
+        live=False,
+        commands=_FEATURE_COMMANDS,
+        lo=0,
+        hi=60,
+        metavar="SEC",
+        group="feature path",
+        expect_text="seconds, from 0 to 60",
+        doc="Packets reordered by up to this many seconds still count in their second.",
+    ),
     # -- outputs ------------------------------------------------------------------------------------------
-    Setting("outputs.eve.filename", str, "", "EVE-JSON file to append alerts to ('-' for standard output), or "
-            "unix_dgram:PATH / unix_stream:PATH for a socket as in Suricata; required unless the configuration "
-            "names outputs.eve.filename", "--eve", metavar="FILE", shipped="/var/log/flowlstm/eve.json",
-            expect_text="a file path",
-            doc="EVE-JSON alerts, appended whole lines at a time; reopened on SIGHUP (logrotate).\n"
-                "'-' is standard output; unix_dgram:PATH and unix_stream:PATH write to a socket."),
-    Setting("outputs.zeek-notice.filename", str, "", "also append the alerts to FILE as a Zeek notice log",
-            "--zeek-notice", metavar="FILE", expect_text="a file path, or empty for none",
-            doc="Also write the alerts as a Zeek notice log (Zeek's own TSV header); empty: none."),
-    Setting("progress", bool, True, "no progress bar on stderr", "--no-progress", file=False, invert=True,
-            commands=_FEATURE_COMMANDS),
+    Setting(
+        "outputs.eve.filename",
+        str,
+        "",
+        "EVE-JSON file to append alerts to ('-' for standard output), or "
+        "unix_dgram:PATH / unix_stream:PATH for a socket as in Suricata; required unless the configuration "
+        "names outputs.eve.filename",
+        "--eve",
+        metavar="FILE",
+        shipped="/var/log/flowlstm/eve.json",
+        expect_text="a file path",
+        doc="EVE-JSON alerts, appended whole lines at a time; reopened on SIGHUP (logrotate).\n"
+        "'-' is standard output; unix_dgram:PATH and unix_stream:PATH write to a socket.",
+    ),
+    Setting(
+        "outputs.zeek-notice.filename",
+        str,
+        "",
+        "also append the alerts to FILE as a Zeek notice log",
+        "--zeek-notice",
+        metavar="FILE",
+        expect_text="a file path, or empty for none",
+        doc="Also write the alerts as a Zeek notice log (Zeek's own TSV header); empty: none.",
+    ),
+    Setting(
+        "progress",
+        bool,
+        True,
+        "no progress bar on stderr",
+        "--no-progress",
+        file=False,
+        invert=True,
+        commands=_FEATURE_COMMANDS,
+    ),
     # -- thresholding -------------------------------------------------------------------------------------
-    Setting("thresholding.limit", int, 1, "alerts per tracked key (scanner or victim) per --period "
-            "(default %(default)s)", "--limit", lo=1, hi=1_000_000, metavar="N", expect_text="an integer from 1",
-            doc="Like Suricata's threshold.config \"limit\": per period, this many alerts per\n"
-                "scanner (scans) or per victim (floods, reflections, other anomalies)."),
-    Setting("thresholding.period", int, 60, "thresholding period in seconds (default %(default)s)", "--period",
-            lo=1, hi=86400, metavar="SEC", expect_text="seconds, from 1 to 86400"),
-    Setting("thresholding.max-per-second", int, 100, "hard cap on alerts per second (default %(default)s)",
-            "--max-alerts-per-second", lo=1, hi=1_000_000, metavar="N", expect_text="an integer from 1",
-            doc="Never more than this many alerts in one second, whatever the rules say."),
+    Setting(
+        "thresholding.limit",
+        int,
+        1,
+        "alerts per tracked key (scanner or victim) per --period (default %(default)s)",
+        "--limit",
+        lo=1,
+        hi=1_000_000,
+        metavar="N",
+        expect_text="an integer from 1",
+        doc='Like Suricata\'s threshold.config "limit": per period, this many alerts per\n'
+        "scanner (scans) or per victim (floods, reflections, other anomalies).",
+    ),
+    Setting(
+        "thresholding.period",
+        int,
+        60,
+        "thresholding period in seconds (default %(default)s)",
+        "--period",
+        lo=1,
+        hi=86400,
+        metavar="SEC",
+        expect_text="seconds, from 1 to 86400",
+    ),
+    Setting(
+        "thresholding.max-per-second",
+        int,
+        100,
+        "hard cap on alerts per second (default %(default)s)",
+        "--max-alerts-per-second",
+        lo=1,
+        hi=1_000_000,
+        metavar="N",
+        expect_text="an integer from 1",
+        doc="Never more than this many alerts in one second, whatever the rules say.",
+    ),
     # -- service ------------------------------------------------------------------------------------------
-    Setting("metrics.port", int, 0, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)",
-            "--metrics-port", live=False, lo=0, hi=65535, metavar="PORT", group="live capture",
-            expect_text="a TCP port for the Prometheus endpoint on 127.0.0.1, or 0 for none",
-            doc="Prometheus text endpoint on 127.0.0.1:port/metrics; 0 turns it off."),
-    Setting("announce", bool, True, "do not announce the sensor over zeroconf (_flowlstm._tcp.local.)",
-            "--no-announce", live=False, invert=True, group="live capture",
-            expect_text="true or false (zeroconf _flowlstm._tcp.local.)",
-            doc="Announce the sensor over zeroconf as _flowlstm._tcp.local. (TXT: version,\n"
-                "interface, model sha256, metrics port); false keeps it silent."),
+    Setting(
+        "metrics.port",
+        int,
+        0,
+        "serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)",
+        "--metrics-port",
+        live=False,
+        lo=0,
+        hi=65535,
+        metavar="PORT",
+        group="live capture",
+        expect_text="a TCP port for the Prometheus endpoint on 127.0.0.1, or 0 for none",
+        doc="Prometheus text endpoint on 127.0.0.1:port/metrics; 0 turns it off.",
+    ),
+    Setting(
+        "announce",
+        bool,
+        True,
+        "do not announce the sensor over zeroconf (_flowlstm._tcp.local.)",
+        "--no-announce",
+        live=False,
+        invert=True,
+        group="live capture",
+        expect_text="true or false (zeroconf _flowlstm._tcp.local.)",
+        doc="Announce the sensor over zeroconf as _flowlstm._tcp.local. (TXT: version,\n"
+        "interface, model sha256, metrics port); false keeps it silent.",
+    ),
     # -- inspect / features -------------------------------------------------------------------------------
-    Setting("json", bool, False, "one JSON object per second (see above)", "--json", file=False,
-            commands=("inspect",)),
-    Setting("top", int, 1, "aggregates shown per second in the table (default %(default)s)", "--top", file=False,
-            commands=("inspect",), lo=1, hi=10_000, metavar="N"),
-    Setting("out", str, "", "Parquet file to write (replaced atomically)", "--out", file=False,
-            commands=("features",), metavar="OUT.parquet", required=("features",)),
+    Setting("json", bool, False, "one JSON object per second (see above)", "--json", file=False, commands=("inspect",)),
+    Setting(
+        "top",
+        int,
+        1,
+        "aggregates shown per second in the table (default %(default)s)",
+        "--top",
+        file=False,
+        commands=("inspect",),
+        lo=1,
+        hi=10_000,
+        metavar="N",
+    ),
+    Setting(
+        "out",
+        str,
+        "",
+        "Parquet file to write (replaced atomically)",
+        "--out",
+        file=False,
+        commands=("features",),
+        metavar="OUT.parquet",
+        required=("features",),
+    ),
 )
 
 _SIG_FIELDS = (
@@ -225,9 +476,11 @@ _SIG_FIELDS = (
     ("severity", int, "an integer from 1 (highest) to 255", 1, 255),
 )
 TABLE += tuple(
-    Setting(f"alerts.signatures.{kind}.{f}", ty, getattr(sig, f), f"{f} of {kind} alerts", expect_text=exp,
-            lo=lo, hi=hi)
-    for kind, sig in DEFAULT_SIGNATURES.items() for f, ty, exp, lo, hi in _SIG_FIELDS
+    Setting(
+        f"alerts.signatures.{kind}.{f}", ty, getattr(sig, f), f"{f} of {kind} alerts", expect_text=exp, lo=lo, hi=hi
+    )
+    for kind, sig in DEFAULT_SIGNATURES.items()
+    for f, ty, exp, lo, hi in _SIG_FIELDS
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in TABLE}
@@ -236,8 +489,8 @@ FILE_KEYS: tuple[str, ...] = tuple(s.name for s in TABLE if s.file)
 # Comments written above a section in sensor.yaml.
 SECTIONS = {
     "alerts.signatures": "What each kind of alert is called, as in a Suricata rule: sid (signature_id,\n"
-                         "unique; gid is 9330), msg (signature), category (classtype) and severity\n"
-                         "(1 = highest).  Thresholding tracks alerts by these sids.",
+    "unique; gid is 9330), msg (signature), category (classtype) and severity\n"
+    "(1 = highest).  Thresholding tracks alerts by these sids.",
 }
 
 
@@ -261,14 +514,18 @@ def validate(values: dict[str, Any]) -> dict[str, Any]:
     for kind in DEFAULT_SIGNATURES:
         sid = out.get(f"alerts.signatures.{kind}.sid")
         if sid in sids:
-            raise SettingError(f"alerts.signatures.{kind}.sid is {sid}, the same as "
-                               f"alerts.signatures.{sids[sid]}.sid; give each kind its own id")
+            raise SettingError(
+                f"alerts.signatures.{kind}.sid is {sid}, the same as "
+                f"alerts.signatures.{sids[sid]}.sid; give each kind its own id"
+            )
         if sid is not None:
             sids[sid] = kind
     idle, active = out.get("features.idle-timeout"), out.get("features.active-timeout")
     if idle is not None and active is not None and active < idle:
-        raise SettingError(f"features.active-timeout ({active}) is shorter than features.idle-timeout ({idle}); "
-                           "make it at least as long")
+        raise SettingError(
+            f"features.active-timeout ({active}) is shorter than features.idle-timeout ({idle}); "
+            "make it at least as long"
+        )
     return out
 
 
@@ -279,13 +536,15 @@ def restart_only(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 # -- command line -------------------------------------------------------------------------------------------
 
+
 def _flag_type(s: Setting) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value: Any = s.kind(text) if s.kind in (int, float) else text
         except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not {'an integer' if s.kind is int else 'a number'}; "
-                                             f"set it to {s.expect}") from None
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not {'an integer' if s.kind is int else 'a number'}; set it to {s.expect}"
+            ) from None
         try:
             return s.check(value)
         except SettingError:
@@ -330,6 +589,7 @@ def given(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- the shipped configuration file ------------------------------------------------------------------------
 
+
 def _yaml_value(v: Any) -> str:
     import json
 
@@ -346,15 +606,18 @@ def _yaml_value(v: Any) -> str:
 
 def render_yaml() -> str:
     """The documented ``sensor.yaml``: every file setting at its shipped value, with its comment."""
-    lines = ["%YAML 1.1", "---",
-             "# flowlstm-sensor configuration: sensor.yaml(5).",
-             "#   flowlstm-sensor run --config /etc/flowlstm/sensor.yaml",
-             "# Every value is checked at start; a wrong one stops the sensor with a message",
-             "# naming the key and what it should be.  Command-line options override this file.",
-             "# SIGHUP (systemctl reload) re-reads it: settings marked [restart] need a restart",
-             "# (a change to them is logged and ignored); the rest change live.  A file that",
-             "# fails validation is refused and the running settings stay.",
-             "# Generated from sensor/settings.py (scripts/gen-config.py); edit the table there."]
+    lines = [
+        "%YAML 1.1",
+        "---",
+        "# flowlstm-sensor configuration: sensor.yaml(5).",
+        "#   flowlstm-sensor run --config /etc/flowlstm/sensor.yaml",
+        "# Every value is checked at start; a wrong one stops the sensor with a message",
+        "# naming the key and what it should be.  Command-line options override this file.",
+        "# SIGHUP (systemctl reload) re-reads it: settings marked [restart] need a restart",
+        "# (a change to them is logged and ignored); the rest change live.  A file that",
+        "# fails validation is refused and the running settings stay.",
+        "# Generated from sensor/settings.py (scripts/gen-config.py); edit the table there.",
+    ]
     open_path: list[str] = []
     for s in TABLE:
         if not s.file:

@@ -3,6 +3,7 @@
 Shared by the EVE writer (which names alerts) and thresholding (which tracks them
 by signature id); the ids and texts can be set in the configuration.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,11 +18,23 @@ class Signature:
 
 
 DEFAULT_SIGNATURES = {
-    "flood": Signature(9330001, "FLOWLSTM anomalous flow: many sources to one destination (flood/DDoS pattern)",
-                       "Attempted Denial of Service", 1),
-    "scan": Signature(9330002, "FLOWLSTM anomalous flow: one source probing many destinations or ports (scan)",
-                      "Detection of a Network Scan", 2),
-    "reflection": Signature(9330003, "FLOWLSTM anomalous flow: unsolicited responses from a service port (reflection)",
-                            "Attempted Denial of Service", 1),
+    "flood": Signature(
+        9330001,
+        "FLOWLSTM anomalous flow: many sources to one destination (flood/DDoS pattern)",
+        "Attempted Denial of Service",
+        1,
+    ),
+    "scan": Signature(
+        9330002,
+        "FLOWLSTM anomalous flow: one source probing many destinations or ports (scan)",
+        "Detection of a Network Scan",
+        2,
+    ),
+    "reflection": Signature(
+        9330003,
+        "FLOWLSTM anomalous flow: unsolicited responses from a service port (reflection)",
+        "Attempted Denial of Service",
+        1,
+    ),
     "anomaly": Signature(9330000, "FLOWLSTM anomalous flow", "Potentially Bad Traffic", 3),
 }

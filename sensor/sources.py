@@ -10,6 +10,7 @@ dropped and counted.  A capture that fails (link down, interface removed,
 tshark gone) is reopened every ``REOPEN_EVERY`` seconds while the sensor keeps
 running, like Suricata's AF_PACKET source.
 """
+
 from __future__ import annotations
 
 import logging
@@ -125,8 +126,14 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, name: str, opener: Callable[[], CaptureHandle], clock: Callable[[], int] = time.time_ns,
-                 queue_batches: int = QUEUE_BATCHES, poll: float = 0.2):
+    def __init__(
+        self,
+        name: str,
+        opener: Callable[[], CaptureHandle],
+        clock: Callable[[], int] = time.time_ns,
+        queue_batches: int = QUEUE_BATCHES,
+        poll: float = 0.2,
+    ):
         self.name = name
         self._opener = opener
         self._clock = clock
@@ -254,8 +261,9 @@ class LiveSource:
                 self._kernel_now = self.capture.stats()
             except CaptureError:
                 pass  # a failing handle: keep its last good counters
-        return CaptureStats(*(a + b for a, b in zip(vars(self._kernel_base).values(),
-                                                    vars(self._kernel_now).values(), strict=True)))
+        return CaptureStats(
+            *(a + b for a, b in zip(vars(self._kernel_base).values(), vars(self._kernel_now).values(), strict=True))
+        )
 
     def kernel_stats(self) -> CaptureStats:
         """Kernel counters summed over every capture handle this source has had."""
@@ -264,8 +272,9 @@ class LiveSource:
 
     def status(self) -> str:
         down = self.down_since
-        return f"capture on {self.name} down for {time.monotonic() - down:.0f} s, reopening; " if down is not None \
-            else ""
+        return (
+            f"capture on {self.name} down for {time.monotonic() - down:.0f} s, reopening; " if down is not None else ""
+        )
 
     def close(self) -> None:
         if self._thread is not None:

@@ -13,6 +13,7 @@ full).  So on a live link, at every stats event,
 kernel_packets = decoder.pkts + capture.errors + packets still in flight (queued or in
 the kernel's buffer), and a final stats event has nothing in flight.
 """
+
 from __future__ import annotations
 
 import time
@@ -67,16 +68,30 @@ def stats_record(c: Counters, started: float, r: RunCounters, host: str = "") ->
     """One EVE ``stats`` event (Suricata's schema keys only; the mapping is the module docstring's)."""
     stats: dict[str, Any] = {
         "uptime": int(time.monotonic() - started),
-        "decoder": {"pkts": c.pkts, "bytes": c.bytes, "ipv4": c.ipv4, "ipv6": c.ipv6, "tcp": c.tcp,
-                    "udp": c.udp, "invalid": c.invalid},
-        "flow": {"total": r.flows_total, "active": r.flows_active, "memcap": r.flows_shed,
-                 "mgr": {"flows_evicted": r.flows_evicted}},
-        "detect": {"alert": r.alerts, "alerts_suppressed": r.alerts_suppressed,
-                   "alert_queue_overflow": r.alerts_lost},
+        "decoder": {
+            "pkts": c.pkts,
+            "bytes": c.bytes,
+            "ipv4": c.ipv4,
+            "ipv6": c.ipv6,
+            "tcp": c.tcp,
+            "udp": c.udp,
+            "invalid": c.invalid,
+        },
+        "flow": {
+            "total": r.flows_total,
+            "active": r.flows_active,
+            "memcap": r.flows_shed,
+            "mgr": {"flows_evicted": r.flows_evicted},
+        },
+        "detect": {"alert": r.alerts, "alerts_suppressed": r.alerts_suppressed, "alert_queue_overflow": r.alerts_lost},
     }
     if r.kernel is not None:
-        stats["capture"] = {"kernel_packets": r.kernel[0], "kernel_drops": r.kernel[1],
-                            "kernel_ifdrops": r.kernel[2], "errors": r.queue_dropped}
+        stats["capture"] = {
+            "kernel_packets": r.kernel[0],
+            "kernel_drops": r.kernel[1],
+            "kernel_ifdrops": r.kernel[2],
+            "errors": r.queue_dropped,
+        }
     rec = {"timestamp": eve_timestamp(time.time_ns()), "event_type": "stats", "stats": stats}
     if host:
         rec["host"] = host

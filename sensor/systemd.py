@@ -5,6 +5,7 @@ directly rather than through systemd-python: the send must never block (a full
 notify socket once hung the daemon in a namespace test), so it goes out with
 ``MSG_DONTWAIT`` and a failure is only logged.
 """
+
 from __future__ import annotations
 
 import logging

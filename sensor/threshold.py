@@ -14,6 +14,7 @@ that count in ``alert.metadata.flowlstm_suppressed``, so nothing disappears
 silently.  Decisions are made on arrays before any alert record is built.
 ``max_per_second`` caps all alerts of one second as a safety valve.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -152,9 +153,7 @@ def _passing(rule: ThresholdRule, hits: int, emitted: int, m: int) -> np.ndarray
     return np.zeros(0, dtype=np.int64)
 
 
-def _groups(
-    track: str, src: np.ndarray, dst: np.ndarray, idx: np.ndarray
-) -> Iterator[tuple[bytes | None, np.ndarray]]:
+def _groups(track: str, src: np.ndarray, dst: np.ndarray, idx: np.ndarray) -> Iterator[tuple[bytes | None, np.ndarray]]:
     """(key, candidate indices in order) for each tracked key among the candidates."""
     if track == "by_rule":
         yield None, idx

@@ -5,6 +5,7 @@ emitted once second t+1 has closed, so the sensor runs one second behind the
 traffic.  A neighbouring second in which the flow was silent is a row of zeros
 whose ``present`` feature (column 0) is 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

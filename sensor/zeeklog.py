@@ -5,6 +5,7 @@ Zeek-aware SIEM parsers read it: ``note`` is ``FlowLSTM::<Kind>``, ``msg`` the
 signature and score, ``sub`` the window, ``n`` how many alerts thresholding
 folded into this one.  Lines are appended whole, like the EVE file.
 """
+
 from __future__ import annotations
 
 import time
@@ -12,11 +13,15 @@ from typing import Any
 
 from .outputs import EveFile
 
-FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p fuid file_mime_type file_desc proto note msg sub src dst "
-          "p n peer_descr actions email_dest suppress_for remote_location.country_code remote_location.region "
-          "remote_location.city remote_location.latitude remote_location.longitude").split()
-TYPES = ("time string addr port addr port string string string enum enum string string addr addr port count string "
-         "set[enum] set[string] interval string string string double double").split()
+FIELDS = (
+    "ts uid id.orig_h id.orig_p id.resp_h id.resp_p fuid file_mime_type file_desc proto note msg sub src dst "
+    "p n peer_descr actions email_dest suppress_for remote_location.country_code remote_location.region "
+    "remote_location.city remote_location.latitude remote_location.longitude"
+).split()
+TYPES = (
+    "time string addr port addr port string string string enum enum string string addr addr port count string "
+    "set[enum] set[string] interval string string string double double"
+).split()
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -46,12 +51,32 @@ def format_notices(records: list[dict[str, Any]], suppress_for: float = 60.0) ->
         # Zeek writes an ICMP flow's type and code where the ports go.
         sport, dport = (r.get("icmp_type", r.get("src_port", "-")), r.get("icmp_code", r.get("dest_port", "-")))
         row = [
-            f"{ts:.6f}", _uid(r["flow_id"]), r["src_ip"], sport, r["dest_ip"], dport,
-            "-", "-", "-", r["proto"].lower().replace("ipv6-icmp", "icmp"),
-            f"FlowLSTM::{kind.capitalize()}", f"{a['signature']} (score {md.get('flowlstm_score', ['?'])[0]})",
-            f"window {md.get('flowlstm_window', ['?'])[0]}", r["src_ip"], r["dest_ip"], dport,
-            md.get("flowlstm_suppressed", ["-"])[0], "flowlstm", "Notice::ACTION_LOG", "", f"{suppress_for:.6f}",
-            "-", "-", "-", "-", "-",
+            f"{ts:.6f}",
+            _uid(r["flow_id"]),
+            r["src_ip"],
+            sport,
+            r["dest_ip"],
+            dport,
+            "-",
+            "-",
+            "-",
+            r["proto"].lower().replace("ipv6-icmp", "icmp"),
+            f"FlowLSTM::{kind.capitalize()}",
+            f"{a['signature']} (score {md.get('flowlstm_score', ['?'])[0]})",
+            f"window {md.get('flowlstm_window', ['?'])[0]}",
+            r["src_ip"],
+            r["dest_ip"],
+            dport,
+            md.get("flowlstm_suppressed", ["-"])[0],
+            "flowlstm",
+            "Notice::ACTION_LOG",
+            "",
+            f"{suppress_for:.6f}",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
         ]
         lines.append("\t".join(_field(v) for v in row))
     return ("\n".join(lines) + "\n").encode() if lines else b""
@@ -71,9 +96,16 @@ class ZeekNoticeLog:
 
         if os.path.getsize(self.path) == 0:
             opened = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
-            head = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-",
-                    "#path\tnotice", f"#open\t{opened}", "#fields\t" + "\t".join(FIELDS),
-                    "#types\t" + "\t".join(TYPES)]
+            head = [
+                "#separator \\x09",
+                "#set_separator\t,",
+                "#empty_field\t(empty)",
+                "#unset_field\t-",
+                "#path\tnotice",
+                f"#open\t{opened}",
+                "#fields\t" + "\t".join(FIELDS),
+                "#types\t" + "\t".join(TYPES),
+            ]
             self._file.write(("\n".join(head) + "\n").encode())
 
     def write(self, blob: bytes, kind: str = "event") -> None:

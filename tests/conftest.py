@@ -1,4 +1,5 @@
 """Shared fixtures: paths to the real captures in tests/data (see tests/data/MANIFEST.md)."""
+
 from __future__ import annotations
 
 from pathlib import Path

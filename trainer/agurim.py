@@ -7,6 +7,7 @@ second's bytes held by the most specific published aggregate containing the
 flow (forward direction), and how many aggregates that second had.  These are
 not model features — the live sensor has no such files.
 """
+
 from __future__ import annotations
 
 import ipaddress

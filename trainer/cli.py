@@ -3,6 +3,7 @@
 One error hierarchy (``sensor.errors.FlowlstmError``) is caught once in
 ``main()`` and turned into a one-line message and an exit code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,12 @@ must exist at the same path on the executors.
 
 
 def _add_master(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--master", default="local[*]", metavar="URL",
-                   help="Spark master URL: local[*], local[2], spark://host:7077, yarn, ... (default %(default)s)")
+    p.add_argument(
+        "--master",
+        default="local[*]",
+        metavar="URL",
+        help="Spark master URL: local[*], local[2], spark://host:7077, yarn, ... (default %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("inject", help="mix attack captures into a background trace", formatter_class=fmt,
-                       epilog=EXIT_CODES, description="""\
+    p = sub.add_parser(
+        "inject",
+        help="mix attack captures into a background trace",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        description="""\
 Merge attack captures into a background trace and write MAWILab-format labels
 (PREFIX.csv in the real nine-field layout, PREFIX.xml with <from>/<to> time
 bounds) for what was injected.  Private lab addresses in the attacks are
@@ -76,7 +85,8 @@ examples:
   flowlstm-train inject --background mawi.pcap \\
       --attack 'synflood.pcap@25:0.6:DDoSSYN:dst=10.10.10.10' \\
       --out-pcap mix.pcap --out-labels mix --seed 1
-""")
+""",
+    )
     p.add_argument("--background", required=True, metavar="PCAP")
     p.add_argument("--attack", action="append", required=True, metavar="ATTACK")
     p.add_argument("--out-pcap", required=True, metavar="PCAP")
@@ -84,8 +94,12 @@ examples:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-remap", action="store_true", help="keep the attacks' own addresses")
 
-    p = sub.add_parser("features", help="extract labelled feature windows on Spark", formatter_class=fmt,
-                       epilog=EXIT_CODES, description="""\
+    p = sub.add_parser(
+        "features",
+        help="extract labelled feature windows on Spark",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        description="""\
 Run the sensor's feature pipeline over every capture (one Spark task per file)
 and write OUT/trace=NAME/part-0.parquet: the sensor's window format plus
 label and taxonomy columns.  A window is anomalous when a packet of its
@@ -97,17 +111,27 @@ examples:
   flowlstm-train features --pcap mix.pcap --labels mix.xml --out feat/
   flowlstm-train features --pcap /data/mawi/*.pcap.gz --labels /data/mawilab/*.csv \\
       --out hdfs-mounted/feat --master spark://spark-master:7077
-""")
+""",
+    )
     p.add_argument("--pcap", nargs="+", required=True, metavar="FILE")
     p.add_argument("--labels", nargs="*", default=[], metavar="FILE", help="MAWILab CSV or admd XML")
-    p.add_argument("--agurim", nargs="*", default=[], metavar="FILE",
-                   help="optional aguri3/agurim output (Aguri-2.0 text, UTC times) joined per second as "
-                        "agurim_share/agurim_entries columns")
+    p.add_argument(
+        "--agurim",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="optional aguri3/agurim output (Aguri-2.0 text, UTC times) joined per second as "
+        "agurim_share/agurim_entries columns",
+    )
     p.add_argument("--out", required=True, metavar="DIR")
     _add_master(p)
 
-    p = sub.add_parser("train", help="train, evaluate and export", formatter_class=fmt, epilog=EXIT_CODES,
-                       description="""\
+    p = sub.add_parser(
+        "train",
+        help="train, evaluate and export",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        description="""\
 Train on labelled windows: the paper's LSTM (64 units, ReLU, dropout 0.5,
 binary cross-entropy, RMSprop lr 0.001 rho 0.9) with Elephas on Spark, a
 linear SVM (MLlib LinearSVC) and a no-context LSTM (centre second only) on the
@@ -118,28 +142,35 @@ out), plus a leave-one-family-out run per attack family.  Writes the report
 examples:
   flowlstm-train train --features feat/ --out runs/2026-11-24
   flowlstm-train train --features feat/ --out runs/x --epochs 3 --no-family-holdout
-""")
+""",
+    )
     p.add_argument("--features", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="RUN")
     p.add_argument("--epochs", type=int, default=TrainJob.epochs)
     p.add_argument("--batch-size", type=int, default=TrainJob.batch_size)
     p.add_argument("--partitions", type=int, default=TrainJob.partitions, help="Elephas workers / RDD partitions")
     p.add_argument("--test-fraction", type=float, default=TrainJob.test_fraction)
-    p.add_argument("--target-fpr", type=float, default=TrainJob.target_fpr,
-                   help="threshold chosen for this FPR on training data")
+    p.add_argument(
+        "--target-fpr", type=float, default=TrainJob.target_fpr, help="threshold chosen for this FPR on training data"
+    )
     p.add_argument("--seed", type=int, default=TrainJob.seed)
     p.add_argument("--no-family-holdout", action="store_true", help="skip the leave-family-out runs")
     p.add_argument("--name", default=TrainJob.name, help="model name stored in the bundle")
     _add_master(p)
 
-    p = sub.add_parser("evaluate", help="score a bundle with LiteRT", formatter_class=fmt, epilog=EXIT_CODES,
-                       description="""\
+    p = sub.add_parser(
+        "evaluate",
+        help="score a bundle with LiteRT",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        description="""\
 Score labelled windows with a model bundle exactly as the sensor does (LiteRT,
 the bundle's normalization and threshold) and write a report.
 
 examples:
   flowlstm-train evaluate --model sensor/models/default --features feat/ --out eval/
-""")
+""",
+    )
     p.add_argument("--model", required=True, metavar="BUNDLE")
     p.add_argument("--features", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -150,11 +181,20 @@ def cmd_inject(args: argparse.Namespace) -> int:
     from .inject import AttackSpec, inject
 
     specs = [AttackSpec.parse(a) for a in args.attack]
-    summary = inject(args.background, specs, args.out_pcap, f"{args.out_labels}.csv", f"{args.out_labels}.xml",
-                     seed=args.seed, remap=not args.no_remap)
+    summary = inject(
+        args.background,
+        specs,
+        args.out_pcap,
+        f"{args.out_labels}.csv",
+        f"{args.out_labels}.xml",
+        seed=args.seed,
+        remap=not args.no_remap,
+    )
     for a in summary["injected"]:
-        print(f"injected {a['source']}: {a['packets']} packets as {a['taxonomy']} "
-              f"({a['role']}={','.join(a['addresses'])})")
+        print(
+            f"injected {a['source']}: {a['packets']} packets as {a['taxonomy']} "
+            f"({a['role']}={','.join(a['addresses'])})"
+        )
     print(f"wrote {args.out_pcap} ({summary['packets']} packets), {args.out_labels}.csv, {args.out_labels}.xml")
     return 0
 
@@ -178,9 +218,21 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .run import train_all
 
-    report = train_all(TrainJob(args.features, args.out, args.name, args.master, args.epochs, args.batch_size,
-                                args.partitions, args.seed, args.test_fraction, args.target_fpr,
-                                not args.no_family_holdout))
+    report = train_all(
+        TrainJob(
+            args.features,
+            args.out,
+            args.name,
+            args.master,
+            args.epochs,
+            args.batch_size,
+            args.partitions,
+            args.seed,
+            args.test_fraction,
+            args.target_fpr,
+            not args.no_family_holdout,
+        )
+    )
     print(f"report: {Path(args.out) / 'report.md'}; bundle: {Path(args.out) / 'bundle'}")
     s = report["splits"]["time split"]
     for name, m in s.items():
@@ -199,10 +251,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     s = Scores(bundle.name, w.y, bundle.score(w.x), w.taxonomy)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"dataset": write_summary(w), "target_fpr": None,
-              "splits": {"all windows": {bundle.name: evaluate(s, bundle.threshold)}},
-              "model": {"path": str(args.model), "sha256": bundle.sha256},
-              "created": dt.datetime.now(dt.UTC).isoformat()}
+    report: dict[str, Any] = {
+        "dataset": write_summary(w),
+        "target_fpr": None,
+        "splits": {"all windows": {bundle.name: evaluate(s, bundle.threshold)}},
+        "model": {"path": str(args.model), "sha256": bundle.sha256},
+        "created": dt.datetime.now(dt.UTC).isoformat(),
+    }
     report["plots"] = plot([s], {bundle.name: bundle.threshold}, out)
     write_report(report, out)
     m = report["splits"]["all windows"][bundle.name]
@@ -213,14 +268,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="flowlstm-train: %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="flowlstm-train: %(levelname)s: %(message)s"
+    )
     if not args.command:
         parser.print_help()
         return 64
     try:
-        return {"inject": cmd_inject, "features": cmd_features, "train": cmd_train,
-                "evaluate": cmd_evaluate}[args.command](args)
+        return {"inject": cmd_inject, "features": cmd_features, "train": cmd_train, "evaluate": cmd_evaluate}[
+            args.command
+        ](args)
     except FlowlstmError as exc:
         print(f"flowlstm-train: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -5,6 +5,7 @@ trace at a second boundary (earlier seconds train, later ones test); the
 leave-family-out split holds out every window of one attack family, so the
 model is scored on a family it never saw.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Evaluation: metrics, threshold choice, per-class recall, plots, Markdown + JSON report."""
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,17 @@ def metrics_at(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, 
     fpr = fp / (fp + tn) if fp + tn else float("nan")
     precision = tp / (tp + fp) if tp + fp else float("nan")
     f1 = 2 * precision * dr / (precision + dr) if tp else 0.0
-    return {"threshold": float(threshold), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-            "detection_rate": dr, "fpr": fpr, "precision": precision, "f1": f1}
+    return {
+        "threshold": float(threshold),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "detection_rate": dr,
+        "fpr": fpr,
+        "precision": precision,
+        "f1": f1,
+    }
 
 
 def curve_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
@@ -89,8 +99,15 @@ def plot(scores: list[Scores], thresholds: dict[str, float], out_dir: Path) -> l
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    def curves(name: str, points: Callable[[Scores], Sequence[np.ndarray]], xlabel: str, ylabel: str, title: str,
-               legend: str, xscale: str | None = None) -> str:
+    def curves(
+        name: str,
+        points: Callable[[Scores], Sequence[np.ndarray]],
+        xlabel: str,
+        ylabel: str,
+        title: str,
+        legend: str,
+        xscale: str | None = None,
+    ) -> str:
         fig, ax = plt.subplots(figsize=(6, 5))
         for s in scores:
             if len(np.unique(s.y)) > 1:
@@ -106,10 +123,23 @@ def plot(scores: list[Scores], thresholds: dict[str, float], out_dir: Path) -> l
         return name
 
     names = [
-        curves("roc.png", lambda s: roc_curve(s.y, s.score)[:2], "false-positive rate (symlog)", "detection rate",
-               "ROC, held-out split", "lower right", xscale="symlog"),
-        curves("pr.png", lambda s: precision_recall_curve(s.y, s.score)[1::-1], "recall", "precision",
-               "Precision-recall, held-out split", "lower left"),
+        curves(
+            "roc.png",
+            lambda s: roc_curve(s.y, s.score)[:2],
+            "false-positive rate (symlog)",
+            "detection rate",
+            "ROC, held-out split",
+            "lower right",
+            xscale="symlog",
+        ),
+        curves(
+            "pr.png",
+            lambda s: precision_recall_curve(s.y, s.score)[1::-1],
+            "recall",
+            "precision",
+            "Precision-recall, held-out split",
+            "lower left",
+        ),
     ]
     fig, axes = plt.subplots(len(scores), 1, figsize=(6, 2.6 * len(scores)), squeeze=False)
     for ax, s in zip(axes[:, 0], scores, strict=True):
@@ -138,16 +168,36 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     lines = ["# flowlstm evaluation report", ""]
     d = report.get("dataset", {})
-    lines += [f"Windows: {d.get('windows')} ({d.get('anomalous')} anomalous). "
-              f"Target FPR for the threshold: {report.get('target_fpr')}.", ""]
+    lines += [
+        f"Windows: {d.get('windows')} ({d.get('anomalous')} anomalous). "
+        f"Target FPR for the threshold: {report.get('target_fpr')}.",
+        "",
+    ]
     for split, models in report.get("splits", {}).items():
-        lines += [f"## {split}", "",
-                  "| model | threshold | detection rate | FPR | precision | F1 | ROC-AUC | PR-AUC |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {split}",
+            "",
+            "| model | threshold | detection rate | FPR | precision | F1 | ROC-AUC | PR-AUC |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, m in models.items():
-            lines.append("| " + " | ".join(_fmt(v) for v in (
-                name, m["threshold"], m["detection_rate"], m["fpr"], m["precision"], m["f1"], m["roc_auc"], m["pr_auc"]
-            )) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    _fmt(v)
+                    for v in (
+                        name,
+                        m["threshold"],
+                        m["detection_rate"],
+                        m["fpr"],
+                        m["precision"],
+                        m["f1"],
+                        m["roc_auc"],
+                        m["pr_auc"],
+                    )
+                )
+                + " |"
+            )
         lines.append("")
         for name, m in models.items():
             if m.get("recall_by_class"):
@@ -159,10 +209,14 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
         lines.append("")
     if "quantization" in report:
         q = report["quantization"]
-        lines += ["## Quantized model", "",
-                  f"Decision agreement float vs TFLite (dynamic-range): {q['agreement']:.5f} "
-                  f"on {q['windows']} windows; max |score difference| {q['max_abs_diff']:.5f}; "
-                  f"size {q['bytes']} bytes.", ""]
+        lines += [
+            "## Quantized model",
+            "",
+            f"Decision agreement float vs TFLite (dynamic-range): {q['agreement']:.5f} "
+            f"on {q['windows']} windows; max |score difference| {q['max_abs_diff']:.5f}; "
+            f"size {q['bytes']} bytes.",
+            "",
+        ]
     for png in report.get("plots", []):
         lines.append(f"![{png}]({png})")
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -1,4 +1,5 @@
 """Export: trained Keras model → the sensor's bundle (``model.tflite`` + ``metadata.json``)."""
+
 from __future__ import annotations
 
 import json

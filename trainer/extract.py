@@ -6,6 +6,7 @@ labels each window's centre flow-second from the MAWILab-format labels, and
 writes ``OUT/trace=NAME/part-0.parquet`` in the sensor's window format plus
 ``label`` and ``taxonomy`` columns.
 """
+
 from __future__ import annotations
 
 import os
@@ -82,8 +83,9 @@ class _SecondLabels:
         return y, tax
 
 
-def extract_trace(path: str, out_dir: str, label_paths: list[str], config: dict[str, Any],
-                  agurim_paths: Sequence[str] = ()) -> TraceSummary:
+def extract_trace(
+    path: str, out_dir: str, label_paths: list[str], config: dict[str, Any], agurim_paths: Sequence[str] = ()
+) -> TraceSummary:
     """One Spark task: features of one trace → its Parquet partition.  Returns a summary."""
     from .agurim import AGURIM_FIELDS, AgurimIndex
     from .labels import load_labels
@@ -116,16 +118,24 @@ def labels_for(trace: str, label_paths: list[str], traces: list[str]) -> list[st
     return own or [p for p in label_paths if Path(p).stem not in traces]
 
 
-def extract(sc: SparkContext, paths: list[str], out_dir: str, label_paths: list[str], config: PipelineConfig,
-            agurim_paths: Sequence[str] = ()) -> list[TraceSummary]:
+def extract(
+    sc: SparkContext,
+    paths: list[str],
+    out_dir: str,
+    label_paths: list[str],
+    config: PipelineConfig,
+    agurim_paths: Sequence[str] = (),
+) -> list[TraceSummary]:
     """Run ``extract_trace`` for every path as its own Spark task; return the summaries."""
     names = [trace_name(p) for p in paths]
     if len(set(names)) != len(names):
         raise UsageError("two input traces share a name; rename one (the name is the partition key)")
     cfg = {"flows": asdict(config.flows), "slack": config.slack}
     out_dir = os.path.abspath(out_dir)
-    jobs = [(os.path.abspath(p), [os.path.abspath(x) for x in labels_for(n, label_paths, names)])
-            for p, n in zip(paths, names, strict=True)]
+    jobs = [
+        (os.path.abspath(p), [os.path.abspath(x) for x in labels_for(n, label_paths, names)])
+        for p, n in zip(paths, names, strict=True)
+    ]
     agurim = [os.path.abspath(p) for p in agurim_paths]
     rdd = sc.parallelize(jobs, max(1, len(jobs)))
     summaries: list[TraceSummary] = rdd.map(lambda job: extract_trace(job[0], out_dir, job[1], cfg, agurim)).collect()

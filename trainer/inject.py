@@ -16,6 +16,7 @@ labels — CSV in the real nine-field row layout and admd XML with <from>/<to>
 bounds — so mixed data goes through the same label path as MAWILab itself.
 Everything is deterministic for a given ``seed``.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -40,8 +41,13 @@ from sensor.errors import UsageError
 
 from .labels import CSV_HEADER, NS
 
-_L3_OFFSET = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16, LINKTYPE_LINUX_SLL2: 20, LINKTYPE_NULL: 4,
-              LINKTYPE_LOOP: 4}
+_L3_OFFSET = {
+    LINKTYPE_ETHERNET: 14,
+    LINKTYPE_LINUX_SLL: 16,
+    LINKTYPE_LINUX_SLL2: 20,
+    LINKTYPE_NULL: 4,
+    LINKTYPE_LOOP: 4,
+}
 
 
 @dataclass(frozen=True)
@@ -171,8 +177,15 @@ def _ipv4s_of(frames: list[bytes], l3: np.ndarray) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def inject(background: str, attacks: list[AttackSpec], out_pcap: str, out_csv: str, out_xml: str,
-           seed: int = 0, remap: bool = True) -> dict[str, Any]:
+def inject(
+    background: str,
+    attacks: list[AttackSpec],
+    out_pcap: str,
+    out_csv: str,
+    out_xml: str,
+    seed: int = 0,
+    remap: bool = True,
+) -> dict[str, Any]:
     """Write the merged capture and its labels; return a summary of what was injected."""
     rng = np.random.default_rng(seed)
     bts, bwire, bframes, bl3 = _read(background)
@@ -195,21 +208,25 @@ def inject(background: str, attacks: list[AttackSpec], out_pcap: str, out_csv: s
                 mapping[a] = pick
                 used.add(pick)
             aframes = [_remap_frame(f, o, mapping) for f, o in zip(aframes, al3.tolist(), strict=True)]
-        targets = [ipaddress.IPv4Address(mapping.get(ipaddress.IPv4Address(a).packed,
-                                                     ipaddress.IPv4Address(a).packed)) for a in spec.match_addrs]
+        targets = [
+            ipaddress.IPv4Address(mapping.get(ipaddress.IPv4Address(a).packed, ipaddress.IPv4Address(a).packed))
+            for a in spec.match_addrs
+        ]
         if not targets:
             targets = [_dominant(pairs, mapping, spec.match_role)]
-        anomalies.append({
-            "id": k,
-            "taxonomy": spec.taxonomy,
-            "role": spec.match_role,
-            "addresses": [str(t) for t in targets],
-            "from": int(new_ts.min()),
-            "to": int(new_ts.max()),
-            "packets": len(aframes),
-            "source": os.path.basename(spec.path),
-            "remapped": {str(ipaddress.IPv4Address(a)): str(ipaddress.IPv4Address(b)) for a, b in mapping.items()},
-        })
+        anomalies.append(
+            {
+                "id": k,
+                "taxonomy": spec.taxonomy,
+                "role": spec.match_role,
+                "addresses": [str(t) for t in targets],
+                "from": int(new_ts.min()),
+                "to": int(new_ts.max()),
+                "packets": len(aframes),
+                "source": os.path.basename(spec.path),
+                "remapped": {str(ipaddress.IPv4Address(a)): str(ipaddress.IPv4Address(b)) for a, b in mapping.items()},
+            }
+        )
         all_ts.append(new_ts)
         all_wire.append(awire)
         all_frames += aframes

@@ -1,4 +1,5 @@
 """Typed descriptions of the trainer's jobs, built by the command line (light: no Spark, no TensorFlow)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -18,6 +18,7 @@ flow-second is anomalous when any of its packets matches an anomaly filter
 within the anomaly's time bounds (the reply direction of such a flow is in
 the same flow, so it is covered).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -32,8 +33,18 @@ from sensor.errors import FlowlstmError
 from sensor.hashing import endpoint_order
 
 ANOMALY_LABELS = {"anomalous": 1, "suspicious": 1, "benign": 0, "notice": 0}
-CSV_HEADER = ["anomalyID", "srcIP", "srcPort", "dstIP", "dstPort", "taxonomy", "heuristic", "distance",
-              "nbDetectors", "label"]
+CSV_HEADER = [
+    "anomalyID",
+    "srcIP",
+    "srcPort",
+    "dstIP",
+    "dstPort",
+    "taxonomy",
+    "heuristic",
+    "distance",
+    "nbDetectors",
+    "label",
+]
 _ROW_FIELDS = ["anomalyID", "srcIP", "srcPort", "dstIP", "dstPort", "taxonomy", "distance", "nbDetectors", "label"]
 _PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "gre": 47, "esp": 50, "sctp": 132}
 NS = 1_000_000_000
@@ -129,8 +140,9 @@ def read_csv(path: str, into: LabelSet | None = None) -> LabelSet:
         if names and names[-1] == "":
             names = names[:-1]
         if names != CSV_HEADER:
-            raise LabelError(f"{path}:1: unexpected header {header.strip()!r}; expected MAWILab v1.1 columns "
-                             f"{', '.join(CSV_HEADER)}")
+            raise LabelError(
+                f"{path}:1: unexpected header {header.strip()!r}; expected MAWILab v1.1 columns {', '.join(CSV_HEADER)}"
+            )
         for no, line in enumerate(fh, 2):
             line = line.rstrip("\n").rstrip("\r")
             if not line.strip():
@@ -140,16 +152,25 @@ def read_csv(path: str, into: LabelSet | None = None) -> LabelSet:
                 fields = fields[:-1]  # the trailing-comma variant
             where = f"{path}:{no}"
             if len(fields) != len(_ROW_FIELDS):
-                raise LabelError(f"{where}: {len(fields)} fields, MAWILab rows have {len(_ROW_FIELDS)} "
-                                 f"({', '.join(_ROW_FIELDS)})")
+                raise LabelError(
+                    f"{where}: {len(fields)} fields, MAWILab rows have {len(_ROW_FIELDS)} ({', '.join(_ROW_FIELDS)})"
+                )
             row = dict(zip(_ROW_FIELDS, fields, strict=True))
             label, text = _label(row["label"], where)
             key = row["anomalyID"].strip()
             if key not in ids:
                 ids[key] = len(out.anomalies)
                 out.anomalies.append(Anomaly(key, label, text, row["taxonomy"].strip(), None, None, where))
-            out.filters.append(Filter(ids[key], _addr(row["srcIP"], where), _port(row["srcPort"], where),
-                                      _addr(row["dstIP"], where), _port(row["dstPort"], where), None))
+            out.filters.append(
+                Filter(
+                    ids[key],
+                    _addr(row["srcIP"], where),
+                    _port(row["srcPort"], where),
+                    _addr(row["dstIP"], where),
+                    _port(row["dstPort"], where),
+                    None,
+                )
+            )
     return out
 
 
@@ -180,9 +201,16 @@ def read_xml(path: str, into: LabelSet | None = None) -> LabelSet:
         idx = len(out.anomalies)
         out.anomalies.append(Anomaly(an.get("id", str(n)), label, text, taxonomy, start, end, where))
         for sl in an.iter(_local(root, "filter")):
-            out.filters.append(Filter(idx, _addr(sl.get("src_ip", ""), where), _port(sl.get("src_port", ""), where),
-                                      _addr(sl.get("dst_ip", ""), where), _port(sl.get("dst_port", ""), where),
-                                      _proto(sl.get("proto"), where)))
+            out.filters.append(
+                Filter(
+                    idx,
+                    _addr(sl.get("src_ip", ""), where),
+                    _port(sl.get("src_port", ""), where),
+                    _addr(sl.get("dst_ip", ""), where),
+                    _port(sl.get("dst_port", ""), where),
+                    _proto(sl.get("proto"), where),
+                )
+            )
     return out
 
 
@@ -248,8 +276,9 @@ def label_flow_seconds(labels: LabelSet, packets: np.ndarray, flow_rows: np.ndar
     # Same canonical flow key as the sensor's flow table, for packets and rows alike.
     p = packets[hit >= 0]
     pk, _ = endpoint_order(p["src"], p["dst"], p["sport"], p["dport"], p["proto"])
-    row_keys, _ = endpoint_order(flow_rows["src"], flow_rows["dst"], flow_rows["sport"], flow_rows["dport"],
-                                 flow_rows["proto"])
+    row_keys, _ = endpoint_order(
+        flow_rows["src"], flow_rows["dst"], flow_rows["sport"], flow_rows["dport"], flow_rows["proto"]
+    )
     order = np.argsort(row_keys)
     pos = np.minimum(np.searchsorted(row_keys[order], pk), len(order) - 1)
     found = row_keys[order][pos] == pk

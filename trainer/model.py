@@ -8,6 +8,7 @@ inference anyway, so the twin computes the same function — and converts that
 with dynamic-range quantization in a child process (the converter can crash
 the interpreter on loop graphs; a crash there must not take the trainer down).
 """
+
 from __future__ import annotations
 
 import os
@@ -73,9 +74,7 @@ def to_tflite(trained: keras.Model, out_path: str | Path) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "twin.keras"
         twin.save(src)
-        proc = subprocess.run(
-            [sys.executable, "-c", _CONVERT, str(src), str(out_path)], capture_output=True, text=True
-        )
+        proc = subprocess.run([sys.executable, "-c", _CONVERT, str(src), str(out_path)], capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr or "").strip().splitlines()[-3:]
             raise RuntimeError(f"TFLite conversion failed (exit {proc.returncode}): {' | '.join(tail)}")

@@ -1,4 +1,5 @@
 """The ``train`` command: splits, the three models, leave-family-out, report, bundle."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,8 +35,14 @@ def _threshold(y: np.ndarray, score: np.ndarray, target_fpr: float) -> float:
 
 
 def _fit_models(
-    sc: SparkContext, w: Windows, train_m: np.ndarray, test_m: np.ndarray, cfg: TrainConfig, target_fpr: float,
-    with_baselines: bool, label: str,
+    sc: SparkContext,
+    w: Windows,
+    train_m: np.ndarray,
+    test_m: np.ndarray,
+    cfg: TrainConfig,
+    target_fpr: float,
+    with_baselines: bool,
+    label: str,
 ) -> tuple[Normalization, dict[str, keras.Model], list[Scores], dict[str, float], dict[str, dict[str, Any]]]:
     """Train on train_m, pick thresholds on the training data, score test_m."""
     norm = fit_normalization(w.x[train_m])
@@ -71,21 +78,30 @@ def train_all(args: TrainJob) -> dict[str, Any]:
     w = load_windows(args.features)
     train_m, test_m = time_split(w, args.test_fraction)
     if w.y[test_m].sum() == 0:
-        raise UsageError("the held-out (latest) seconds contain no anomalous window; inject attacks that "
-                         "span the split or lower --test-fraction")
+        raise UsageError(
+            "the held-out (latest) seconds contain no anomalous window; inject attacks that "
+            "span the split or lower --test-fraction"
+        )
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, partitions=args.partitions, seed=args.seed)
     report: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "flowlstm": __version__,
         "dataset": write_summary(w),
         "target_fpr": args.target_fpr,
-        "config": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "partitions": cfg.partitions,
-                   "seed": cfg.seed, "master": args.master, "test_fraction": args.test_fraction},
+        "config": {
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "partitions": cfg.partitions,
+            "seed": cfg.seed,
+            "master": args.master,
+            "test_fraction": args.test_fraction,
+        },
         "splits": {},
     }
     with spark_context(args.master) as sc:
         norm, models, scores, thresholds, results = _fit_models(
-            sc, w, train_m, test_m, cfg, args.target_fpr, True, "time split")
+            sc, w, train_m, test_m, cfg, args.target_fpr, True, "time split"
+        )
         report["splits"]["time split"] = results
         report["plots"] = plot(scores, thresholds, out)
         if args.family_holdout:
@@ -104,10 +120,19 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         "config": report["config"],
         "split": f"time: last {args.test_fraction:.0%} of each trace's seconds held out",
     }
-    metrics = {k: {m: v[m] for m in ("detection_rate", "fpr", "precision", "f1", "roc_auc", "pr_auc")}
-               for k, v in report["splits"]["time split"].items()}
+    metrics = {
+        k: {m: v[m] for m in ("detection_rate", "fpr", "precision", "f1", "roc_auc", "pr_auc")}
+        for k, v in report["splits"]["time split"].items()
+    }
     report["quantization"] = export_bundle(
-        models["lstm"], out / "bundle", norm, thresholds["lstm"], name=args.name, provenance=provenance,
-        metrics=metrics, check_x=w.x[test_m])
+        models["lstm"],
+        out / "bundle",
+        norm,
+        thresholds["lstm"],
+        name=args.name,
+        provenance=provenance,
+        metrics=metrics,
+        check_x=w.x[test_m],
+    )
     write_report(report, out)
     return report

@@ -1,4 +1,5 @@
 """Spark plumbing: one place that starts a SparkContext the way flowlstm needs it."""
+
 from __future__ import annotations
 
 import os

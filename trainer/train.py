@@ -8,6 +8,7 @@
 - Linear SVM: Spark MLlib ``LinearSVC`` on the flattened normalized windows,
   the paper's comparison.
 """
+
 from __future__ import annotations
 
 import contextlib

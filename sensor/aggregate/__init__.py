@@ -24,6 +24,7 @@ Modules: ``config`` (thresholds), ``second`` (``aggregate_second``, the driver),
 under), ``results`` (the result types), ``render`` (aguri3's text forms, JSON),
 ``match`` (flows → aggregates) and ``aguri_text`` (the Aguri-2.0 text reader).
 """
+
 from __future__ import annotations
 
 from .aguri_text import AguriBlock, AguriEntry, AguriProto, parse_proto_label, read_aguri, read_aguri_file

@@ -10,6 +10,7 @@ ranked entries of two lines::
 Times in the header are the writer's local time; pass ``utc_offset`` (seconds
 east of UTC) to read them as epoch seconds.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -19,9 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
-_ENTRY = re.compile(
-    r"^\[\s*(\d+)\]\s+(\S+)\s+(\S+):\s+(\d+)\s+\(([\d.]+)%\)\s+(\d+)\s+\(([\d.]+)%\)\s*$"
-)
+_ENTRY = re.compile(r"^\[\s*(\d+)\]\s+(\S+)\s+(\S+):\s+(\d+)\s+\(([\d.]+)%\)\s+(\d+)\s+\(([\d.]+)%\)\s*$")
 _PROTO = re.compile(r"\[([^\]]+)\]\s+([\d.]+)%\s+([\d.]+)%")
 _TIME = re.compile(r"\((\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2}):(\d{2})\)")
 

@@ -1,4 +1,5 @@
 """How aggregation is configured: thresholds, criterion, and aguri3's rounding of them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

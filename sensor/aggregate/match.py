@@ -1,4 +1,5 @@
 """Flows → aggregates: which of a second's aggregates each (source, destination) pair falls in."""
+
 from __future__ import annotations
 
 import numpy as np

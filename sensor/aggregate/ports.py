@@ -1,4 +1,5 @@
 """The (source port, destination port) aguri3 files each packet under, fragments included."""
+
 from __future__ import annotations
 
 import numpy as np

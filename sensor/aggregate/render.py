@@ -1,4 +1,5 @@
 """Aggregates as text: prefixes and protocol labels as aguri3 prints them, and ``inspect --json``."""
+
 from __future__ import annotations
 
 import socket
@@ -50,9 +51,7 @@ def to_json_dict(agg: AggregateSet) -> list[dict[str, Any]]:
             "dst": a.dst_text,
             "bytes": a.bytes,
             "packets": a.packets,
-            "protocols": [
-                {"label": p.label(), "bytes": p.bytes, "packets": p.packets} for p in a.protocols
-            ],
+            "protocols": [{"label": p.label(), "bytes": p.bytes, "packets": p.packets} for p in a.protocols],
         }
         for a in agg.aggregates
     ]

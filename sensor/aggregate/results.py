@@ -1,4 +1,5 @@
 """What aggregation returns: one second's ranked aggregates and their protocol/port entries."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -7,6 +7,7 @@ volume — what more specific groups extracted below it left — reaches the
 threshold. The same search serves addresses (IPv4: 32 bits in one word, IPv6:
 128 bits in two) and the (protocol, port) pairs of one aggregate (24 bits).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,8 +57,20 @@ _LOWER, _LEFT, _RIGHT, _UPPER = range(4)
 class _Lattice:
     """Recursive lattice search of aguri3's hhh.c, re-expressed over numpy groups."""
 
-    def __init__(self, space: Space, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, npkts: np.ndarray,
-                 thresh_b: int, thresh_p: int, criterion: str, minsize: int, cutoff: int, cutoffres: int) -> None:
+    def __init__(
+        self,
+        space: Space,
+        src: np.ndarray,
+        dst: np.ndarray,
+        nbytes: np.ndarray,
+        npkts: np.ndarray,
+        thresh_b: int,
+        thresh_p: int,
+        criterion: str,
+        minsize: int,
+        cutoff: int,
+        cutoffres: int,
+    ) -> None:
         self.space = space
         self.src, self.dst = src, dst
         self.bytes, self.pkts = nbytes, npkts
@@ -84,8 +97,15 @@ class _Lattice:
         if len(m) == 1:
             # One member: one group, no sorting (the common case deep in the lattice).
             i = int(m[0])
-            node = Node(m, self.src[i] & self.space.masks(pl0), self.dst[i] & self.space.masks(pl1),
-                        pl0, pl1, int(self.bytes[i]), int(self.pkts[i]))
+            node = Node(
+                m,
+                self.src[i] & self.space.masks(pl0),
+                self.dst[i] & self.space.masks(pl1),
+                pl0,
+                pl1,
+                int(self.bytes[i]),
+                int(self.pkts[i]),
+            )
             return [node] if self.heavy(node) else []
         s = self.src[m] & self.space.masks(pl0)
         d = self.dst[m] & self.space.masks(pl1)
@@ -121,7 +141,11 @@ class _Lattice:
         return [
             Node(mo[a:e], s[f], d[f], pl0, pl1, int(bb), int(pp))
             for a, e, f, bb, pp in zip(
-                starts[sel].tolist(), ends[sel].tolist(), first.tolist(), b[sel].tolist(), p[sel].tolist(),
+                starts[sel].tolist(),
+                ends[sel].tolist(),
+                first.tolist(),
+                b[sel].tolist(),
+                p[sel].tolist(),
                 strict=True,
             )
         ]
@@ -196,8 +220,16 @@ def _root(n: int, nbytes: np.ndarray, npkts: np.ndarray, words: int) -> Node:
     return Node(np.arange(n), z, z, 0, 0, int(nbytes.sum()), int(npkts.sum()))
 
 
-def hhh_addresses(space: Space, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, npkts: np.ndarray,
-                  tb: int, tp: int, criterion: str) -> list[Node]:
+def hhh_addresses(
+    space: Space,
+    src: np.ndarray,
+    dst: np.ndarray,
+    nbytes: np.ndarray,
+    npkts: np.ndarray,
+    tb: int,
+    tp: int,
+    criterion: str,
+) -> list[Node]:
     """Address aggregates of one family's input flows, in the order aguri3 extracts them.
 
     The bottom edges first (full source with every destination prefix, then full
@@ -228,8 +260,15 @@ def hhh_addresses(space: Space, src: np.ndarray, dst: np.ndarray, nbytes: np.nda
 _PROTO_SPACE = Space(24, 1)
 
 
-def hhh_protocols(proto_src: np.ndarray, proto_dst: np.ndarray, nbytes: np.ndarray, npkts: np.ndarray,
-                  tb: int, tp: int, criterion: str) -> list[Node]:
+def hhh_protocols(
+    proto_src: np.ndarray,
+    proto_dst: np.ndarray,
+    nbytes: np.ndarray,
+    npkts: np.ndarray,
+    tb: int,
+    tp: int,
+    criterion: str,
+) -> list[Node]:
     """Protocol/port aggregation: keys are proto<<16|port, 24 bits each side."""
     lat = _Lattice(_PROTO_SPACE, proto_src, proto_dst, nbytes, npkts, tb, tp, criterion, 16, 0, 1)
     root = _root(len(nbytes), nbytes, npkts, 1)

@@ -5,6 +5,7 @@ input odflows), the lattice search extracts the address aggregates of each
 family, and each aggregate's packets are then summarized the same way over
 (protocol, source port) × (protocol, destination port).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -66,8 +67,9 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CON
         fb = np.add.reduceat(wb, starts)
         fp = np.diff(np.append(starts, len(order)))
         space = Space(bits, words)
-        found = hhh_addresses(space, keys[order][starts, :words], keys[order][starts, words:], fb, fp, tb, tp,
-                               config.criterion)
+        found = hhh_addresses(
+            space, keys[order][starts, :words], keys[order][starts, words:], fb, fp, tb, tp, config.criterion
+        )
         # Which aggregate took each packet's input flow, for the protocol summaries.
         agg_of_flow = np.full(len(starts), -1, dtype=np.int64)
         for k, node in enumerate(found):
@@ -101,8 +103,9 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CON
     return AggregateSet(total_b, total_p, inputs, tuple(aggs[i] for i in rank), keys[by_key], owner[by_key])
 
 
-def _with_protocols(family: int, node: Node, pr: np.ndarray, sp: np.ndarray, dp: np.ndarray, wb: np.ndarray,
-                    config: AggregateConfig) -> Aggregate:
+def _with_protocols(
+    family: int, node: Node, pr: np.ndarray, sp: np.ndarray, dp: np.ndarray, wb: np.ndarray, config: AggregateConfig
+) -> Aggregate:
     protos: tuple[ProtoAggregate, ...] = ()
     if len(pr):
         ps = (pr << np.uint64(16) | sp) << np.uint64(40)
@@ -123,8 +126,7 @@ def _with_protocols(family: int, node: Node, pr: np.ndarray, sp: np.ndarray, dp:
         out = []
         for n in found:
             s, d = int(n.src[0]) >> 40, int(n.dst[0]) >> 40
-            out.append(_proto(s >> 16, s & 0xFFFF, n.src_len - 8, d & 0xFFFF, n.dst_len - 8,
-                              n.bytes, n.packets, node))
+            out.append(_proto(s >> 16, s & 0xFFFF, n.src_len - 8, d & 0xFFFF, n.dst_len - 8, n.bytes, n.packets, node))
         protos = tuple(out)
     if not protos:
         # aguri3 prints "[*:*:*] 100.00% 100.00%" for an aggregate without entries
@@ -133,11 +135,20 @@ def _with_protocols(family: int, node: Node, pr: np.ndarray, sp: np.ndarray, dp:
     return _aggregate(family, node, protos)
 
 
-def _proto(proto: int, sport: int, slen: int, dport: int, dlen: int, nbytes: int, npkts: int,
-           node: Node) -> ProtoAggregate:
-    return ProtoAggregate(proto, sport, slen, dport, dlen, nbytes, npkts,
-                          nbytes / node.bytes if node.bytes else 0.0,
-                          npkts / node.packets if node.packets else 0.0)
+def _proto(
+    proto: int, sport: int, slen: int, dport: int, dlen: int, nbytes: int, npkts: int, node: Node
+) -> ProtoAggregate:
+    return ProtoAggregate(
+        proto,
+        sport,
+        slen,
+        dport,
+        dlen,
+        nbytes,
+        npkts,
+        nbytes / node.bytes if node.bytes else 0.0,
+        npkts / node.packets if node.packets else 0.0,
+    )
 
 
 def _rank_key(criterion: str, total_b: int, total_p: int) -> Callable[[Aggregate | Node], int]:

@@ -11,6 +11,7 @@ libpcap's batch metadata has no wire length; it is rebuilt from the headers
 Ethernet padding of frames under 60 bytes.  With a headers-only snaplen this is
 the only way to know it.
 """
+
 from __future__ import annotations
 
 import select

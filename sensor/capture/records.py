@@ -4,6 +4,7 @@ A batch is a numpy structured array of ``PACKET_DTYPE``; nothing downstream sees
 per-packet Python objects.  Addresses are 16 bytes: IPv6 as is, IPv4 as the
 IPv4-mapped IPv6 form ``::ffff:a.b.c.d`` (see ``sensor.addresses``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,9 +34,7 @@ PACKET_DTYPE = np.dtype(
 )
 
 # tcp_flags bits: the flags byte of the TCP header plus NS (RFC 3540) as bit 8.
-TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG, TCP_ECE, TCP_CWR, TCP_NS = (
-    1 << i for i in range(9)
-)
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG, TCP_ECE, TCP_CWR, TCP_NS = (1 << i for i in range(9))
 TCP_FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns")
 
 FRAG_MF = 1  # more fragments follow

@@ -11,6 +11,7 @@ decoded by the same vectorized decoder as every other backend.
 pyshark's JSON reader hands a packet over only once the next one begins, so
 on a link that goes idle the last packet waits for more traffic.
 """
+
 from __future__ import annotations
 
 import threading
@@ -40,8 +41,9 @@ class SharkCapture:
         self._ready = threading.Event()
         self._stop = threading.Event()
         try:
-            self._cap = pyshark.LiveCapture(config.interface, bpf_filter=config.bpf or None, use_json=True,
-                                            include_raw=True)
+            self._cap = pyshark.LiveCapture(
+                config.interface, bpf_filter=config.bpf or None, use_json=True, include_raw=True
+            )
         except Exception as exc:  # noqa: BLE001 - pyshark raises assorted types for a bad interface
             raise CaptureError(f"{config.interface}: cannot capture with tshark: {exc}") from None
         self._error: str | None = None
@@ -76,7 +78,7 @@ class SharkCapture:
         items = [self._items.popleft() for _ in range(min(len(self._items), self.config.batch_size))]
         if not items:
             return np.zeros(0, dtype=PACKET_DTYPE)
-        raw = [r[:self.config.snaplen] for _, _, r in items]
+        raw = [r[: self.config.snaplen] for _, _, r in items]
         caplen = np.array([len(r) for r in raw], dtype=np.int64)
         data = np.concatenate([[0], np.cumsum(caplen)[:-1]])
         buf = np.frombuffer(b"".join(raw), dtype=np.uint8)

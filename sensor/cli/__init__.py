@@ -6,6 +6,7 @@ settings table (``sensor/settings.py``).  Every error flowlstm knows about is a
 ``FlowlstmError``; ``main()`` catches it once, prints one line and exits with
 the code the error class names.
 """
+
 from __future__ import annotations
 
 import argparse

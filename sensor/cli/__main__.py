@@ -1,4 +1,5 @@
 """``python -m sensor.cli``: the same as ``flowlstm-sensor``."""
+
 import sys
 
 from . import main

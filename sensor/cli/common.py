@@ -1,4 +1,5 @@
 """What the subcommands share: exit codes, settings from the command line, the feature stream."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``flowlstm-sensor features``: the model's feature windows of a capture, to Parquet."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``flowlstm-sensor inspect``: a per-second summary of a capture."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``flowlstm-sensor run``: score capture files or a live interface, append EVE-JSON alerts."""
+
 from __future__ import annotations
 
 import argparse
@@ -72,16 +73,21 @@ def command(args: argparse.Namespace) -> int:
         from ..model import ModelBundle
 
         bundle = ModelBundle(cfg.model_path)  # every check a reload makes, smoke inference included
-        print(f"flowlstm-sensor: configuration {cfg.values['config'] or '(command line)'} and model "
-              f"{bundle.name} ({bundle.sha256[:12]}) are good", file=sys.stderr)
+        print(
+            f"flowlstm-sensor: configuration {cfg.values['config'] or '(command line)'} and model "
+            f"{bundle.name} ({bundle.sha256[:12]}) are good",
+            file=sys.stderr,
+        )
         return 0
     # On SIGHUP: the configuration file as it is now, under the same command line.
     reconfigure = (lambda: _config(args)) if cfg.values["config"] else None
     summary = Sensor(cfg, reconfigure, progress=cfg.values["progress"]).run()
     if cfg.capture is None:
-        print(f"flowlstm-sensor: {summary.packets} packets, {summary.windows} windows scored, "
-              f"{summary.anomalous} anomalous, {summary.alerts} alerts written to {cfg.eve_path} "
-              f"({summary.suppressed} folded by thresholding); model {summary.model} "
-              f"threshold {summary.threshold:.4f}", file=sys.stderr)
+        print(
+            f"flowlstm-sensor: {summary.packets} packets, {summary.windows} windows scored, "
+            f"{summary.anomalous} anomalous, {summary.alerts} alerts written to {cfg.eve_path} "
+            f"({summary.suppressed} folded by thresholding); model {summary.model} "
+            f"threshold {summary.threshold:.4f}",
+            file=sys.stderr,
+        )
     return 130 if summary.interrupted else 0
-

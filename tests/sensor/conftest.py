@@ -1,4 +1,5 @@
 """Fixtures the sensor's test modules share: the synflood's windows, a veth pair between two namespaces."""
+
 from __future__ import annotations
 
 import subprocess

@@ -3,6 +3,7 @@
 Suricata's own EVE schema (``tests/data/suricata/schema.json``) and JSON that
 repeats no key (``json.loads`` would keep the last one silently).
 """
+
 from __future__ import annotations
 
 import json

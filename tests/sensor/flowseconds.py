@@ -1,4 +1,5 @@
 """The flow stage driven over a real capture one second at a time, for the flow and window tests."""
+
 from __future__ import annotations
 
 import numpy as np

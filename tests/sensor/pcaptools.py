@@ -4,6 +4,7 @@ Each transform keeps the packets (and their timestamps) of a real capture and
 changes only the framing under test, so the original stays the ground truth.
 Plain-Python and per-packet: test tooling, not the fast path.
 """
+
 from __future__ import annotations
 
 import struct
@@ -24,8 +25,18 @@ def read_pcap(path) -> tuple[dict, list[tuple[int, int, int, int, bytes]]]:
 
 
 def write_pcap(path, head: dict, recs, endian: str = "<", linktype: int | None = None) -> Path:
-    out = [struct.pack(endian + "IHHiIII", head["magic"], 2, 4, 0, 0, head["snaplen"],
-                       head["linktype"] if linktype is None else linktype)]
+    out = [
+        struct.pack(
+            endian + "IHHiIII",
+            head["magic"],
+            2,
+            4,
+            0,
+            0,
+            head["snaplen"],
+            head["linktype"] if linktype is None else linktype,
+        )
+    ]
     for sec, frac, _cap, wire, data in recs:
         out.append(struct.pack(endian + "IIII", sec, frac, len(data), wire) + data)
     Path(path).write_bytes(b"".join(out))
@@ -75,10 +86,14 @@ def add_ipv6_extensions(src, dst, frag_offset: int = 0) -> tuple[Path, int]:
             ip = data[14:54]
             nxt = ip[6]
             ext = (
-                bytes([43, 0]) + bytes(6)  # hop-by-hop (8 bytes) → routing
-                + bytes([60, 0, 0, 0]) + bytes(4)  # routing type 0, no segments left → dest opts
-                + bytes([44, 0]) + bytes(6)  # destination options (8 bytes) → fragment
-                + bytes([nxt, 0]) + struct.pack(">HI", frag_offset << 3, 0x1234)  # fragment, M=0
+                bytes([43, 0])
+                + bytes(6)  # hop-by-hop (8 bytes) → routing
+                + bytes([60, 0, 0, 0])
+                + bytes(4)  # routing type 0, no segments left → dest opts
+                + bytes([44, 0])
+                + bytes(6)  # destination options (8 bytes) → fragment
+                + bytes([nxt, 0])
+                + struct.pack(">HI", frag_offset << 3, 0x1234)  # fragment, M=0
             )
             plen = struct.unpack(">H", ip[4:6])[0] + len(ext)
             ip = ip[:4] + struct.pack(">H", plen) + bytes([0]) + ip[7:]

@@ -15,6 +15,7 @@ Notes on tshark 4.0 output, checked against its source behaviour and the fixture
   in tshark's order, with A/B as tshark orients them. `conversation_bytes()` gives exact
   byte counts per stream from tshark's per-frame dissection instead.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,6 +34,7 @@ def _run(args: list[str]) -> str:
 
 # -- capinfos -------------------------------------------------------------------
 
+
 def capinfos(path) -> tuple[int, int]:
     """(packets, bytes) of a capture as capinfos counts them; bytes are wire (original) lengths."""
     out = _run(["capinfos", "-T", "-m", "-r", "-c", "-d", str(path)]).strip().splitlines()[-1]
@@ -42,21 +44,34 @@ def capinfos(path) -> tuple[int, int]:
 
 # Every frame is counted as it is on the wire: no IP reassembly (flowlstm does none; with
 # it, tshark moves a fragmented datagram's ports to its last fragment).
-_NO_REASSEMBLY = ("-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
-                  "-o", "tcp.desegment_tcp_streams:FALSE")
+_NO_REASSEMBLY = ("-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE", "-o", "tcp.desegment_tcp_streams:FALSE")
 
 
 # -- tshark -T fields -------------------------------------------------------------
 
-def tshark_fields(path, fields: list[str], display_filter: str | None = None,
-                  extra: tuple[str, ...] = ()) -> list[dict[str, str]]:
+
+def tshark_fields(
+    path, fields: list[str], display_filter: str | None = None, extra: tuple[str, ...] = ()
+) -> list[dict[str, str]]:
     """One dict per frame (in file order), field name → tshark's text ("" when absent).
 
     Reassembly is off so that every frame is reported as it is on the wire, and each field
     takes its first occurrence (the outer header of a tunnel).
     """
-    args = ["tshark", "-n", *_NO_REASSEMBLY, "-r", str(path), *extra,
-            "-T", "fields", "-E", "occurrence=f", "-E", "separator=/t"]
+    args = [
+        "tshark",
+        "-n",
+        *_NO_REASSEMBLY,
+        "-r",
+        str(path),
+        *extra,
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=f",
+        "-E",
+        "separator=/t",
+    ]
     if display_filter:
         args += ["-Y", display_filter]
     for f in fields:
@@ -70,6 +85,7 @@ def tshark_fields(path, fields: list[str], display_filter: str | None = None,
 
 
 # -- io,stat ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class IoInterval:
@@ -180,13 +196,22 @@ def parse_conv(text: str) -> list[Conversation]:
         g = m.groups()
         a, pa = _endpoint(g[0])
         b, pb = _endpoint(g[1])
-        rows.append(Conversation(
-            a, pa, b, pb,
-            int(g[2]), _size(g[3], g[4]),
-            int(g[5]), _size(g[6], g[7]),
-            int(g[8]), _size(g[9], g[10]),
-            float(g[11]), float(g[12]),
-        ))
+        rows.append(
+            Conversation(
+                a,
+                pa,
+                b,
+                pb,
+                int(g[2]),
+                _size(g[3], g[4]),
+                int(g[5]),
+                _size(g[6], g[7]),
+                int(g[8]),
+                _size(g[9], g[10]),
+                float(g[11]),
+                float(g[12]),
+            )
+        )
     return rows
 
 
@@ -209,8 +234,17 @@ def conversation_bytes(path, proto: str) -> dict[int, dict]:
     """
     if proto not in ("tcp", "udp"):
         raise ValueError(proto)
-    fields = [f"{proto}.stream", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
-              f"{proto}.srcport", f"{proto}.dstport", "frame.len", "frame.time_epoch"]
+    fields = [
+        f"{proto}.stream",
+        "ip.src",
+        "ip.dst",
+        "ipv6.src",
+        "ipv6.dst",
+        f"{proto}.srcport",
+        f"{proto}.dstport",
+        "frame.len",
+        "frame.time_epoch",
+    ]
     out: dict[int, dict] = {}
     for r in tshark_fields(path, fields, display_filter=f"{proto} && !icmp && !icmpv6"):
         if not r[f"{proto}.stream"]:
@@ -218,13 +252,22 @@ def conversation_bytes(path, proto: str) -> dict[int, dict]:
         src = r["ip.src"] or r["ipv6.src"]
         dst = r["ip.dst"] or r["ipv6.dst"]
         sp, dp = int(r[f"{proto}.srcport"]), int(r[f"{proto}.dstport"])
-        c = out.setdefault(int(r[f"{proto}.stream"]), {
-            "key": (src, sp, dst, dp), "first_ts": r["frame.time_epoch"],
-            "frames_a_to_b": 0, "bytes_a_to_b": 0, "frames_b_to_a": 0, "bytes_b_to_a": 0})
+        c = out.setdefault(
+            int(r[f"{proto}.stream"]),
+            {
+                "key": (src, sp, dst, dp),
+                "first_ts": r["frame.time_epoch"],
+                "frames_a_to_b": 0,
+                "bytes_a_to_b": 0,
+                "frames_b_to_a": 0,
+                "bytes_b_to_a": 0,
+            },
+        )
         way = "a_to_b" if (src, sp) == c["key"][:2] else "b_to_a"
         c[f"frames_{way}"] += 1
         c[f"bytes_{way}"] += int(r["frame.len"])
     return out
+
 
 def tshark_reads(path) -> bool:
     """Whether tshark opens the file at all (it does not know every byte-level variant)."""
@@ -232,7 +275,16 @@ def tshark_reads(path) -> bool:
 
 
 __all__ = [
-    "Conversation", "IoInterval", "Size", "capinfos", "conversation_bytes", "conversations",
-    "io_stat", "io_stat_bucket", "parse_conv", "parse_io_stat", "tshark_fields", "tshark_reads",
+    "Conversation",
+    "IoInterval",
+    "Size",
+    "capinfos",
+    "conversation_bytes",
+    "conversations",
+    "io_stat",
+    "io_stat_bucket",
+    "parse_conv",
+    "parse_io_stat",
+    "tshark_fields",
+    "tshark_reads",
 ]
-

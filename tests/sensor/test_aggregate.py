@@ -1,5 +1,6 @@
 """AGURIM-style aggregation against the original aguri3's output on the same pcap,
 plus the Aguri-2.0 text reader and the aggregate rendering."""
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,12 @@ from sensor.flows import NS
 from ..conftest import DATA, MAWI_PCAP
 
 AGR = DATA / "agurim" / "201911211400_headers.aguri3-i1.agr"
-AGURI_FILES = ["201911211400_headers.aguri3-i1.agr", "example_truth.agr", "example_tested.agr",
-               "tcp_patterns.agurim.txt"]
+AGURI_FILES = [
+    "201911211400_headers.aguri3-i1.agr",
+    "example_truth.agr",
+    "example_tested.agr",
+    "tcp_patterns.agurim.txt",
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +83,11 @@ def test_matches_aguri3_second_by_second(mawi_seconds, reference, ours):
             [(e.bytes, e.packets) for e in block.entries], tb, tp
         )
     rate = same_set / len(reference)
-    print(f"\naguri3 match: identical heavy-hitter (src, dst) set in {same_set}/{len(reference)} seconds "
-          f"({rate:.1%}); identical byte/packet counts in {same_counts}; same rank order (up to ties) in "
-          f"{same_ranks}")
+    print(
+        f"\naguri3 match: identical heavy-hitter (src, dst) set in {same_set}/{len(reference)} seconds "
+        f"({rate:.1%}); identical byte/packet counts in {same_counts}; same rank order (up to ties) in "
+        f"{same_ranks}"
+    )
     assert rate >= 0.95
     assert same_counts == same_set == same_ranks
 
@@ -94,8 +101,9 @@ def test_protocol_breakdown_matches_aguri3(reference, ours):
             e = theirs.get((a.src_text, a.dst_text))
             if e is None:
                 continue
-            mine = {p.label()[1:-1]: (round(100 * p.byte_share, 2), round(100 * p.packet_share, 2))
-                    for p in a.protocols}
+            mine = {
+                p.label()[1:-1]: (round(100 * p.byte_share, 2), round(100 * p.packet_share, 2)) for p in a.protocols
+            }
             ref_p = {p.label: (p.byte_pct, p.packet_pct) for p in e.protocols}
             checked += 1
             agree += mine.keys() == ref_p.keys() and all(
@@ -146,8 +154,10 @@ def test_busiest_second_runtime(mawi_seconds):
         for _ in range(5):
             aggregate_second(p, cfg)
         times[protocols] = (time.perf_counter() - t0) / 5
-    print(f"\nbusiest second ({len(p)} packets): {1000 * times[True]:.1f} ms with protocol breakdowns, "
-          f"{1000 * times[False]:.1f} ms without")
+    print(
+        f"\nbusiest second ({len(p)} packets): {1000 * times[True]:.1f} ms with protocol breakdowns, "
+        f"{1000 * times[False]:.1f} ms without"
+    )
     assert times[False] < 1.0  # generous: it must keep up with one second of traffic
 
 
@@ -219,13 +229,15 @@ def test_fragments_take_the_first_fragments_ports_and_other_protocols_none():
     first = FRAG_FRAGMENT | FRAG_MF
     middle = FRAG_FRAGMENT | FRAG_MF | FRAG_NONFIRST
     last = FRAG_FRAGMENT | FRAG_NONFIRST
-    p = _v4([
-        (a, b, 17, 53, 4444, first, 1500),
-        (a, b, 17, 0, 0, middle, 1500),
-        (a, b, 17, 0, 0, last, 500),
-        (a, b, 17, 0, 0, last, 500),  # its datagram's first fragment was not seen: no ports
-        (a, b, 132, 5000, 5001, 0, 400),  # SCTP: aguri3 reads no ports
-    ])
+    p = _v4(
+        [
+            (a, b, 17, 53, 4444, first, 1500),
+            (a, b, 17, 0, 0, middle, 1500),
+            (a, b, 17, 0, 0, last, 500),
+            (a, b, 17, 0, 0, last, 500),  # its datagram's first fragment was not seen: no ports
+            (a, b, 132, 5000, 5001, 0, 400),  # SCTP: aguri3 reads no ports
+        ]
+    )
     agg = aggregate_second(p)
     (only,) = agg.aggregates
     labels = {x.label(): (x.bytes, x.packets) for x in only.protocols}
@@ -292,8 +304,13 @@ def test_json_rendering_uses_aguri3_address_forms(ours):
     texts = {r["src"] for r in rows} | {r["dst"] for r in rows}
     assert "*" in texts and "163.221.0.0/17" in texts and "163.221.27.217" in texts
     assert all(set(r) == {"src", "dst", "bytes", "packets", "protocols"} for r in rows)
-    assert rows[0] == {"src": "163.221.27.217", "dst": "52.92.66.94", "bytes": 121400, "packets": 73,
-                       "protocols": [{"label": "[6:51355:587]", "bytes": 121400, "packets": 73}]}
+    assert rows[0] == {
+        "src": "163.221.27.217",
+        "dst": "52.92.66.94",
+        "bytes": 121400,
+        "packets": 73,
+        "protocols": [{"label": "[6:51355:587]", "bytes": 121400, "packets": 73}],
+    }
 
 
 def test_ipv6_traffic_is_aggregated_in_its_own_space():
@@ -302,8 +319,11 @@ def test_ipv6_traffic_is_aggregated_in_its_own_space():
     src = bytes.fromhex("20010db8000100000000000000000001")
     for i in range(60):
         # 50 packets host to host; 10 to 10 interface identifiers of one /64
-        dst = bytes.fromhex("20010db8000200000000000000000002") if i < 50 else (
-            bytes.fromhex("20010db8000300000000000000000000")[:15] + bytes([i]))
+        dst = (
+            bytes.fromhex("20010db8000200000000000000000002")
+            if i < 50
+            else (bytes.fromhex("20010db8000300000000000000000000")[:15] + bytes([i]))
+        )
         p["src"][i] = np.frombuffer(src, np.uint8)
         p["dst"][i] = np.frombuffer(dst, np.uint8)
     agg = aggregate_second(p, AggregateConfig(address_threshold=0.05))
@@ -368,12 +388,13 @@ def test_reader_header_fields():
         ("%!AGURI-2.0\n\t[6:80:*] 1.00% 1.00%\n", 2, "protocol line without an entry"),
         ("%!AGURI-2.0\n%%StartTime: yesterday\n", 2, "cannot read a time"),
         ("%!AGURI-2.0\n%total: many bytes\n", 2, "malformed %total"),
-        ("%!AGURI-2.0\n[ 1] 1.2.3.4 5.6.7.8: 10 (1.00%)\t1 (1.00%)\n\t[6:80:*] 1.00%\n", 3,
-         "malformed protocol line"),
-        ("%!AGURI-2.0\n[ 1] 1.2.3.4 5.6.7.8: 10 (1.00%)\t1 (1.00%)\n\t[6:x:*] 1.00% 1.00%\n", 3,
-         "malformed protocol label"),
-        ("%!AGURI-2.0\n[ 1] 1.2.3.4 5.6.7.8: 10 (1.00%)\t1 (1.00%)\n\t[6:90-80:*] 1.00% 1.00%\n", 3,
-         "bad port range"),
+        ("%!AGURI-2.0\n[ 1] 1.2.3.4 5.6.7.8: 10 (1.00%)\t1 (1.00%)\n\t[6:80:*] 1.00%\n", 3, "malformed protocol line"),
+        (
+            "%!AGURI-2.0\n[ 1] 1.2.3.4 5.6.7.8: 10 (1.00%)\t1 (1.00%)\n\t[6:x:*] 1.00% 1.00%\n",
+            3,
+            "malformed protocol label",
+        ),
+        ("%!AGURI-2.0\n[ 1] 1.2.3.4 5.6.7.8: 10 (1.00%)\t1 (1.00%)\n\t[6:90-80:*] 1.00% 1.00%\n", 3, "bad port range"),
         ("%!AGURI-2.0\nhello\n", 2, "unexpected line"),
     ],
 )

@@ -4,6 +4,7 @@ Seeds are prefixes of real captures (pcap and pcapng, Ethernet with IPv4, IPv6 a
 hypothesis overwrites bytes, cuts the file and swaps in random link types. Nothing but a
 ``CaptureError`` may escape, and every batch must be well-formed.
 """
+
 from __future__ import annotations
 
 import subprocess

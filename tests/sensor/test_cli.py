@@ -1,4 +1,5 @@
 """flowlstm-sensor's command line, checked against tshark and capinfos."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ def cli(*args, check=True):
 
 
 def io_stat(path) -> list[tuple[int, int]]:
-    out = subprocess.run(["tshark", "-r", str(path), "-q", "-z", "io,stat,1"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-q", "-z", "io,stat,1"], capture_output=True, text=True, check=True
+    ).stdout
     return [(int(f), int(b)) for f, b in re.findall(r"^\|\s*\S+\s*<>\s*\S+\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|", out, re.M)]
 
 
@@ -52,8 +54,12 @@ def test_inspect_json_equals_tshark_io_stat(tmp_path):
 def test_inspect_table_totals_equal_capinfos():
     out = cli("inspect", "--pcap", MAWI_PCAP).stdout.splitlines()
     assert out[0].startswith("time (UTC)")
-    ref = subprocess.run(["capinfos", "-T", "-m", "-c", "-d", str(MAWI_PCAP)], capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()[-1].split(",")
+    ref = (
+        subprocess.run(["capinfos", "-T", "-m", "-c", "-d", str(MAWI_PCAP)], capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+        .split(",")
+    )
     assert out[-1] == f"79 seconds, {ref[-2]} packets, {ref[-1]} bytes"
 
 
@@ -74,8 +80,11 @@ def test_features_file_is_the_pipeline_output(tmp_path):
         (lambda d: d / "missing.pcap", 66, r"missing\.pcap: no such file"),
         (lambda d: d, 66, r"is a directory"),
         (lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", 66, r"not a pcap or pcapng"),
-        (lambda d: (d / "cut.pcap").write_bytes(MAWI_PCAP.read_bytes()[:100_001]) and d / "cut.pcap", 65,
-         r"cut\.pcap: .* at byte offset \d+"),
+        (
+            lambda d: (d / "cut.pcap").write_bytes(MAWI_PCAP.read_bytes()[:100_001]) and d / "cut.pcap",
+            65,
+            r"cut\.pcap: .* at byte offset \d+",
+        ),
     ],
     ids=["missing", "directory", "text", "truncated"],
 )
@@ -88,19 +97,31 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path, make, code, pattern):
         assert len(proc.stdout.splitlines()) >= 1
 
 
-@pytest.mark.parametrize("args,message", [
-    (("inspect", "--pcap", MAWI_PCAP, "--idle-timeout", "-5"),
-     "argument --idle-timeout: -5.0; set it to seconds, from 1 to 86400"),
-    (("run", "--pcap", MAWI_PCAP, "--eve", "-", "--metrics-port", "70000"),
-     "argument --metrics-port: 70000; set it to a TCP port for the Prometheus endpoint on 127.0.0.1, or 0 for none"),
-    (("run", "--pcap", MAWI_PCAP, "--eve", "-", "--snaplen", "many"),
-     "argument --snaplen: 'many' is not an integer; set it to an integer from 64 to 262144"),
-    (("run", "--pcap", MAWI_PCAP, "--eve", "-", "--idle-timeout", "900", "--active-timeout", "60"),
-     "features.active-timeout (60.0) is shorter than features.idle-timeout (900.0)"),
-    (("run", "--pcap", MAWI_PCAP, "--interface", "lo", "--eve", "-"), "--pcap and --interface exclude each other"),
-    (("run", "--pcap", MAWI_PCAP), "name an output: --eve FILE"),
-    (("features", "--pcap", MAWI_PCAP), "the following arguments are required: --out"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ("inspect", "--pcap", MAWI_PCAP, "--idle-timeout", "-5"),
+            "argument --idle-timeout: -5.0; set it to seconds, from 1 to 86400",
+        ),
+        (
+            ("run", "--pcap", MAWI_PCAP, "--eve", "-", "--metrics-port", "70000"),
+            "argument --metrics-port: 70000; set it to a TCP port for the Prometheus endpoint on 127.0.0.1, "
+            "or 0 for none",
+        ),
+        (
+            ("run", "--pcap", MAWI_PCAP, "--eve", "-", "--snaplen", "many"),
+            "argument --snaplen: 'many' is not an integer; set it to an integer from 64 to 262144",
+        ),
+        (
+            ("run", "--pcap", MAWI_PCAP, "--eve", "-", "--idle-timeout", "900", "--active-timeout", "60"),
+            "features.active-timeout (60.0) is shorter than features.idle-timeout (900.0)",
+        ),
+        (("run", "--pcap", MAWI_PCAP, "--interface", "lo", "--eve", "-"), "--pcap and --interface exclude each other"),
+        (("run", "--pcap", MAWI_PCAP), "name an output: --eve FILE"),
+        (("features", "--pcap", MAWI_PCAP), "the following arguments are required: --out"),
+    ],
+)
 def test_bad_option_values_are_refused_with_the_option_name(args, message):
     """Flags are checked by the same settings table as the configuration file: one line, exit 64."""
     proc = cli(*args, check=False)

@@ -1,4 +1,5 @@
 """Community ID of alerts against the spec's published vectors and tshark's communityid dissector."""
+
 from __future__ import annotations
 
 import calendar
@@ -62,9 +63,32 @@ def test_community_ids_are_the_spec_vectors():
 def test_every_community_id_is_the_one_tshark_computes(path):
     """Each alert's Community ID equals the one tshark's own implementation gives the flow's
     first packet (TCP, UDP, ICMP, ICMPv6); ICMP alerts are written as Suricata writes them."""
-    out = subprocess.run(["tshark", "-r", str(path), "--enable-protocol", "communityid", "-T", "fields",
-                          "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ipv6.src", "-e", "ip.dst", "-e", "ipv6.dst",
-                          "-e", "communityid"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "tshark",
+            "-r",
+            str(path),
+            "--enable-protocol",
+            "communityid",
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "communityid",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     reference = {}
     for line in out.splitlines():
         ts, src4, src6, dst4, dst6, cid = line.split("\t")
@@ -72,12 +96,18 @@ def test_every_community_id_is_the_one_tshark_computes(path):
             continue
         sec, frac = ts.split(".")
         # An ICMP error quotes the offending packet's header: the outer (first) addresses are the packet's.
-        key = (int(sec) * 1_000_000 + int(frac[:6].ljust(6, "0")), (src4 or src6).split(",")[0],
-               (dst4 or dst6).split(",")[0])
+        key = (
+            int(sec) * 1_000_000 + int(frac[:6].ljust(6, "0")),
+            (src4 or src6).split(",")[0],
+            (dst4 or dst6).split(",")[0],
+        )
         reference.setdefault(key, cid)
     validator = jsonschema.Draft7Validator(SCHEMA_JSON)
-    alerts = [r for w in (w for o in run_files([path]) for w in o.windows)
-              for r in alert_records(w, np.ones(len(w), np.float32), 0.5, "test@0123456789ab")]
+    alerts = [
+        r
+        for w in (w for o in run_files([path]) for w in o.windows)
+        for r in alert_records(w, np.ones(len(w), np.float32), 0.5, "test@0123456789ab")
+    ]
     icmp = [r for r in alerts if r["proto"] in ("ICMP", "IPv6-ICMP")]
     assert len(icmp) > 10 and len(alerts) > len(icmp)
     for r in alerts:
@@ -90,4 +120,3 @@ def test_every_community_id_is_the_one_tshark_computes(path):
         # Type and code when the first packet's ICMP header was captured; nothing rather than 0 when not
         # (tshark then hashes without them too).
         assert ("icmp_type" in r) == ("icmp_code" in r) and 0 <= r.get("icmp_type", 0) < 256
-

@@ -1,4 +1,5 @@
 """Configuration: the shipped file loads; every bad value is named with its fix."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ def test_stage_defaults_come_from_the_table():
     assert FlowConfig() == FlowConfig(d["features.idle-timeout"], d["features.active-timeout"], d["features.max-flows"])
     assert PipelineConfig().slack == d["features.slack"]
     live = LiveConfig("eth0")
-    assert (live.snaplen, live.buffer_mb, live.promiscuous) == (d["capture.snaplen"], d["capture.buffer-mb"],
-                                                              d["capture.promiscuous"])
+    assert (live.snaplen, live.buffer_mb, live.promiscuous) == (
+        d["capture.snaplen"],
+        d["capture.buffer-mb"],
+        d["capture.promiscuous"],
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,8 +65,17 @@ def test_cli_uses_the_file_and_options_override_it(tmp_path):
     cfg = tmp_path / "cfg.yaml"
     eve = tmp_path / "eve.json"
     cfg.write_text(f"sensor-name: from-config\noutputs:\n  eve:\n    filename: {eve}\nmodel:\n  threshold: 0\n")
-    run = [sys.executable, "-m", "sensor.cli", "run", "--config", str(cfg), "--no-progress", "--pcap",
-           str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap")]
+    run = [
+        sys.executable,
+        "-m",
+        "sensor.cli",
+        "run",
+        "--config",
+        str(cfg),
+        "--no-progress",
+        "--pcap",
+        str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
+    ]
     done = subprocess.run(run, check=True, capture_output=True, text=True)
     assert '"host":"from-config"' in eve.read_text()
     assert "threshold 0.0000" in done.stderr  # 0 is a value, not "unset"
@@ -71,8 +84,9 @@ def test_cli_uses_the_file_and_options_override_it(tmp_path):
     cfg.write_text("capture:\n  snaplen: 5\n")
     bad = subprocess.run(run, capture_output=True, text=True)
     assert bad.returncode == 78
-    assert bad.stderr.strip() == (f"flowlstm-sensor: error: {cfg}: capture.snaplen is 5; "
-                                  "set it to an integer from 64 to 262144")
+    assert bad.stderr.strip() == (
+        f"flowlstm-sensor: error: {cfg}: capture.snaplen is 5; set it to an integer from 64 to 262144"
+    )
 
 
 def test_shipped_signatures_are_the_defaults():
@@ -85,35 +99,57 @@ def test_shipped_signatures_are_the_defaults():
 def test_signature_ids_must_be_unique(tmp_path):
     f = tmp_path / "cfg.yaml"
     f.write_text("alerts:\n  signatures:\n    scan:\n      sid: 9330001\n")
-    with pytest.raises(ConfigError, match=r"alerts\.signatures\.scan\.sid is 9330001, the same as "
-                                          r"alerts\.signatures\.flood\.sid; give each kind its own id"):
+    with pytest.raises(
+        ConfigError,
+        match=r"alerts\.signatures\.scan\.sid is 9330001, the same as "
+        r"alerts\.signatures\.flood\.sid; give each kind its own id",
+    ):
         load_config(f)
 
 
 def test_configured_signatures_name_alerts_and_keep_their_thresholding(tmp_path):
     cfg = tmp_path / "cfg.yaml"
     eve = tmp_path / "eve.json"
-    cfg.write_text(f"outputs:\n  eve:\n    filename: {eve}\nmodel:\n  threshold: 0\nalerts:\n  signatures:\n"
-                   "    scan:\n      sid: 4242\n      msg: local scan rule\n      severity: 4\n")
-    subprocess.run([sys.executable, "-m", "sensor.cli", "run", "--config", str(cfg), "--no-progress", "--pcap",
-                    str(ATTACKS / "zmap_tcp_5k.pcapng")], check=True, capture_output=True)
+    cfg.write_text(
+        f"outputs:\n  eve:\n    filename: {eve}\nmodel:\n  threshold: 0\nalerts:\n  signatures:\n"
+        "    scan:\n      sid: 4242\n      msg: local scan rule\n      severity: 4\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sensor.cli",
+            "run",
+            "--config",
+            str(cfg),
+            "--no-progress",
+            "--pcap",
+            str(ATTACKS / "zmap_tcp_5k.pcapng"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     alerts = [json.loads(x)["alert"] for x in eve.read_text().splitlines() if '"event_type":"alert"' in x]
     # One alert for the one scanner: the by-source rule for scans followed the scan's new id
     # (tracked by destination instead, the 5,000 probed hosts would each raise one).
     assert [(a["signature_id"], a["signature"], a["severity"]) for a in alerts] == [(4242, "local scan rule", 4)]
 
 
-LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
-) + "sensor-name: *i\n"
+LAUGHS = (
+    "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    + "sensor-name: *i\n"
+)
 
 
 @pytest.mark.parametrize(
     "content,message",
     [
         (LAUGHS.encode(), r":2:\d+: not valid YAML \(aliases \(\*name\) are not allowed"),
-        (("x:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 40)) + "  " * 40 + "v: 1\n").encode(),
-         r"nested deeper than 16 levels"),
+        (
+            ("x:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 40)) + "  " * 40 + "v: 1\n").encode(),
+            r"nested deeper than 16 levels",
+        ),
         (("[" * 5000 + "]" * 5000).encode(), r"nested deeper than 16 levels"),
         (b"sensor-name: caf\xe9\n", r"not UTF-8 text \(byte offset 16\)"),
         (b"sensor-name: a\nsensor-name: b\n", r":2:1: not valid YAML \(duplicate key 'sensor-name'\)"),
@@ -123,8 +159,18 @@ LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         (b"# big\n" + b" " * (2 << 20), r"larger than a configuration file can be \(1048576 bytes\)"),
         (b"[1, 2]\n", r"the file: expected a mapping of keys, found list"),
     ],
-    ids=["billion-laughs", "deep-mapping", "deep-flow", "latin-1", "duplicate", "duplicate-nested", "int-key",
-         "huge-value", "too-big", "not-a-mapping"],
+    ids=[
+        "billion-laughs",
+        "deep-mapping",
+        "deep-flow",
+        "latin-1",
+        "duplicate",
+        "duplicate-nested",
+        "int-key",
+        "huge-value",
+        "too-big",
+        "not-a-mapping",
+    ],
 )
 def test_hostile_files_are_refused_in_one_line(tmp_path, content, message):
     f = tmp_path / "cfg.yaml"
@@ -153,8 +199,9 @@ def test_check_validates_file_and_model_without_running(tmp_path):
     bad_model = tmp_path / "model"
     bad_model.mkdir()
     conf = tmp_path / "cfg.yaml"
-    conf.write_text(f"capture:\n  interface: eth0\noutputs:\n  eve:\n    filename: /dev/null\n"
-                    f"model:\n  path: {bad_model}\n")
+    conf.write_text(
+        f"capture:\n  interface: eth0\noutputs:\n  eve:\n    filename: /dev/null\nmodel:\n  path: {bad_model}\n"
+    )
     bad = subprocess.run([*run, str(conf)], capture_output=True, text=True)
     assert bad.returncode == 78 and bad.stderr.strip().splitlines()[-1].startswith("flowlstm-sensor: error: ")
     assert "metadata.json" in bad.stderr

@@ -1,4 +1,5 @@
 """The live sensor as systemd runs it: notify socket, watchdog, SIGHUP reopen, SIGTERM drain."""
+
 from __future__ import annotations
 
 import json
@@ -62,10 +63,35 @@ def test_daemon_lifecycle(veth, tmp_path):
     eve = tmp_path / "eve.json"
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--interface", b,
-         "--bpf", "ip", "--eve", str(eve), "--threshold", "0", "--host", "veth-test", "--metrics-port", "9309",
-         "--zeek-notice", str(tmp_path / "notice.log")],
-        env=env, stderr=subprocess.PIPE, text=True)
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns_b,
+            sys.executable,
+            "-m",
+            "sensor.cli",
+            "-v",
+            "run",
+            "--interface",
+            b,
+            "--bpf",
+            "ip",
+            "--eve",
+            str(eve),
+            "--threshold",
+            "0",
+            "--host",
+            "veth-test",
+            "--metrics-port",
+            "9309",
+            "--zeek-notice",
+            str(tmp_path / "notice.log"),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     messages: list[str] = []
     done = threading.Event()
 
@@ -84,21 +110,35 @@ def test_daemon_lifecycle(veth, tmp_path):
 
     try:
         assert wait_for(lambda: any("READY=1" in m for m in drain()), 30), messages
-        browse = subprocess.run(["ip", "netns", "exec", ns_b, sys.executable, "-c", BROWSE], capture_output=True,
-                                text=True, timeout=30)
+        browse = subprocess.run(
+            ["ip", "netns", "exec", ns_b, sys.executable, "-c", BROWSE], capture_output=True, text=True, timeout=30
+        )
         replay = ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000"]
         subprocess.run([*replay, str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
         assert wait_for(lambda: eve.exists() and eve.stat().st_size > 0, 15)
         os.rename(eve, tmp_path / "eve.json.1")  # logrotate
         proc.send_signal(signal.SIGHUP)
         time.sleep(1.0)
-        subprocess.run([*replay, "--limit", "3000", str(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*replay, "--limit", "3000", str(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")],
+            check=True,
+            capture_output=True,
+        )
         time.sleep(4.0)  # let the last seconds close
-        scrape = subprocess.run(["ip", "netns", "exec", ns_b, sys.executable, "-c",
-                                 "import urllib.request;print(urllib.request.urlopen("
-                                 "'http://127.0.0.1:9309/metrics',timeout=5).read().decode())"],
-                                capture_output=True, text=True)
+        scrape = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns_b,
+                sys.executable,
+                "-c",
+                "import urllib.request;print(urllib.request.urlopen("
+                "'http://127.0.0.1:9309/metrics',timeout=5).read().decode())",
+            ],
+            capture_output=True,
+            text=True,
+        )
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -140,22 +180,49 @@ def test_hup_reloads_the_configuration_all_or_nothing(veth, tmp_path):
     eve, conf = tmp_path / "eve.json", tmp_path / "sensor.yaml"
 
     def configure(**extra):
-        conf.write_text(yaml.safe_dump({
-            "sensor-name": "first", "announce": False, "capture": {"interface": b, "bpf": "ip"},
-            "model": {"path": str(model), "threshold": 0}, "outputs": {"eve": {"filename": str(eve)}},
-            # Every window alerts and none is folded, so each replay shows who scored it.
-            "thresholding": {"limit": 1000000, "max-per-second": 1000000}, **extra}))
+        conf.write_text(
+            yaml.safe_dump(
+                {
+                    "sensor-name": "first",
+                    "announce": False,
+                    "capture": {"interface": b, "bpf": "ip"},
+                    "model": {"path": str(model), "threshold": 0},
+                    "outputs": {"eve": {"filename": str(eve)}},
+                    # Every window alerts and none is folded, so each replay shows who scored it.
+                    "thresholding": {"limit": 1000000, "max-per-second": 1000000},
+                    **extra,
+                }
+            )
+        )
 
     configure()
-    proc = subprocess.Popen(["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run",
-                             "--config", str(conf)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--config", str(conf)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log: list[str] = []
     threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
 
     def hosts_after_replay() -> set[str]:
         before = len(eve.read_text().splitlines()) if eve.exists() else 0
-        subprocess.run(["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000",
-                        str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns_a,
+                "tcpreplay",
+                "-q",
+                "-i",
+                a,
+                "--pps",
+                "5000",
+                str(DATA / "zeek" / "ssh_sshguess.pcap"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         assert wait_for(lambda: eve.exists() and len(eve.read_text().splitlines()) > before, 15), log
         time.sleep(2.5)  # the last windows close
         return {json.loads(x).get("host") for x in eve.read_text().splitlines()[before:]}
@@ -197,25 +264,74 @@ def test_capture_failures_are_survived_and_counted(veth, tmp_path):
     sh = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
     eve = tmp_path / "eve.json"
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--interface", b,
-         "--bpf", "ip", "--eve", str(eve), "--threshold", "0", "--limit", "1000000", "--max-alerts-per-second",
-         "1000000", "--metrics-port", "9311", "--no-announce"], stderr=subprocess.PIPE, text=True)
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns_b,
+            sys.executable,
+            "-m",
+            "sensor.cli",
+            "-v",
+            "run",
+            "--interface",
+            b,
+            "--bpf",
+            "ip",
+            "--eve",
+            str(eve),
+            "--threshold",
+            "0",
+            "--limit",
+            "1000000",
+            "--max-alerts-per-second",
+            "1000000",
+            "--metrics-port",
+            "9311",
+            "--no-announce",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log: list[str] = []
     threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
     said = lambda text: wait_for(lambda: any(text in line for line in log), 15)  # noqa: E731
 
     def replay() -> int:
         n = len(eve.read_text().splitlines()) if eve.exists() else 0
-        sh("ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000",
-           str(DATA / "zeek" / "ssh_sshguess.pcap"))
+        sh(
+            "ip",
+            "netns",
+            "exec",
+            ns_a,
+            "tcpreplay",
+            "-q",
+            "-i",
+            a,
+            "--pps",
+            "5000",
+            str(DATA / "zeek" / "ssh_sshguess.pcap"),
+        )
         assert wait_for(lambda: eve.exists() and len(eve.read_text().splitlines()) > n, 15), log
         return 431  # packets in the capture
 
     def capture_up() -> float | None:
-        return scraped(subprocess.run(["ip", "netns", "exec", ns_b, sys.executable, "-c",
-                                       "import urllib.request;print(urllib.request.urlopen("
-                                       "'http://127.0.0.1:9311/metrics',timeout=5).read().decode())"],
-                                      capture_output=True, text=True).stdout).get("flowlstm_capture_up")
+        return scraped(
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns_b,
+                    sys.executable,
+                    "-c",
+                    "import urllib.request;print(urllib.request.urlopen("
+                    "'http://127.0.0.1:9311/metrics',timeout=5).read().decode())",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout
+        ).get("flowlstm_capture_up")
 
     try:
         assert said("capturing on")
@@ -262,16 +378,51 @@ def test_counters_add_up_when_stopped_under_load(veth, tmp_path):
     ns_a, ns_b, a, b = veth
     eve = tmp_path / "eve.json"
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--interface", b,
-         "--eve", str(eve), "--no-announce", "--buffer-mb", "4"], stderr=subprocess.PIPE, text=True)
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns_b,
+            sys.executable,
+            "-m",
+            "sensor.cli",
+            "-v",
+            "run",
+            "--interface",
+            b,
+            "--eve",
+            str(eve),
+            "--no-announce",
+            "--buffer-mb",
+            "4",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     log: list[str] = []
     threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
     replay = None
     try:
         assert wait_for(lambda: any("capturing on" in line for line in log), 30), log
-        replay = subprocess.Popen(["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "25000",
-                                   "--loop", "20", str(DATA / "mawi" / "201911211400_headers.pcap")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        replay = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns_a,
+                "tcpreplay",
+                "-q",
+                "-i",
+                a,
+                "--pps",
+                "25000",
+                "--loop",
+                "20",
+                str(DATA / "mawi" / "201911211400_headers.pcap"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(6)
         t = time.monotonic()
         proc.send_signal(signal.SIGTERM)

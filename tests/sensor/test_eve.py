@@ -1,4 +1,5 @@
 """EVE alert records: Suricata's own schema, its timestamp form, the fields classify reads."""
+
 from __future__ import annotations
 
 import jsonschema
@@ -35,4 +36,3 @@ def test_timestamp_form():
 def test_features_schema_names_used_by_classify_exist():
     for name in ("agg_fwd_src_spec", "agg_fwd_dst_spec", "log_pkts_rev", "frac_syn", "frac_ack"):
         SCHEMA.index(name)
-

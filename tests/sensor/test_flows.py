@@ -1,4 +1,5 @@
 """Flow stage against tshark's own flow accounting on real captures."""
+
 from __future__ import annotations
 
 import subprocess
@@ -42,11 +43,36 @@ def tshark_stream_totals(path, proto: str) -> Counter:
     are not reassembled: a flow counts the fragments that carry its ports.
     """
     out = subprocess.run(
-        ["tshark", "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE", "-r", str(path),
-         "-Y", f"{proto} && !icmp && !icmpv6", "-T", "fields",
-         "-e", "ip.src", "-e", "ipv6.src", "-e", f"{proto}.srcport",
-         "-e", "ip.dst", "-e", "ipv6.dst", "-e", f"{proto}.dstport", "-e", "frame.len"],
-        capture_output=True, text=True, check=True,
+        [
+            "tshark",
+            "-o",
+            "ip.defragment:FALSE",
+            "-o",
+            "ipv6.defragment:FALSE",
+            "-r",
+            str(path),
+            "-Y",
+            f"{proto} && !icmp && !icmpv6",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            f"{proto}.srcport",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            f"{proto}.dstport",
+            "-e",
+            "frame.len",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     streams: dict[frozenset, list] = {}
     for line in out.splitlines():
@@ -147,11 +173,13 @@ def test_second_statistics_match_packets():
     sec = packets["ts"] // NS
     fwd = (
         (format_addresses(packets["src"]) == format_addresses(r["src"][None])[0])
-        & (packets["sport"] == r["sport"]) & (packets["dport"] == r["dport"])
+        & (packets["sport"] == r["sport"])
+        & (packets["dport"] == r["dport"])
     )
     rev = (
         (format_addresses(packets["src"]) == format_addresses(r["dst"][None])[0])
-        & (packets["sport"] == r["dport"]) & (packets["dport"] == r["sport"])
+        & (packets["sport"] == r["dport"])
+        & (packets["dport"] == r["sport"])
     )
     inflow = fwd | rev
     mine = inflow & (sec == r["sec"])
@@ -214,8 +242,23 @@ _UNITS = {"bytes": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3}
 
 def tshark_conv(path, proto: str) -> dict:
     """tshark -q -z conv,PROTO: endpoint pair → (frames, bytes, bytes unit)."""
-    out = subprocess.run(["tshark", "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE", "-r", str(path),
-                          "-q", "-z", f"conv,{proto}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "tshark",
+            "-o",
+            "ip.defragment:FALSE",
+            "-o",
+            "ipv6.defragment:FALSE",
+            "-r",
+            str(path),
+            "-q",
+            "-z",
+            f"conv,{proto}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     conv = {}
     for line in out.splitlines():
         parts = line.split()
@@ -230,8 +273,12 @@ def tshark_conv(path, proto: str) -> dict:
 def _tunnel_lines(path, key) -> list[str]:
     (a, ap), (b, bp) = sorted(key)
     flt = f"ip.addr=={a} && ip.addr=={b}"
-    return subprocess.run(["tshark", "-r", str(path), "-Y", flt, "-T", "fields", "-e", "ip.src"],
-                          capture_output=True, text=True, check=True).stdout.splitlines()
+    return subprocess.run(
+        ["tshark", "-r", str(path), "-Y", flt, "-T", "fields", "-e", "ip.src"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
 
 
 @pytest.mark.parametrize(
@@ -278,14 +325,19 @@ def test_stats_kernel_refuses_bad_indices():
 
     def call(order, starts, init=None, size=p.itemsize):
         init = np.zeros(2, np.uint8) if init is None else init
-        _flowstats.group_stats(p, size, *_STAT_OFFSETS, np.asarray(order, np.int64), np.asarray(starts, np.int64),
-                               low, init, out, ts)
+        _flowstats.group_stats(
+            p, size, *_STAT_OFFSETS, np.asarray(order, np.int64), np.asarray(starts, np.int64), low, init, out, ts
+        )
 
     call([0, 1, 2, 3], [0, 2])
     assert out[:, 0].tolist() == [2, 2]
-    for order, starts, match in (([0, 1, 2, 4], [0, 2], "order"), ([0, 1, 2, -1], [0, 2], "order"),
-                                 ([0, 1, 2, 3], [1, 2], "starts"), ([0, 1, 2, 3], [0, 4], "starts"),
-                                 ([0, 1, 2, 3], [2, 2], "starts")):
+    for order, starts, match in (
+        ([0, 1, 2, 4], [0, 2], "order"),
+        ([0, 1, 2, -1], [0, 2], "order"),
+        ([0, 1, 2, 3], [1, 2], "starts"),
+        ([0, 1, 2, 3], [0, 4], "starts"),
+        ([0, 1, 2, 3], [2, 2], "starts"),
+    ):
         with pytest.raises(ValueError, match=match):
             call(order, starts)
     with pytest.raises(ValueError, match="lengths"):
@@ -296,8 +348,7 @@ def test_stats_kernel_refuses_bad_indices():
 
 def _second(n_new: int, sec: int, first_ip: int = 1 << 24) -> np.ndarray:
     """One second of ``n_new`` one-packet flows from distinct sources to one victim."""
-    return np.concatenate([_pkt(sec + i / (n_new + 1), first_ip + i, 2, 1024 + i % 60000, 80)
-                           for i in range(n_new)])
+    return np.concatenate([_pkt(sec + i / (n_new + 1), first_ip + i, 2, 1024 + i % 60000, 80) for i in range(n_new)])
 
 
 def test_cap_holds_within_a_second_idle_flows_make_room_first():
@@ -334,8 +385,11 @@ def test_a_budget_too_small_for_the_cap_is_refused():
     from sensor.settings import defaults
 
     v = {**defaults(), "features.max-flows": 10_000_000, "features.memory-mb": 256}
-    with pytest.raises(ConfigError, match=r"features\.max-flows 10000000 needs at least \d+ MiB of "
-                                          r"features\.memory-mb \(it is 256\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"features\.max-flows 10000000 needs at least \d+ MiB of "
+        r"features\.memory-mb \(it is 256\)",
+    ):
         pipeline_config(v)
 
 
@@ -367,8 +421,13 @@ def test_spoofed_flood_stays_within_the_memory_budget(tmp_path):
     import sys
     from pathlib import Path
 
-    out = subprocess.run([sys.executable, "-c", FLOOD_RSS, str(tmp_path / "flood.pcap")], capture_output=True,
-                         text=True, check=True, cwd=Path(__file__).resolve().parents[2]).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", FLOOD_RSS, str(tmp_path / "flood.pcap")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
     r = json.loads(out.splitlines()[-1])
     assert r["rss_mb"] < 330, r
     assert r["shed"] > 0 and r["created"] + r["shed"] == 600_000

@@ -4,6 +4,7 @@ Needs root (CI runs as root); the namespaces and links are created here and remo
 afterwards.  Both ends live in their own namespaces, with no routes, so replayed
 traffic cannot leave the pair.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,12 +51,16 @@ json.dump({"idle_reads": idle_reads, "n": len(p), "wire": p["wire_len"].tolist()
 def test_replayed_capture_arrives_whole(veth, tmp_path):
     ns_a, ns_b, a, b = veth
     out = tmp_path / "got.json"
-    cap = subprocess.Popen(["ip", "netns", "exec", ns_b, sys.executable, "-c", CAPTURE, b, str(out)],
-                           stdout=subprocess.PIPE, text=True)
+    cap = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, sys.executable, "-c", CAPTURE, b, str(out)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert cap.stdout.readline().strip() == "ready"
-        subprocess.run(["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "2000", str(FTP)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "2000", str(FTP)],
+            check=True,
+            capture_output=True,
+        )
         assert cap.wait(timeout=60) == 0
     finally:
         cap.kill()
@@ -86,11 +91,18 @@ def test_capture_without_privileges_says_so():
     root = Path(__file__).resolve().parents[2]
     if subprocess.run([*nobody, "-c", "import sensor.cli"], cwd=root, capture_output=True).returncode != 0:
         pytest.skip("uid 65534 cannot read this checkout (a parent directory is private)")
-    proc = subprocess.run([*nobody, "-m", "sensor.cli", "run", "--interface", "lo", "--eve", "/dev/null",
-                           "--no-announce"], capture_output=True, text=True, timeout=60, cwd=root)
+    proc = subprocess.run(
+        [*nobody, "-m", "sensor.cli", "run", "--interface", "lo", "--eve", "/dev/null", "--no-announce"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+    )
     assert proc.returncode == 66, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == ("flowlstm-sensor: error: lo: cannot capture: permission denied: "
-                                                    "capturing needs root or CAP_NET_RAW (the systemd unit grants it)")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "flowlstm-sensor: error: lo: cannot capture: permission denied: "
+        "capturing needs root or CAP_NET_RAW (the systemd unit grants it)"
+    )
 
 
 SHARK = r"""
@@ -117,12 +129,16 @@ cap.close()
 def test_pyshark_backend_gives_the_same_records(veth, tmp_path):
     ns_a, ns_b, a, b = veth
     out = tmp_path / "got.json"
-    cap = subprocess.Popen(["ip", "netns", "exec", ns_b, sys.executable, "-c", SHARK, b, str(out)],
-                           stdout=subprocess.PIPE, text=True)
+    cap = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, sys.executable, "-c", SHARK, b, str(out)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert cap.stdout.readline().strip() == "ready"
-        subprocess.run(["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "500", str(FTP)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "500", str(FTP)],
+            check=True,
+            capture_output=True,
+        )
         assert cap.wait(timeout=90) == 0
     finally:
         cap.kill()

@@ -1,4 +1,5 @@
 """The Prometheus endpoint over real HTTP on loopback, read back with prometheus-client's own parser."""
+
 from __future__ import annotations
 
 import socket
@@ -24,8 +25,10 @@ def test_serves_text_format_and_404():
 
     def collect():
         n["v"] += 1
-        return {"flowlstm_packets_total": ("counter", "Packets read.", n["v"]),
-                "flowlstm_flows_active": ("gauge", 'Flows "now"\\ and\nthen.', 7)}
+        return {
+            "flowlstm_packets_total": ("counter", "Packets read.", n["v"]),
+            "flowlstm_flows_active": ("gauge", 'Flows "now"\\ and\nthen.', 7),
+        }
 
     srv = MetricsServer(collect, 0)
     try:

@@ -1,4 +1,5 @@
 """The shipped model bundle: it loads in LiteRT, scores, and bad bundles are refused clearly."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,10 @@ def test_default_bundle_loads_and_is_small():
 
 def test_default_bundle_separates_a_flood_from_background():
     b = ModelBundle()
+
     def scores(path):
         return np.concatenate([b.score(w.x) for o in run_files([path]) for w in o.windows])
+
     bg = scores(MAWI_PCAP)
     flood = scores(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")
     assert np.mean(bg >= b.threshold) < 0.02
@@ -126,8 +129,12 @@ print(np.array_equal(before, b.score(x)))
 
 def test_overwriting_the_model_file_does_not_disturb_the_loaded_model(copy):
     # In a child process: a model mapped from its file dies of SIGBUS here.
-    out = subprocess.run([sys.executable, "-c", OVERWRITE, str(copy), str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", OVERWRITE, str(copy), str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "True", (out.returncode, out.stderr[-2000:])
 
 
@@ -151,15 +158,18 @@ def test_schema_of_the_wrong_json_type_is_refused(copy, value):
         ModelBundle(copy)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("names", "present,log_pkts_fwd", "schema.names must be a list"),
-    ("names", [1] * SCHEMA.size, "schema.names must be a list"),
-    ("names", list(reversed(SCHEMA.names)), "schema.names differ"),
-    ("version", True, "feature schema version True"),
-    ("version", "1", "feature schema version '1'"),
-    ("window", 3.0, "model window is 3.0 seconds"),
-    ("window", [3], "model window is a JSON array seconds"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("names", "present,log_pkts_fwd", "schema.names must be a list"),
+        ("names", [1] * SCHEMA.size, "schema.names must be a list"),
+        ("names", list(reversed(SCHEMA.names)), "schema.names differ"),
+        ("version", True, "feature schema version True"),
+        ("version", "1", "feature schema version '1'"),
+        ("window", 3.0, "model window is 3.0 seconds"),
+        ("window", [3], "model window is a JSON array seconds"),
+    ],
+)
 def test_schema_fields_of_the_wrong_type_are_refused(copy, field, value, message):
     meta = json.loads((copy / METADATA_FILE).read_text())
     edit_meta(copy, schema={**meta["schema"], field: value})
@@ -167,25 +177,34 @@ def test_schema_fields_of_the_wrong_type_are_refused(copy, field, value, message
         ModelBundle(copy)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"format_version": True}, "format version 1 .found format='flowlstm-model' version=True"),
-    ({"threshold": "0.5"}, "threshold '0.5' is not a number"),
-    ({"threshold": float("nan")}, "threshold nan is not a number between 0 and 1"),
-    ({"threshold": 10 ** 400}, "threshold .* is not a number between 0 and 1"),
-    ({"normalization": [0.0, 1.0]}, "'normalization' must be a JSON object"),
-    ({"normalization": {"mean": "0", "scale": [1.0] * SCHEMA.size}}, r"normalization.mean must be a list of 60"),
-    ({"normalization": {"mean": [True] * SCHEMA.size, "scale": [1.0] * SCHEMA.size}}, r"normalization.mean must"),
-    ({"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [1.0] * 59 + [float("inf")]}},
-     r"normalization.scale\[59\] is inf"),
-    ({"normalization": {"mean": [0.0] * 59 + [1e39], "scale": [1.0] * SCHEMA.size}},
-     r"normalization.mean\[59\] is 1e\+39, not a finite float32"),
-    ({"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [1.0] * 5 + [1e-30] + [1.0] * 54}},
-     r"normalization.scale\[5\] \(rev_pkt_ratio\) is 1e-30; scales must be at least 1e-06"),
-    ({"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [-1.0] * SCHEMA.size}}, r"scale\[0\] .* is -1"),
-    ({"sha256": [["d6"]]}, "'sha256' must be the model file's sha256 in hex, found a JSON array"),
-    ({"name": {"n": 1}}, "'name' must be printable text"),
-    ({"name": "evil\n2026-01-01 ERROR forged log line"}, "'name' must be printable text"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"format_version": True}, "format version 1 .found format='flowlstm-model' version=True"),
+        ({"threshold": "0.5"}, "threshold '0.5' is not a number"),
+        ({"threshold": float("nan")}, "threshold nan is not a number between 0 and 1"),
+        ({"threshold": 10**400}, "threshold .* is not a number between 0 and 1"),
+        ({"normalization": [0.0, 1.0]}, "'normalization' must be a JSON object"),
+        ({"normalization": {"mean": "0", "scale": [1.0] * SCHEMA.size}}, r"normalization.mean must be a list of 60"),
+        ({"normalization": {"mean": [True] * SCHEMA.size, "scale": [1.0] * SCHEMA.size}}, r"normalization.mean must"),
+        (
+            {"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [1.0] * 59 + [float("inf")]}},
+            r"normalization.scale\[59\] is inf",
+        ),
+        (
+            {"normalization": {"mean": [0.0] * 59 + [1e39], "scale": [1.0] * SCHEMA.size}},
+            r"normalization.mean\[59\] is 1e\+39, not a finite float32",
+        ),
+        (
+            {"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [1.0] * 5 + [1e-30] + [1.0] * 54}},
+            r"normalization.scale\[5\] \(rev_pkt_ratio\) is 1e-30; scales must be at least 1e-06",
+        ),
+        ({"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [-1.0] * SCHEMA.size}}, r"scale\[0\] .* is -1"),
+        ({"sha256": [["d6"]]}, "'sha256' must be the model file's sha256 in hex, found a JSON array"),
+        ({"name": {"n": 1}}, "'name' must be printable text"),
+        ({"name": "evil\n2026-01-01 ERROR forged log line"}, "'name' must be printable text"),
+    ],
+)
 def test_metadata_fields_of_the_wrong_type_or_range_are_refused(copy, changes, message):
     edit_meta(copy, **changes)
     with pytest.raises(ModelError, match=message):
@@ -243,8 +262,13 @@ def load_in_child(bundle, *swap) -> str:
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
-    out = subprocess.run([sys.executable, "-c", LOAD_IN_CHILD, str(bundle), *map(str, swap)], capture_output=True,
-                         text=True, timeout=60, preexec_fn=limit)
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_IN_CHILD, str(bundle), *map(str, swap)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip()
 
@@ -265,17 +289,24 @@ def test_a_fifo_swapped_in_after_the_stat_does_not_hang(copy, tmp_path, name):
     (copy / name).unlink()
     os.mkfifo(copy / name)
     assert load_in_child(copy, DEFAULT_BUNDLE / name, name) == (
-        f"ModelError: {copy / name}: not a regular file; a bundle holds plain files")
+        f"ModelError: {copy / name}: not a regular file; a bundle holds plain files"
+    )
 
 
-@pytest.mark.parametrize("name, message", [
-    ("int8_input", "model input is int8, expected float32"),
-    ("two_inputs", "model has 2 inputs and 1 outputs"),
-    ("two_outputs", "model has 1 inputs and 2 outputs"),
-    ("batch_collapsed", r"model output is \[1, 1\] for a batch of 1024 windows; expected \[batch, 1\] or \[batch\]"),
-    ("nan_output", r"smoke inference scored nan on a silent window and nan on a busy one"),
-    ("busy_seven", r"smoke inference scored 0.5 on a silent window and 7 on a busy one"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("int8_input", "model input is int8, expected float32"),
+        ("two_inputs", "model has 2 inputs and 1 outputs"),
+        ("two_outputs", "model has 1 inputs and 2 outputs"),
+        (
+            "batch_collapsed",
+            r"model output is \[1, 1\] for a batch of 1024 windows; expected \[batch, 1\] or \[batch\]",
+        ),
+        ("nan_output", r"smoke inference scored nan on a silent window and nan on a busy one"),
+        ("busy_seven", r"smoke inference scored 0.5 on a silent window and 7 on a busy one"),
+    ],
+)
 def test_incompatible_models_are_refused_at_load(copy, name, message):
     with pytest.raises(ModelError, match=f"{MODEL_FILE}: {message}"):
         ModelBundle(with_model(copy, name))
@@ -302,15 +333,33 @@ def test_an_unforeseen_error_inside_litert_is_a_model_error(copy, monkeypatch):
         ModelBundle(copy)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
-                    max_leaves=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(["format", "format_version", "schema", "normalization", "threshold", "sha256", "name",
-                            "schema.version", "schema.names", "schema.window", "normalization.mean",
-                            "normalization.scale"]), value=JSON)
+@given(
+    key=st.sampled_from(
+        [
+            "format",
+            "format_version",
+            "schema",
+            "normalization",
+            "threshold",
+            "sha256",
+            "name",
+            "schema.version",
+            "schema.names",
+            "schema.window",
+            "normalization.mean",
+            "normalization.scale",
+        ]
+    ),
+    value=JSON,
+)
 def test_any_json_in_any_field_loads_or_is_a_model_error(copy, key, value):
     meta = json.loads((DEFAULT_BUNDLE / METADATA_FILE).read_text())
     top, _, sub = key.partition(".")

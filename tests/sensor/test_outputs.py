@@ -1,4 +1,5 @@
 """EVE outputs (sensor/outputs.py): files that survive kill -9, logrotate and a full disk; unix sockets."""
+
 from __future__ import annotations
 
 import json
@@ -106,8 +107,9 @@ def test_full_disk_delays_events_in_order(tiny_fs, caplog, limit):
     try:
         out.write(b'{"n":-1}\n')
         fill(tiny_fs / "filler")
-        batches = [b"".join(b'{"n":%d,"pad":"%s"}\n' % (n, b"y" * 80) for n in range(i, i + 10))
-                   for i in range(0, 200, 10)]
+        batches = [
+            b"".join(b'{"n":%d,"pad":"%s"}\n' % (n, b"y" * 80) for n in range(i, i + 10)) for i in range(0, 200, 10)
+        ]
         with caplog.at_level("WARNING", logger="flowlstm.outputs"):
             for b in batches:
                 out.write(b)  # never raises
@@ -137,9 +139,25 @@ def test_open_cuts_an_unterminated_tail(tmp_path):
 
 
 def _run_to(spec: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sensor.cli", "run", "--no-progress", "--threshold", "0",
-                             "--limit", "1000", "--pcap", str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
-                             "--eve", spec], stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sensor.cli",
+            "run",
+            "--no-progress",
+            "--threshold",
+            "0",
+            "--limit",
+            "1000",
+            "--pcap",
+            str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
+            "--eve",
+            spec,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_unix_dgram_one_event_per_datagram(tmp_path):
@@ -197,8 +215,9 @@ def test_socket_without_listener_drops_and_counts(tmp_path):
     s.close()
 
 
-@pytest.mark.skipif(not shutil.which("fever"),
-                    reason="needs DCSO's fever (Debian package fever; scripts/setup.sh installs it)")
+@pytest.mark.skipif(
+    not shutil.which("fever"), reason="needs DCSO's fever (Debian package fever; scripts/setup.sh installs it)"
+)
 def test_fever_forwards_every_alert_from_the_unix_stream(tmp_path):
     """fever, a real EVE consumer, reads our unix_stream output and forwards every event unchanged.
 
@@ -209,15 +228,29 @@ def test_fever_forwards_every_alert_from_the_unix_stream(tmp_path):
 
     out_path, in_path = tmp_path / "out.sock", tmp_path / "in.sock"
     (tmp_path / "fever.yaml").write_text(
-        f"multi-forward:\n  all:\n    socket: {out_path}\n    all: true\n    buffer-length: 100000\n")
+        f"multi-forward:\n  all:\n    socket: {out_path}\n    all: true\n    buffer-length: 100000\n"
+    )
     srv = so.socket(so.AF_UNIX, so.SOCK_STREAM)
     srv.bind(str(out_path))
     srv.listen(1)
     srv.settimeout(30)
-    fever = subprocess.Popen(["fever", "run", "--config", str(tmp_path / "fever.yaml"), "--dummy",
-                              "-i", str(in_path), "--mgmt-socket", str(tmp_path / "mgmt.sock"),
-                              "--logfile", str(tmp_path / "fever.log")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fever = subprocess.Popen(
+        [
+            "fever",
+            "run",
+            "--config",
+            str(tmp_path / "fever.yaml"),
+            "--dummy",
+            "-i",
+            str(in_path),
+            "--mgmt-socket",
+            str(tmp_path / "mgmt.sock"),
+            "--logfile",
+            str(tmp_path / "fever.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         conn, _ = srv.accept()
         deadline = time.monotonic() + 30
@@ -245,6 +278,7 @@ def test_fever_forwards_every_alert_from_the_unix_stream(tmp_path):
 
 
 # -- HoldingOutput on a real, small tmpfs: pieces that fit, losses counted by kind ----------------
+
 
 @pytest.fixture
 def tmpfs(tmp_path):
@@ -282,8 +316,9 @@ def fill_free(mnt, chunk: int = 16 << 10) -> list:
 
 def lines(first: int, n: int, kind: str = "alert", pad: int = 80) -> bytes:
     """EVE-like lines numbered ``first`` to ``first + n - 1``, about 110 bytes each."""
-    return b"".join(b'{"n":%d,"kind":"%s","pad":"%s"}\n' % (i, kind.encode(), b"y" * pad)
-                    for i in range(first, first + n))
+    return b"".join(
+        b'{"n":%d,"kind":"%s","pad":"%s"}\n' % (i, kind.encode(), b"y" * pad) for i in range(first, first + n)
+    )
 
 
 def numbers(path) -> list[int]:

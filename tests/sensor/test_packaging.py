@@ -1,4 +1,5 @@
 """The .deb: built by packaging/build-deb.sh, inspected with dpkg-deb, its sensor run from the package tree."""
+
 from __future__ import annotations
 
 import json
@@ -13,16 +14,21 @@ from ..conftest import ATTACKS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path("/usr/bin/python3").exists() or not shutil.which("dpkg-deb"),
-                                reason="needs Debian's python3 and dpkg-deb")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path("/usr/bin/python3").exists() or not shutil.which("dpkg-deb"),
+        reason="needs Debian's python3 and dpkg-deb",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
     out = tmp_path_factory.mktemp("deb")
-    proc = subprocess.run([str(ROOT / "packaging" / "build-deb.sh"), str(out)], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [str(ROOT / "packaging" / "build-deb.sh"), str(out)], capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return Path(proc.stdout.strip().splitlines()[-1])
 
@@ -33,7 +39,10 @@ def test_control_and_conffiles(deb):
     tree = deb.parent / "ctl"
     subprocess.run(["dpkg-deb", "--control", str(deb), str(tree)], check=True)
     assert set((tree / "conffiles").read_text().split()) == {
-        "/etc/flowlstm/sensor.yaml", "/etc/default/flowlstm-sensor", "/etc/logrotate.d/flowlstm"}
+        "/etc/flowlstm/sensor.yaml",
+        "/etc/default/flowlstm-sensor",
+        "/etc/logrotate.d/flowlstm",
+    }
 
 
 def test_package_tree_runs_the_sensor(deb, tmp_path):
@@ -46,9 +55,24 @@ def test_package_tree_runs_the_sensor(deb, tmp_path):
     assert not any(str(tmp_path) in p.read_text(errors="ignore") for p in (venv / "bin").glob("*") if p.is_file())
     # The venv is relocatable for its interpreter: run the packaged sensor from the extracted tree.
     eve = tmp_path / "eve.json"
-    subprocess.run([str(venv / "bin" / "python"), "-m", "sensor.cli", "run", "--no-progress", "--config",
-                    str(root / "etc/flowlstm/sensor.yaml"), "--pcap", str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
-                    "--eve", str(eve)], check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "sensor.cli",
+            "run",
+            "--no-progress",
+            "--config",
+            str(root / "etc/flowlstm/sensor.yaml"),
+            "--pcap",
+            str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
+            "--eve",
+            str(eve),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     events = [json.loads(x) for x in eve.read_text().splitlines()]
     assert events[-1]["event_type"] == "stats" and events[-1]["stats"]["decoder"]["pkts"] == 8000
 
@@ -68,17 +92,38 @@ def test_dpkg_installs_runs_and_purges(deb, tmp_path):
         version = subprocess.run(["flowlstm-sensor", "--version"], capture_output=True, text=True, check=True)
         assert version.stdout.startswith("flowlstm-sensor ")
         # systemd's own checker on the installed unit (paths, directives, the instance's interface).
-        verify = subprocess.run(["systemd-analyze", "verify", "flowlstm-sensor@eth0.service"],
-                                capture_output=True, text=True)
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", "flowlstm-sensor@eth0.service"], capture_output=True, text=True
+        )
         assert verify.returncode == 0 and "flowlstm" not in verify.stderr, verify.stderr
         eve = tmp_path / "eve.json"
-        subprocess.run(["flowlstm-sensor", "run", "--no-progress", "--config", "/etc/flowlstm/sensor.yaml", "--pcap",
-                        str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"), "--eve", str(eve)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                "flowlstm-sensor",
+                "run",
+                "--no-progress",
+                "--config",
+                "/etc/flowlstm/sensor.yaml",
+                "--pcap",
+                str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
+                "--eve",
+                str(eve),
+            ],
+            check=True,
+            capture_output=True,
+        )
         assert json.loads(eve.read_text().splitlines()[-1])["stats"]["decoder"]["pkts"] == 8000
     finally:
         purge = subprocess.run(["dpkg", "--purge", "flowlstm-sensor"], capture_output=True, text=True)
     assert purge.returncode == 0, purge.stderr
     assert not installed("flowlstm-sensor")
-    assert not any(Path(p).exists() for p in ("/opt/flowlstm", "/etc/flowlstm", "/usr/bin/flowlstm-sensor",
-                                              "/lib/systemd/system/flowlstm-sensor@.service", "/var/log/flowlstm"))
+    assert not any(
+        Path(p).exists()
+        for p in (
+            "/opt/flowlstm",
+            "/etc/flowlstm",
+            "/usr/bin/flowlstm-sensor",
+            "/lib/systemd/system/flowlstm-sensor@.service",
+            "/var/log/flowlstm",
+        )
+    )

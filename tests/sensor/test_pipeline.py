@@ -1,4 +1,5 @@
 """The wired feature path: streaming, reordering, delay and bounded memory on real traffic."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -86,7 +87,7 @@ def test_captures_given_out_of_order_are_all_counted(mawi):
     _, alone = feed(mawi, 4096)
     keys, x = collect(outs)
     ref_keys, ref_x = collect(alone)
-    assert np.array_equal(x[len(x) - len(ref_x):], ref_x)
+    assert np.array_equal(x[len(x) - len(ref_x) :], ref_x)
 
 
 def test_windows_wait_for_the_next_second_only(mawi):

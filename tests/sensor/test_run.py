@@ -1,4 +1,5 @@
 """'flowlstm-sensor run': capture files in, EVE alerts out, with the bundled model."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ SCHEMA_JSON = json.loads((DATA / "suricata" / "schema.json").read_text())
 
 
 def run(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "sensor.cli", "run", "--no-progress", *map(str, args)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sensor.cli", "run", "--no-progress", *map(str, args)], capture_output=True, text=True
+    )
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr)
     return proc
@@ -96,12 +98,24 @@ def test_readme_first_command_runs_and_summarizes():
     import os
 
     root = MAWI_PCAP.parents[3]
-    proc = subprocess.run([str(root / "scripts" / "demo.sh"), "--no-progress"], capture_output=True, text=True,
-                          cwd=root, timeout=600, env={**os.environ, "FLOWLSTM_SETUP": "check"})
+    proc = subprocess.run(
+        [str(root / "scripts" / "demo.sh"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=600,
+        env={**os.environ, "FLOWLSTM_SETUP": "check"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = re.search(r"out/eve.json: (\d+) alerts, (\d+) packets", proc.stdout)
     assert m and int(m.group(1)) > 0, proc.stdout
-    packets = sum(int(re.search(r"(\d+)", x).group(1)) for x in (
-        subprocess.run(["capinfos", "-c", "-M", str(p)], capture_output=True, text=True, check=True).stdout
-        .splitlines()[-1] for p in (MAWI_PCAP, ATTACKS / "pkt.TCP.synflood.spoofed.pcap")))
+    packets = sum(
+        int(re.search(r"(\d+)", x).group(1))
+        for x in (
+            subprocess.run(
+                ["capinfos", "-c", "-M", str(p)], capture_output=True, text=True, check=True
+            ).stdout.splitlines()[-1]
+            for p in (MAWI_PCAP, ATTACKS / "pkt.TCP.synflood.spoofed.pcap")
+        )
+    )
     assert int(m.group(2)) == packets  # every packet of both captures, by capinfos' count

@@ -5,6 +5,7 @@ on batches read from a real capture file, through the same ``Sensor`` that
 ``run --interface`` builds; the result must equal a file run byte for byte,
 Zeek notice log included, with non-default thresholding.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,23 +64,51 @@ def _notices(path):
     return [ln for ln in path.read_bytes().splitlines() if not ln.startswith((b"#open", b"#close"))]
 
 
-@pytest.mark.parametrize("options", [
-    ["--threshold", "0", "--period", "7", "--limit", "3", "--max-alerts-per-second", "50", "--host", "t"],
-    [],
-], ids=["thresholded", "defaults"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--threshold", "0", "--period", "7", "--limit", "3", "--max-alerts-per-second", "50", "--host", "t"],
+        [],
+    ],
+    ids=["thresholded", "defaults"],
+)
 def test_live_path_fed_from_a_file_writes_the_lines_of_a_file_run(tmp_path, options):
     pcaps = [str(MAWI_PCAP), str(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")]
     file_eve, file_notice = tmp_path / "file.json", tmp_path / "file.notice.log"
-    subprocess.run([sys.executable, "-m", "sensor.cli", "run", "--no-progress", "--pcap", *pcaps, "--eve",
-                    str(file_eve), "--zeek-notice", str(file_notice), *options], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sensor.cli",
+            "run",
+            "--no-progress",
+            "--pcap",
+            *pcaps,
+            "--eve",
+            str(file_eve),
+            "--zeek-notice",
+            str(file_notice),
+            *options,
+        ],
+        check=True,
+        capture_output=True,
+    )
 
     live_eve, live_notice = tmp_path / "live.json", tmp_path / "live.notice.log"
-    given = {"outputs.eve.filename": str(live_eve), "outputs.zeek-notice.filename": str(live_notice),
-             "capture.interface": "file-fed", "announce": False}
+    given = {
+        "outputs.eve.filename": str(live_eve),
+        "outputs.zeek-notice.filename": str(live_notice),
+        "capture.interface": "file-fed",
+        "announce": False,
+    }
     flags = dict(zip(options[::2], options[1::2], strict=True))
-    names = {"--threshold": ("model.threshold", float), "--period": ("thresholding.period", int),
-             "--limit": ("thresholding.limit", int), "--max-alerts-per-second": ("thresholding.max-per-second", int),
-             "--host": ("sensor-name", str)}
+    names = {
+        "--threshold": ("model.threshold", float),
+        "--period": ("thresholding.period", int),
+        "--limit": ("thresholding.limit", int),
+        "--max-alerts-per-second": ("thresholding.max-per-second", int),
+        "--host": ("sensor-name", str),
+    }
     given.update({names[f][0]: names[f][1](v) for f, v in flags.items()})
     cfg = sensor_config(resolve(None, given))
     capture = FileFedCapture(pcaps)

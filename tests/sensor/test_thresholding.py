@@ -1,4 +1,5 @@
 """Thresholding (sensor/threshold.py): Suricata's limit/threshold/both semantics, on arrays."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,8 +75,10 @@ def _reference(rules, stream):
 def test_thresholder_equals_the_one_at_a_time_semantics(seed):
     rng = np.random.default_rng(seed)
     types, tracks = ("limit", "threshold", "both"), ("by_src", "by_dst", "by_both", "by_rule")
-    rules = [ThresholdRule(rng.choice(types), rng.choice(tracks), int(rng.integers(1, 5)), int(rng.integers(1, 6)),
-                           sid) for sid in (1, 2, 0)]
+    rules = [
+        ThresholdRule(rng.choice(types), rng.choice(tracks), int(rng.integers(1, 5)), int(rng.integers(1, 6)), sid)
+        for sid in (1, 2, 0)
+    ]
     t = Thresholder(rules, max_per_second=10**9)
     stream, got = [], []
     for sec in range(100, 140):
@@ -101,4 +104,3 @@ def test_per_second_cap_defers_counts_to_the_next_alert():
     keep, folded = t.decide(101, sids[2:], src[2:], dst[2:])  # next period: the cut ones report themselves
     assert keep.tolist() == [True, True, False] and folded[:2].tolist() == [1, 1]
     assert sum(st.folded for st in t._state.values()) == 2  # source 4: cut twice, still owed
-

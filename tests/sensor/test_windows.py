@@ -1,4 +1,5 @@
 """Window assembly on the real MAWI flow-seconds: alignment, presence, timing."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Alerts as a Zeek notice log: Zeek's own header, parsed by zat."""
+
 from __future__ import annotations
 
 import json
@@ -16,17 +17,39 @@ def header(path, tag):
 
 def test_notice_log_matches_zeek_and_parses_with_zat(tmp_path):
     eve, notice = tmp_path / "eve.json", tmp_path / "notice.log"
-    subprocess.run([sys.executable, "-m", "sensor.cli", "run", "--no-progress", "--threshold", "0", "--limit", "5",
-                    "--pcap", str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"), "--eve", str(eve),
-                    "--zeek-notice", str(notice)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sensor.cli",
+            "run",
+            "--no-progress",
+            "--threshold",
+            "0",
+            "--limit",
+            "5",
+            "--pcap",
+            str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
+            "--eve",
+            str(eve),
+            "--zeek-notice",
+            str(notice),
+        ],
+        check=True,
+        capture_output=True,
+    )
     real = DATA / "zeek" / "ssh_sshguess.notice.log"  # written by Zeek itself
     for tag in ("#separator", "#fields", "#types", "#path"):
         assert header(notice, tag) == header(real, tag)
     alerts = [json.loads(x) for x in eve.read_text().splitlines() if '"event_type":"alert"' in x]
     df = LogToDataFrame().create_dataframe(str(notice))
     assert len(df) == len(alerts) > 5
-    assert set(df["note"].astype(str)) <= {"FlowLSTM::Flood", "FlowLSTM::Scan", "FlowLSTM::Reflection",
-                                           "FlowLSTM::Anomaly"}
+    assert set(df["note"].astype(str)) <= {
+        "FlowLSTM::Flood",
+        "FlowLSTM::Scan",
+        "FlowLSTM::Reflection",
+        "FlowLSTM::Anomaly",
+    }
     assert list(df["id.orig_h"].astype(str)) == [a["src_ip"] for a in alerts]
     # Zeek's convention for ICMP: type and code where the ports go.
     assert list(df["id.orig_p"].astype(int)) == [a.get("icmp_type", a.get("src_port")) for a in alerts]

@@ -1,4 +1,5 @@
 """Joining real aguri3 output to windows, per second."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ Small enough for CI: one mixed trace, one epoch.  The parity test compares the
 trainer's windows (Spark task, trainer venv, NumPy 1.26) with the sensor's
 ``features`` command run in the sensor's own venv (NumPy 2), bit for bit.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,43 @@ pytestmark = pytest.mark.slow  # Spark local[2] and a TensorFlow training epoch
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("e2e")
-    assert train_main([
-        "inject", "--background", str(MAWI_PCAP), "--seed", "5",
-        # Both attacks straddle the time split (the last 30% of the 78 s trace is held out).
-        "--attack", f"{ATTACKS / 'zmap_tcp_5k.pcapng'}@40:0.01:ntscSYN:src=192.168.181.131",
-        "--attack", f"{ATTACKS / 'pkt.TCP.synflood.spoofed.pcap'}@45:1:DDoSSYN:dst=10.10.10.10",
-        "--out-pcap", str(d / "mix.pcap"), "--out-labels", str(d / "mix"),
-    ]) == 0
-    assert train_main(["features", "--pcap", str(d / "mix.pcap"), "--labels", str(d / "mix.xml"),
-                       "--out", str(d / "feat"), "--master", "local[2]"]) == 0
+    assert (
+        train_main(
+            [
+                "inject",
+                "--background",
+                str(MAWI_PCAP),
+                "--seed",
+                "5",
+                # Both attacks straddle the time split (the last 30% of the 78 s trace is held out).
+                "--attack",
+                f"{ATTACKS / 'zmap_tcp_5k.pcapng'}@40:0.01:ntscSYN:src=192.168.181.131",
+                "--attack",
+                f"{ATTACKS / 'pkt.TCP.synflood.spoofed.pcap'}@45:1:DDoSSYN:dst=10.10.10.10",
+                "--out-pcap",
+                str(d / "mix.pcap"),
+                "--out-labels",
+                str(d / "mix"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        train_main(
+            [
+                "features",
+                "--pcap",
+                str(d / "mix.pcap"),
+                "--labels",
+                str(d / "mix.xml"),
+                "--out",
+                str(d / "feat"),
+                "--master",
+                "local[2]",
+            ]
+        )
+        == 0
+    )
     return d
 
 
@@ -54,8 +83,21 @@ def test_features_partitioned_by_trace_and_labelled(workdir):
 @pytest.mark.skipif(not SENSOR_PY.exists(), reason="needs the sensor venv (scripts/setup.sh sensor)")
 def test_parity_with_the_sensor_bit_for_bit(workdir):
     out = workdir / "sensor.parquet"
-    subprocess.run([str(SENSOR_PY), "-m", "sensor.cli", "features", "--pcap", str(workdir / "mix.pcap"),
-                    "--out", str(out), "--no-progress"], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            str(SENSOR_PY),
+            "-m",
+            "sensor.cli",
+            "features",
+            "--pcap",
+            str(workdir / "mix.pcap"),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     ours = read_windows(str(workdir / "feat" / "trace=mix" / "part-0.parquet"))
     theirs = read_windows(str(out))
     assert ours.x.shape == theirs.x.shape and ours.x.shape[0] > 50_000
@@ -66,8 +108,25 @@ def test_parity_with_the_sensor_bit_for_bit(workdir):
 
 def test_train_evaluate_export_and_load(workdir):
     run = workdir / "run"
-    assert train_main(["train", "--features", str(workdir / "feat"), "--out", str(run), "--epochs", "1",
-                       "--no-family-holdout", "--master", "local[2]", "--name", "e2e"]) == 0
+    assert (
+        train_main(
+            [
+                "train",
+                "--features",
+                str(workdir / "feat"),
+                "--out",
+                str(run),
+                "--epochs",
+                "1",
+                "--no-family-holdout",
+                "--master",
+                "local[2]",
+                "--name",
+                "e2e",
+            ]
+        )
+        == 0
+    )
     report = json.loads((run / "report.json").read_text())
     models = report["splits"]["time split"]
     assert set(models) == {"lstm", "lstm (no context)", "linear svm"}
@@ -86,7 +145,19 @@ def test_train_evaluate_export_and_load(workdir):
     scores = bundle.score(w.x[:5000])
     assert scores.shape == (5000,) and np.all((scores >= 0) & (scores <= 1))
 
-    assert train_main(["evaluate", "--model", str(run / "bundle"), "--features", str(workdir / "feat"),
-                       "--out", str(workdir / "eval")]) == 0
+    assert (
+        train_main(
+            [
+                "evaluate",
+                "--model",
+                str(run / "bundle"),
+                "--features",
+                str(workdir / "feat"),
+                "--out",
+                str(workdir / "eval"),
+            ]
+        )
+        == 0
+    )
     ev = json.loads((workdir / "eval" / "report.json").read_text())
     assert ev["model"]["sha256"] == bundle.sha256

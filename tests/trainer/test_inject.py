@@ -1,4 +1,5 @@
 """Injecting real attack captures into the MAWI background, and reading the labels back."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,14 @@ SPECS = [
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     d = tmp_path_factory.mktemp("mix")
-    summary = inject(str(MAWI_PCAP), [AttackSpec.parse(s) for s in SPECS], str(d / "m.pcap"), str(d / "m.csv"),
-                     str(d / "m.xml"), seed=3)
+    summary = inject(
+        str(MAWI_PCAP),
+        [AttackSpec.parse(s) for s in SPECS],
+        str(d / "m.pcap"),
+        str(d / "m.csv"),
+        str(d / "m.xml"),
+        seed=3,
+    )
     return d, summary
 
 
@@ -60,8 +67,14 @@ def test_csv_and_xml_agree_on_filters(mixed):
 
 def test_same_seed_same_bytes(mixed, tmp_path):
     d, _ = mixed
-    inject(str(MAWI_PCAP), [AttackSpec.parse(s) for s in SPECS], str(tmp_path / "m.pcap"), str(tmp_path / "m.csv"),
-           str(tmp_path / "m.xml"), seed=3)
+    inject(
+        str(MAWI_PCAP),
+        [AttackSpec.parse(s) for s in SPECS],
+        str(tmp_path / "m.pcap"),
+        str(tmp_path / "m.csv"),
+        str(tmp_path / "m.xml"),
+        seed=3,
+    )
     assert (tmp_path / "m.pcap").read_bytes() == (d / "m.pcap").read_bytes()
     assert (tmp_path / "m.xml").read_text() == (d / "m.xml").read_text()
 

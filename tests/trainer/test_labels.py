@@ -1,4 +1,5 @@
 """MAWILab label files as they really are, and packet matching."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def test_real_csv_has_245_filters_of_173_anomalies():
 def test_trailing_comma_variant_reads_the_same():
     a, b = read_csv(str(CSV)), read_csv(str(TRAILING))
     assert a.filters == b.filters
-    assert ([(x.ident, x.label, x.taxonomy) for x in a.anomalies]
-            == [(x.ident, x.label, x.taxonomy) for x in b.anomalies])
+    assert [(x.ident, x.label, x.taxonomy) for x in a.anomalies] == [
+        (x.ident, x.label, x.taxonomy) for x in b.anomalies
+    ]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ The converter's bytes are not reproducible across TensorFlow versions, so the
 regenerated models are compared by what the sensor's loader looks at: their
 input and output tensors, and their scores on the same windows.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -25,8 +26,10 @@ def signature(path: Path) -> tuple[list, list, np.ndarray]:
 
     it = Interpreter(model_content=path.read_bytes())
     ins, outs = it.get_input_details(), it.get_output_details()
-    sig = ([(d["shape_signature"].tolist(), np.dtype(d["dtype"]).name) for d in ins],
-           [(d["shape_signature"].tolist(), np.dtype(d["dtype"]).name) for d in outs])
+    sig = (
+        [(d["shape_signature"].tolist(), np.dtype(d["dtype"]).name) for d in ins],
+        [(d["shape_signature"].tolist(), np.dtype(d["dtype"]).name) for d in outs],
+    )
     if len(ins) > 1 or ins[0]["dtype"] != np.float32:
         return (*sig, np.array([]))
     it.resize_tensor_input(ins[0]["index"], [2, *ins[0]["shape"][1:]])
@@ -40,8 +43,12 @@ def signature(path: Path) -> tuple[list, list, np.ndarray]:
 
 @pytest.mark.slow
 def test_regenerated_fixtures_match_the_committed_ones(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_model_fixtures.py"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_model_fixtures.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     committed = sorted(p.name for p in MODELS.glob("*.tflite"))
     assert sorted(p.name for p in tmp_path.glob("*.tflite")) == committed and len(committed) == 7

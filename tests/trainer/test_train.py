@@ -1,4 +1,5 @@
 """Class weights against the imbalance, as the LSTM and the SVM are trained with them."""
+
 from __future__ import annotations
 
 import numpy as np
