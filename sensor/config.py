@@ -113,6 +113,21 @@ def _flatten(tree: Any, where: str, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _key_hint(key: str) -> str:
+    """A short way on from an unknown key: the key it probably meant, or the keys of its section."""
+    import difflib
+
+    near = [k for k in settings.FILE_KEYS if k.split(".")[-1] == key.split(".")[-1]]
+    near = near or difflib.get_close_matches(key, settings.FILE_KEYS, n=1, cutoff=0.75)
+    if near:
+        return f"; did you mean '{near[0]}'?"
+    section = key.split(".")[0] + "."
+    keys = [k for k in settings.FILE_KEYS if k.startswith(section)]
+    if keys and len(keys) <= 8:
+        return f"; known keys there: {', '.join(keys)}"
+    return "; sensor.yaml(5) lists the keys (etc/flowlstm/sensor.yaml documents each)"
+
+
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings a YAML file sets, by key, each validated; ``ConfigError`` on anything wrong."""
     p = Path(path)
@@ -126,15 +141,15 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        why = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's reader errors span lines
+        raise ConfigError(f"{p}{where}: not valid YAML ({why})") from None
     except RecursionError:
         raise ConfigError(f"{p}: nested too deeply to be a sensor configuration") from None
     found = _flatten(tree, str(p))
     for key in found:
         if key not in settings.FILE_KEYS:
-            near = [k for k in settings.FILE_KEYS if k.split(".")[-1] == key.split(".")[-1]]
-            hint = f"; did you mean '{near[0]}'?" if near else f"; known keys: {', '.join(sorted(settings.FILE_KEYS))}"
-            raise ConfigError(f"{p}: unknown key '{key}'{hint}")
+            hint = _key_hint(key)
+            raise ConfigError(f"{p}: unknown key {settings._show(key)}{hint}")
     try:
         return settings.validate(found)
     except settings.SettingError as exc:

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sensor.config import load_config
 from sensor.errors import ConfigError
@@ -205,3 +207,27 @@ def test_check_validates_file_and_model_without_running(tmp_path):
     bad = subprocess.run([*run, str(conf)], capture_output=True, text=True)
     assert bad.returncode == 78 and bad.stderr.strip().splitlines()[-1].startswith("flowlstm-sensor: error: ")
     assert "metadata.json" in bad.stderr
+
+
+SHIPPED_BYTES = SHIPPED.read_bytes()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cut=st.integers(0, len(SHIPPED_BYTES)),
+    flips=st.lists(st.tuples(st.integers(0, len(SHIPPED_BYTES) - 1), st.integers(0, 255)), max_size=8),
+    insert=st.binary(max_size=40)
+    | st.sampled_from([b"&a ", b"*a", b": ", b"\n  - ", b"{", b"[", b"\t", b"!!python/object "]),
+)
+def test_mutated_shipped_file_loads_or_is_one_config_error(tmp_path, cut, flips, insert):
+    """The shipped file, damaged at random: it loads, or the loader says why in one ConfigError line."""
+    data = bytearray(SHIPPED_BYTES)
+    for pos, val in flips:
+        data[pos] = val
+    data[cut:cut] = insert
+    f = tmp_path / "fuzz.yaml"
+    f.write_bytes(bytes(data))
+    try:
+        load_config(f)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 600
