@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from sensor.capture.decode import (
+from sensor.capture.files import CaptureReader
+from sensor.capture.linklayer import (
     LINKTYPE_ETHERNET,
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_LOOP,
     LINKTYPE_NULL,
 )
-from sensor.capture.files import CaptureReader
 from sensor.errors import UsageError
 
 from .labels import CSV_HEADER, NS

@@ -5,11 +5,24 @@ uint8 array, ``data`` the offset of each frame in it and ``caplen`` how many of
 its bytes were captured.  A field is read only where ``caplen`` covers it; a
 header cut by the snaplen is read as far as it goes and flagged ``HDR_TRUNC``.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from ..addresses import IPV4_MAPPED_PREFIX
+from .linklayer import (
+    ETH_IPV4,
+    ETH_IPV6,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_RAW,
+    _Frames,
+    _link_layer,
+)
 from .records import (
     FRAG_DF,
     FRAG_FRAGMENT,
@@ -21,37 +34,6 @@ from .records import (
     PACKET_DTYPE,
 )
 
-# Link-layer header types (https://www.tcpdump.org/linktypes.html).
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
-# DLT_RAW's value differs between platforms; files from OpenBSD/BSD may carry these.
-_RAW_ALIASES = (12, 14)
-
-SUPPORTED_LINKTYPES = frozenset(
-    (
-        LINKTYPE_NULL,
-        LINKTYPE_ETHERNET,
-        LINKTYPE_RAW,
-        LINKTYPE_LOOP,
-        LINKTYPE_LINUX_SLL,
-        LINKTYPE_IPV4,
-        LINKTYPE_IPV6,
-        LINKTYPE_LINUX_SLL2,
-        *_RAW_ALIASES,
-    )
-)
-
-ETH_IPV4 = 0x0800
-ETH_IPV6 = 0x86DD
-_VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
-_MAX_VLAN_TAGS = 3
-
 # IPv6 extension headers walked to reach the transport header.
 _IPV6_EXT_8 = (0, 43, 60, 135, 139, 140)  # length field in 8-octet units, excluding the first 8
 _IPV6_FRAG = 44
@@ -62,81 +44,6 @@ _PORT_PROTOS = (6, 17, 33, 132, 136)  # TCP, UDP, DCCP, SCTP, UDP-Lite
 _ICMP_PROTOS = (1, 58)
 
 _MAPPED = np.frombuffer(IPV4_MAPPED_PREFIX + bytes(4), dtype=np.uint8)  # ::ffff:0.0.0.0
-
-
-class _Frames:
-    """Bounds-checked gathers over the frames of one batch."""
-
-    def __init__(self, buf: np.ndarray, data: np.ndarray, caplen: np.ndarray):
-        self.buf = buf
-        self.data = data
-        self.caplen = caplen.astype(np.int64)
-        self.last = len(buf) - 1
-
-    def has(self, off: np.ndarray, n: int) -> np.ndarray:
-        """Where bytes [off, off+n) of each frame were captured."""
-        return off + n <= self.caplen
-
-    def u8(self, off: np.ndarray) -> np.ndarray:
-        idx = np.minimum(self.data + off, self.last)
-        return np.where(off < self.caplen, self.buf[idx], 0).astype(np.uint8)
-
-    def be16(self, off: np.ndarray) -> np.ndarray:
-        hi = self.u8(off).astype(np.uint16)
-        lo = self.u8(off + 1).astype(np.uint16)
-        return (hi << 8) | lo
-
-    def le32(self, off: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(off), dtype=np.uint32)
-        for k in range(4):
-            out |= self.u8(off + k).astype(np.uint32) << np.uint32(8 * k)
-        return out
-
-    def block(self, off: np.ndarray, n: int, rows: np.ndarray) -> np.ndarray:
-        """n consecutive bytes at off for the selected rows, as an (len(rows), n) array."""
-        idx = self.data[rows, None] + off[rows, None] + np.arange(n)
-        return self.buf[np.minimum(idx, self.last)]
-
-
-def _link_layer(f: _Frames, linktype: int, n: int, swapped: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: offset of the network header, and its EtherType (0 if unknown)."""
-    zero = np.zeros(n, dtype=np.int64)
-    if linktype == LINKTYPE_ETHERNET:
-        et = f.be16(zero + 12)
-        off = zero + 14
-        for _ in range(_MAX_VLAN_TAGS):
-            tagged = np.isin(et, _VLAN_TPIDS) & f.has(off, 4)
-            if not tagged.any():
-                break
-            et = np.where(tagged, f.be16(off + 2), et)
-            off = np.where(tagged, off + 4, off)
-        return off, np.where(f.has(zero, 14), et, 0)
-    if linktype == LINKTYPE_LINUX_SLL:
-        return zero + 16, np.where(f.has(zero, 16), f.be16(zero + 14), 0)
-    if linktype == LINKTYPE_LINUX_SLL2:
-        return zero + 20, np.where(f.has(zero, 20), f.be16(zero), 0)
-    if linktype in (LINKTYPE_RAW, *_RAW_ALIASES):
-        return zero, _ethertype_from_version(f.u8(zero))
-    if linktype == LINKTYPE_IPV4:
-        return zero, np.full(n, ETH_IPV4, dtype=np.uint16)
-    if linktype == LINKTYPE_IPV6:
-        return zero, np.full(n, ETH_IPV6, dtype=np.uint16)
-    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-        # The family is in the capturing host's byte order (NULL) or network
-        # order (LOOP); try both orders since NULL files travel between hosts.
-        fam = f.le32(zero)
-        swapped_fam = fam.byteswap()
-        fam = np.where(fam > 0xFFFF, swapped_fam, fam)
-        is4 = fam == 2
-        is6 = np.isin(fam, (10, 24, 28, 30))
-        et = np.where(is4, ETH_IPV4, np.where(is6, ETH_IPV6, 0)).astype(np.uint16)
-        return zero + 4, np.where(f.has(zero, 4), et, 0)
-    raise ValueError(f"unsupported link type {linktype}")
-
-
-def _ethertype_from_version(first: np.ndarray) -> np.ndarray:
-    v = first >> 4
-    return np.where(v == 4, ETH_IPV4, np.where(v == 6, ETH_IPV6, 0)).astype(np.uint16)
 
 
 # Bytes of each frame gathered into one 2-D window for the fast path: enough for
@@ -172,7 +79,8 @@ def frame_windows(buf: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
     n = len(start)
     limit = len(buf) - width
     if n and limit >= 0 and int(start.max()) <= limit:
-        return np.lib.stride_tricks.sliding_window_view(buf, width)[start]
+        view: np.ndarray = np.lib.stride_tricks.sliding_window_view(buf, width)[start]
+        return view
     out = np.zeros((n, width), dtype=np.uint8)
     ok = start <= limit
     if limit >= 0 and ok.any():
@@ -233,11 +141,13 @@ def decode_frames(
 
 
 def _be16(w: np.ndarray, k: int) -> np.ndarray:
-    return (w[:, k].astype(np.uint16) << 8) | w[:, k + 1]
+    out: np.ndarray = (w[:, k].astype(np.uint16) << 8) | w[:, k + 1]
+    return out
 
 
-def _decode_fast(out: np.ndarray, w: np.ndarray, caplen: np.ndarray, L: int, et_at: int | None,
-                 versions: tuple[int, ...]):
+def _decode_fast(
+    out: np.ndarray, w: np.ndarray, caplen: np.ndarray, L: int, et_at: int | None, versions: tuple[int, ...]
+) -> np.ndarray | None:
     """Fill the records of plain IPv4/IPv6 frames from the window; return the other rows."""
     first = w[:, L]
     if et_at is None:
@@ -256,7 +166,7 @@ def _decode_fast(out: np.ndarray, w: np.ndarray, caplen: np.ndarray, L: int, et_
     if nfast == 0:
         return None
     if nfast == len(out):
-        rows = slice(None)
+        rows: slice | np.ndarray = slice(None)
         rest = np.zeros(0, dtype=np.int64)
     else:
         rows = np.flatnonzero(fast)
@@ -266,7 +176,7 @@ def _decode_fast(out: np.ndarray, w: np.ndarray, caplen: np.ndarray, L: int, et_
     all4 = not any6
 
     if all4:
-        l4 = L + 20
+        l4: int | np.ndarray = L + 20
         proto = w[:, L + 9]
         ff = _be16(w, L + 6)
         fo = ff & 0x1FFF
@@ -281,7 +191,7 @@ def _decode_fast(out: np.ndarray, w: np.ndarray, caplen: np.ndarray, L: int, et_
         dst = src.copy()
         src[:, 12:] = w[:, L + 12 : L + 16]
         dst[:, 12:] = w[:, L + 16 : L + 20]
-        l3v = 4
+        l3v: int | np.ndarray = 4
         ip_len = _be16(w, L + 2)
         ttl = w[:, L + 8]
         frag_off = fo
@@ -359,8 +269,23 @@ def _decode_fast(out: np.ndarray, w: np.ndarray, caplen: np.ndarray, L: int, et_
     return rest
 
 
-_DECODED = ("src", "dst", "l3", "ip_len", "ttl", "proto", "frag", "frag_off", "sport", "dport",
-            "tcp_flags", "tcp_win", "icmp_type", "icmp_code", "hdr")
+_DECODED = (
+    "src",
+    "dst",
+    "l3",
+    "ip_len",
+    "ttl",
+    "proto",
+    "frag",
+    "frag_off",
+    "sport",
+    "dport",
+    "tcp_flags",
+    "tcp_win",
+    "icmp_type",
+    "icmp_code",
+    "hdr",
+)
 
 
 def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: np.ndarray, linktype: int) -> None:
@@ -435,7 +360,9 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
             frag = np.where(fr & (fo > 0), frag | FRAG_NONFIRST, frag).astype(np.uint8)
             frag_off = np.where(fr, fo, frag_off).astype(np.uint16)
             hlen = np.where(
-                isfrag, 8, np.where(isah, (f.u8(pos + 1).astype(np.int64) + 2) * 4, (f.u8(pos + 1).astype(np.int64) + 1) * 8)
+                isfrag,
+                8,
+                np.where(isah, (f.u8(pos + 1).astype(np.int64) + 2) * 4, (f.u8(pos + 1).astype(np.int64) + 1) * 8),
             )
             nxt = np.where(step, f.u8(pos), nxt)
             pos = np.where(step, pos + hlen, pos)
@@ -456,9 +383,7 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
     out["dport"] = np.where(ports_ok, f.be16(l4 + 2), 0)
     tcp = has_l4 & (proto == 6)
     flags_ok = tcp & f.has(l4, 14)
-    out["tcp_flags"] = np.where(
-        flags_ok, ((f.u8(l4 + 12).astype(np.uint16) & 1) << 8) | f.u8(l4 + 13), 0
-    )
+    out["tcp_flags"] = np.where(flags_ok, ((f.u8(l4 + 12).astype(np.uint16) & 1) << 8) | f.u8(l4 + 13), 0)
     out["tcp_win"] = np.where(tcp & f.has(l4, 16), f.be16(l4 + 14), 0)
     icmp = has_l4 & np.isin(proto, _ICMP_PROTOS)
     icmp_ok = icmp & f.has(l4, 2)
@@ -470,10 +395,3 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
     wanted_l4 = (ports & ~ports_ok) | (icmp & ~icmp_ok) | (tcp & ~f.has(l4, 16))
     hdr |= np.where(wanted_l4, HDR_TRUNC, 0).astype(np.uint8)
     out["hdr"] = hdr
-
-
-def network_offsets(buf: np.ndarray, data: np.ndarray, caplen: np.ndarray, linktype: int) -> np.ndarray:
-    """Per frame, where its network header starts (after the link header and any VLAN tags)."""
-    f = _Frames(buf, data.astype(np.int64), caplen)
-    off, _ = _link_layer(f, linktype, len(data), False)
-    return off

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import CaptureError, CorruptCaptureError
 from . import _walk
-from .decode import SUPPORTED_LINKTYPES, WINDOW, decode_frames, frame_windows
+from .decode import WINDOW, decode_frames, frame_windows
+from .linklayer import SUPPORTED_LINKTYPES
 from .records import PACKET_DTYPE
 
 CHUNK_BYTES = 8 << 20

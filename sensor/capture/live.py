@@ -21,7 +21,8 @@ import numpy as np
 
 from .. import settings
 from ..errors import CaptureError
-from .decode import SUPPORTED_LINKTYPES, decode_frames, network_offsets
+from .decode import decode_frames
+from .linklayer import SUPPORTED_LINKTYPES, network_offsets
 from .records import PACKET_DTYPE
 
 _META = np.dtype([("sec", "=u4"), ("usec", "=u4"), ("offset", "=u4"), ("caplen", "=u4")])

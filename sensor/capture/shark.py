@@ -21,7 +21,8 @@ from collections import deque
 import numpy as np
 
 from ..errors import CaptureError
-from .decode import LINKTYPE_ETHERNET, decode_frames
+from .decode import decode_frames
+from .linklayer import LINKTYPE_ETHERNET
 from .live import CaptureStats, LiveConfig
 from .records import PACKET_DTYPE
 
