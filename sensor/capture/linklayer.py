@@ -18,6 +18,9 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_PPP = 9
+LINKTYPE_C_HDLC = 104
+LINKTYPE_PPI = 192
 # DLT_RAW's value differs between platforms; files from OpenBSD/BSD may carry these.
 _RAW_ALIASES = (12, 14)
 
@@ -31,6 +34,9 @@ SUPPORTED_LINKTYPES = frozenset(
         LINKTYPE_IPV4,
         LINKTYPE_IPV6,
         LINKTYPE_LINUX_SLL2,
+        LINKTYPE_PPP,
+        LINKTYPE_C_HDLC,
+        LINKTYPE_PPI,
         *_RAW_ALIASES,
     )
 )
@@ -39,6 +45,9 @@ ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
 _VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
 _MAX_VLAN_TAGS = 3
+_MPLS = (0x8847, 0x8848)  # unicast, multicast label stacks
+_MAX_MPLS_LABELS = 4
+_PPP_IP = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}  # PPP protocol numbers (RFC 1332, RFC 5072)
 
 
 class _Frames:
@@ -57,6 +66,9 @@ class _Frames:
     def u8(self, off: np.ndarray) -> np.ndarray:
         idx = np.minimum(self.data + off, self.last)
         return np.where(off < self.caplen, self.buf[idx], 0).astype(np.uint8)
+
+    def le16(self, off: np.ndarray) -> np.ndarray:
+        return self.u8(off).astype(np.uint16) | (self.u8(off + 1).astype(np.uint16) << 8)
 
     def be16(self, off: np.ndarray) -> np.ndarray:
         hi = self.u8(off).astype(np.uint16)
@@ -78,17 +90,60 @@ class _Frames:
 
 def _link_layer(f: _Frames, linktype: int, n: int, swapped: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: offset of the network header, and its EtherType (0 if unknown)."""
+    off, et = _outer_layer(f, linktype, n)
+    return _mpls(f, off, et)
+
+
+def _ethernet(f: _Frames, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    et = f.be16(base + 12)
+    off = base + 14
+    for _ in range(_MAX_VLAN_TAGS):
+        tagged = np.isin(et, _VLAN_TPIDS) & f.has(off, 4)
+        if not tagged.any():
+            break
+        et = np.where(tagged, f.be16(off + 2), et)
+        off = np.where(tagged, off + 4, off)
+    return off, np.where(f.has(base, 14), et, 0)
+
+
+def _mpls(f: _Frames, off: np.ndarray, et: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step over MPLS label stacks; the payload's IP version gives its EtherType."""
+    inside = np.isin(et, _MPLS)
+    if not inside.any():
+        return off, et
+    for _ in range(_MAX_MPLS_LABELS):
+        bottom = (f.u8(off + 2) & 1).astype(bool)
+        off = np.where(inside, off + 4, off)
+        inside &= ~bottom & f.has(off, 4)
+    stacked = np.isin(et, _MPLS)
+    return off, np.where(stacked, _ethertype_from_version(f.u8(off)), et).astype(np.uint16)
+
+
+def _outer_layer(f: _Frames, linktype: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     zero = np.zeros(n, dtype=np.int64)
     if linktype == LINKTYPE_ETHERNET:
-        et = f.be16(zero + 12)
-        off = zero + 14
-        for _ in range(_MAX_VLAN_TAGS):
-            tagged = np.isin(et, _VLAN_TPIDS) & f.has(off, 4)
-            if not tagged.any():
-                break
-            et = np.where(tagged, f.be16(off + 2), et)
-            off = np.where(tagged, off + 4, off)
-        return off, np.where(f.has(zero, 14), et, 0)
+        return _ethernet(f, zero)
+    if linktype == LINKTYPE_PPP:
+        # HDLC-like framing (FF 03) before the protocol, or none; a Cisco HDLC frame (0F/8F)
+        # may travel under this link type too (libpcap reads it so).
+        b0 = f.u8(zero)
+        hdlc = (b0 == 0xFF) & (f.u8(zero + 1) == 0x03)
+        cisco = (b0 == 0x0F) | (b0 == 0x8F)
+        start = np.where(hdlc | cisco, 2, 0)
+        proto = f.be16(start)
+        ppp = np.zeros(n, dtype=np.uint16)
+        for number, ether in _PPP_IP.items():
+            ppp[proto == number] = ether
+        et = np.where(cisco, proto, ppp)
+        return start + 2, np.where(f.has(start, 2), et, 0).astype(np.uint16)
+    if linktype == LINKTYPE_C_HDLC:
+        return zero + 4, np.where(f.has(zero, 4), f.be16(zero + 2), 0)
+    if linktype == LINKTYPE_PPI:
+        # A PPI header (little-endian length and inner link type) before the frame; Ethernet inside.
+        base = f.le16(zero + 2).astype(np.int64)
+        inner = f.le32(zero + 4)
+        off, et = _ethernet(f, base)
+        return off, np.where(f.has(zero, 8) & (inner == LINKTYPE_ETHERNET), et, 0)
     if linktype == LINKTYPE_LINUX_SLL:
         return zero + 16, np.where(f.has(zero, 16), f.be16(zero + 14), 0)
     if linktype == LINKTYPE_LINUX_SLL2:
