@@ -12,13 +12,13 @@ allocate gigabytes or decompress gigabytes before it is refused.
 from __future__ import annotations
 
 import bz2
-import gzip
 import lzma
 import os
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -50,15 +50,23 @@ _PCAP_MAGICS = {
     b"\xa1\xb2\x3c\x4d": (">", 1),
 }
 _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+
+
+class _Decompressor(Protocol):
+    eof: bool
+    unused_data: bytes
+
+    def decompress(self, data: bytes, max_length: int = -1, /) -> bytes: ...
 _BT_IDB, _BT_OPB, _BT_SPB, _BT_EPB = 1, 2, 3, 6
 # Smallest valid length of each block type (others: 12, type + length + trailer).
 _MIN_BLOCK = np.array([12, 20, 32, 16, 12, 12, 32, 12], dtype=np.int64)
 
-_COMPRESSORS = (
-    (b"\x1f\x8b", "gzip", lambda fh: gzip.GzipFile(fileobj=fh)),
-    (b"\xfd7zXZ\x00", "xz", lzma.LZMAFile),
-    (b"BZh", "bzip2", bz2.BZ2File),
+_COMPRESSORS: tuple[tuple[bytes, str, Callable[[], _Decompressor]], ...] = (
+    (b"\x1f\x8b", "gzip", lambda: zlib.decompressobj(31)),  # (31: a gzip member, its CRC and length checked)
+    (b"\xfd7zXZ\x00", "xz", lzma.LZMADecompressor),
+    (b"BZh", "bzip2", bz2.BZ2Decompressor),
 )
+_RAW_BLOCK = 1 << 16  # compressed bytes read at a time
 
 
 @dataclass
@@ -129,7 +137,7 @@ class _Stream:
     A decompression error is held back until the bytes before it are used up.
     """
 
-    def __init__(self, raw: BinaryIO, path: str, compression: str):
+    def __init__(self, raw: BinaryIO | _Decompressed, path: str, compression: str):
         self.raw = raw
         self.path = path
         self.compressed = bool(compression)
@@ -205,6 +213,13 @@ class _Stream:
                 return False
         return True
 
+    def require(self, n: int, what: str) -> None:
+        """Make n bytes available, or raise: the stream's damage if that is why they are missing, else ``what``."""
+        if not self.ensure(n):
+            if self.error:
+                raise self.corrupt(self.error, self.base + len(self.buf))
+            raise self.corrupt(what)
+
     def corrupt(self, reason: str, offset: int | None = None) -> CorruptCaptureError:
         return CorruptCaptureError(
             self.path, self.offset if offset is None else offset, reason, self.compressed
@@ -219,7 +234,65 @@ class _Stream:
             raise self.corrupt(f"file ends inside a {what} ({left} trailing bytes)")
 
 
-def _open(path: str) -> tuple[BinaryIO, str, BinaryIO]:
+class _Decompressed:
+    """The decompressed bytes of a gzip, xz or bzip2 file, one stream (gzip member) after another.
+
+    After a stream only zero bytes (xz stream padding, gzip padding) or another whole
+    stream may follow; anything else is damage.  Python's GzipFile, LZMAFile and BZ2File
+    instead end quietly when a next stream fails in its first decompression step, so
+    whether damage after a first stream was reported or its data silently dropped
+    depended on the size of the reads (found by fuzzing).
+    """
+
+    def __init__(self, fh: BinaryIO, new: Callable[[], _Decompressor]):
+        self.fh = fh
+        self.new = new
+        self.d = new()
+        self.data = b""  # compressed bytes read and not yet taken by the decompressor
+        self.hungry = True  # the decompressor has no output left without more input
+        self.end = False
+
+    def read1(self, n: int) -> bytes:
+        """Up to n decompressed bytes, b"" only at the end; raises the decompressor's errors,
+        and EOFError for a file cut inside a stream."""
+        while not self.end:
+            if self.d.eof and not self._next_stream():
+                self.end = True
+                break
+            if not self.data and self.hungry:
+                self.data = self.fh.read(_RAW_BLOCK)
+                if not self.data:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            out = self.d.decompress(self.data, n)
+            if isinstance(self.d, _ZLIB_DECOMPRESS):
+                # zlib keeps what max_length left unread in unconsumed_tail; output may be
+                # pending inside it only when it stopped at max_length
+                self.data, self.hungry = self.d.unconsumed_tail, len(out) < n
+            else:  # lzma and bz2 buffer unread input themselves
+                self.data, self.hungry = b"", self.d.needs_input
+            if out:
+                return out
+        return b""
+
+    def _next_stream(self) -> bool:
+        """Past zero padding to the start of the next stream; False at the end of the file."""
+        # unused_data holds all input after the stream (zlib may also leave a copy of it in
+        # unconsumed_tail when the stream ended at max_length, so that is not added)
+        self.data = self.d.unused_data
+        while True:
+            self.data = self.data.lstrip(b"\0")
+            if self.data:
+                self.d, self.hungry = self.new(), True
+                return True
+            self.data = self.fh.read(_RAW_BLOCK)
+            if not self.data:
+                return False
+
+
+_ZLIB_DECOMPRESS = type(zlib.decompressobj())
+
+
+def _open(path: str) -> tuple[BinaryIO | _Decompressed, str, BinaryIO]:
     """(reader, compression name, the underlying file, which the caller closes)."""
     try:
         fh = open(path, "rb")
@@ -237,9 +310,9 @@ def _open(path: str) -> tuple[BinaryIO, str, BinaryIO]:
     except OSError as exc:
         fh.close()
         raise CaptureError(f"{path}: cannot read: {exc.strerror}") from None
-    for magic, name, opener in _COMPRESSORS:
+    for magic, name, new in _COMPRESSORS:
         if head.startswith(magic):
-            return opener(fh), name, fh
+            return _Decompressed(fh, new), name, fh
     return fh, "", fh
 
 
@@ -269,7 +342,7 @@ class CaptureReader:
         raw, compression, fh = _open(self.path)
         self.info = FileInfo(self.path, compression=compression)
         self._columns = None
-        with fh, raw:
+        with fh:
             s = _Stream(raw, self.path, compression)
             s.ensure(4)
             magic = s.buf[s.pos : s.pos + 4]
@@ -291,8 +364,7 @@ class CaptureReader:
 
     def _pcap(self, s: _Stream, magic: bytes) -> Iterator[np.ndarray]:
         order, ns_per_unit = _PCAP_MAGICS[magic]
-        if not s.ensure(24):
-            raise s.corrupt("file header is truncated")
+        s.require(24, "file header is truncated")
         head = np.frombuffer(s.buf, dtype=order + "u4", count=6, offset=s.pos)
         snaplen, linktype = int(head[4]), int(head[5]) & 0xFFFF
         self._check_linktype(linktype)
@@ -362,8 +434,7 @@ class CaptureReader:
                 return
 
     def _section_header(self, s: _Stream) -> str:
-        if not s.ensure(12):
-            raise s.corrupt("section header block is truncated")
+        s.require(12, "section header block is truncated")
         bom = s.buf[s.pos + 8 : s.pos + 12]
         if bom == b"\x4d\x3c\x2b\x1a":
             order = "<"
@@ -376,8 +447,7 @@ class CaptureReader:
             raise s.corrupt(f"section header block length {length} is invalid")
         if length > MAX_HEADER_BLOCK_BYTES:
             raise s.corrupt(f"section header block claims {length} bytes (limit {MAX_HEADER_BLOCK_BYTES})")
-        if not s.ensure(length):
-            raise s.corrupt("section header block is truncated")
+        s.require(length, "section header block is truncated")
         major = struct.unpack_from(order + "H", s.buf, s.pos + 12)[0]
         if major != 1:
             raise s.corrupt(f"section header has unsupported pcapng version {major}")
