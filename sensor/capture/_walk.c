@@ -80,18 +80,21 @@ static PyObject *walk_pcap(PyObject *self, PyObject *args)
 }
 
 /*
- * walk_pcapng(buf, pos, end, swapped, offsets_out, types_out) -> (n, pos, status)
+ * walk_pcapng(buf, pos, end, swapped, max_len, offsets_out, types_out) -> (n, pos, status)
  * Stores offset and type of each whole block; stops at a Section Header Block,
  * which the caller parses, because a new section may change the byte order.
+ * A block longer than max_len is CORRUPT at once: waiting for its bytes would
+ * let one length field make the caller buffer up to 4 GiB.
  */
 static PyObject *walk_pcapng(PyObject *self, PyObject *args)
 {
     Py_buffer in, out_off, out_type;
     Py_ssize_t pos, end;
     int swapped;
+    unsigned long max_len;
     PyObject *off_obj, *type_obj;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nniOO", &in, &pos, &end, &swapped, &off_obj, &type_obj))
+    if (!PyArg_ParseTuple(args, "y*nnikOO", &in, &pos, &end, &swapped, &max_len, &off_obj, &type_obj))
         return NULL;
     if (get_out(off_obj, &out_off, sizeof(int64_t)) < 0) {
         PyBuffer_Release(&in);
@@ -123,7 +126,7 @@ static PyObject *walk_pcapng(PyObject *self, PyObject *args)
         if (swapped)
             type = __builtin_bswap32(type);
         len = rd32(b + pos + 4, swapped);
-        if (len < 12 || (len & 3U)) {
+        if (len < 12 || (len & 3U) || len > max_len) {
             status = WALK_CORRUPT;
             break;
         }
@@ -153,7 +156,7 @@ static PyMethodDef methods[] = {
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buf, pos, end, swapped, max_caplen, offsets_out) -> (n, pos, status)"},
     {"walk_pcapng", walk_pcapng, METH_VARARGS,
-     "walk_pcapng(buf, pos, end, swapped, offsets_out, types_out) -> (n, pos, status)"},
+     "walk_pcapng(buf, pos, end, swapped, max_len, offsets_out, types_out) -> (n, pos, status)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import ipaddress
+import json
 import lzma
+import struct
 import subprocess
+import sys
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sensor.capture import CaptureReader, decode, read_packets
+from sensor.capture import CaptureReader, decode, files, read_packets
 from sensor.capture.records import FRAG_DF, FRAG_MF, FRAG_NONFIRST, HDR_L4, HDR_TRUNC, PACKET_DTYPE
 from sensor.errors import CaptureError, CorruptCaptureError
 
@@ -569,3 +575,303 @@ def test_reader_closes_its_file_and_can_be_read_twice(tmp_path):
     a = np.concatenate(list(r))
     b = np.concatenate(list(r))
     assert a.tobytes() == b.tobytes() and r.info.packets == len(a) and r.info.compression == "gzip"
+
+
+# -- 4. limits: what one record or block may make the reader buffer ----------------------
+
+HPING = ATTACKS / "hping3.pcapng"  # one IDB with options (if_tsresol among them), 6005 EPBs
+REPO = Path(__file__).resolve().parents[2]
+# Reads a capture in a fresh interpreter and reports what it got and its own peak RSS.  (VmHWM,
+# not getrusage's ru_maxrss: Linux carries ru_maxrss over an exec, so a child of a big pytest
+# process would report the parent's size.)
+_READ_AND_MEASURE = """
+import hashlib, json, sys
+from pathlib import Path
+from sensor.capture import read_packets
+from sensor.errors import CorruptCaptureError
+h, n, err = hashlib.sha256(), 0, None
+try:
+    for b in read_packets(sys.argv[1]):
+        h.update(b.tobytes())
+        n += len(b)
+except CorruptCaptureError as e:
+    err = [str(e), e.offset]
+hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+rss = int(hwm.split()[1]) / 1024
+print(json.dumps({"packets": n, "sha": h.hexdigest(), "error": err, "maxrss_mb": rss}))
+"""
+
+
+def read_in_subprocess(path) -> dict:
+    out = subprocess.run([sys.executable, "-c", _READ_AND_MEASURE, str(path)], cwd=REPO, capture_output=True,
+                         text=True, check=True, timeout=600).stdout
+    return json.loads(out)
+
+
+def records_sha(records: np.ndarray) -> str:
+    return hashlib.sha256(records.tobytes()).hexdigest()
+
+
+def gzip_bomb(path, head: bytes, zeros: int) -> Path:
+    """``head`` followed by ``zeros`` zero bytes, gzipped a MiB at a time (~1 kB per MiB)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [z.compress(head)]
+    mib = bytes(1 << 20)
+    for _ in range(zeros >> 20):
+        parts.append(z.compress(mib))
+    parts.append(z.flush())
+    Path(path).write_bytes(b"".join(parts))
+    return Path(path)
+
+
+BOMB_ZEROS = 320 << 20  # what the old reader buffered (twice over) before it gave up
+
+
+def test_pcapng_block_claiming_4_gib_is_refused_without_buffering_it(tmp_path):
+    raw = _editcap("pcapng", "pcapng")(FTP, tmp_path).read_bytes()
+    at = [b for b in pcaptools.pcapng_blocks(tmp_path / "x.pcapng") if b[1] == 6][300][0]
+    bomb = gzip_bomb(tmp_path / "bomb.pcapng.gz", raw[:at] + struct.pack("<II", 6, 0xFFFFFFF0), BOMB_ZEROS)
+    assert bomb.stat().st_size < 2 << 20
+    got = read_in_subprocess(bomb)
+    message = f"{bomb}: block claims 4294967280 bytes (limit 16777216) at uncompressed byte offset {at}"
+    assert got["error"] == [message, at]
+    assert (got["packets"], got["sha"]) == (300, records_sha(load(FTP)[:300]))
+    # one 8 MiB chunk was decompressed and nothing was buffered waiting for the block's end
+    assert got["maxrss_mb"] < 150
+
+
+def test_pcap_record_claiming_2_gib_is_refused_whatever_the_snaplen(tmp_path):
+    raw, bounds = _pcap_bytes()
+    raw[16:20] = (1 << 31).to_bytes(4, "little")  # the header claims a 2 GiB snaplen
+    k = 200
+    head = bytes(raw[: bounds[k] + 8]) + struct.pack("<II", 0x7FFFFFFF, 60)
+    bomb = gzip_bomb(tmp_path / "bomb.pcap.gz", head, BOMB_ZEROS)
+    got = read_in_subprocess(bomb)
+    message = f"{bomb}: record claims 2147483647 captured bytes (limit 262144) at uncompressed byte offset {bounds[k]}"
+    assert got["error"] == [message, bounds[k]]
+    assert (got["packets"], got["sha"]) == (k, records_sha(load(FTP)[:k]))
+    assert got["maxrss_mb"] < 150
+
+
+def _with_record_of(caplen: int, tmp_path) -> Path:
+    """FTP's first three records, the second padded with zeros to ``caplen`` captured (and wire) bytes."""
+    head, recs = pcaptools.read_pcap(FTP)
+    sec, frac, _, _, data = recs[1]
+    big = (sec, frac, caplen, caplen, data + bytes(caplen - len(data)))
+    return pcaptools.write_pcap(tmp_path / f"big{caplen}.pcap", {**head, "snaplen": 262144}, [recs[0], big, recs[2]])
+
+
+def test_records_up_to_262144_bytes_are_read_and_longer_ones_refused_like_tshark(tmp_path):
+    ok = _with_record_of(262144, tmp_path)
+    got = load(ok)
+    assert list(got["cap_len"]) == [int(r["frame.cap_len"]) for r in reference.tshark_fields(ok, ["frame.cap_len"])]
+    assert got["cap_len"][1] == 262144
+    same_records(got[[0, 2]], load(FTP)[[0, 2]])
+    bad = _with_record_of(262145, tmp_path)
+    got, err = read_until_error(bad)
+    assert "record claims 262145 captured bytes (limit 262144)" in str(err) and err.offset == 24 + 16 + 78
+    assert len(got) == 1
+    tshark = subprocess.run(["tshark", "-r", bad], capture_output=True, text=True, check=False)
+    assert "262145-byte packet, bigger than maximum of 262144" in tshark.stderr
+
+
+def test_stream_copies_each_byte_a_bounded_number_of_times(tmp_path, monkeypatch):
+    # 262144-byte records read through 4 kB chunks: a fill that copied the whole buffer per
+    # chunk would build buffers summing to ~32x the file; carrying the tail once, ~2-4x.
+    head, recs = pcaptools.read_pcap(FTP)
+    sec, frac, _, _, data = recs[1]
+    big = (sec, frac, 262144, 262144, data + bytes(262144 - len(data)))
+    plain = pcaptools.write_pcap(tmp_path / "big.pcap", {**head, "snaplen": 262144}, [big, *recs[:50]] * 8)
+    packed = tmp_path / "big.pcap.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    expected = load(plain)
+    built = []
+    fill = files._Stream.fill
+
+    def counting_fill(self):
+        more = fill(self)
+        built.append(len(self.buf) if more else 0)
+        return more
+
+    monkeypatch.setattr(files._Stream, "fill", counting_fill)
+    monkeypatch.setattr(files, "CHUNK_BYTES", 4096)
+    for path in (plain, packed):
+        built.clear()
+        same_records(load(path), expected)
+        assert sum(built) < 4 * plain.stat().st_size, (path.name, sum(built) / plain.stat().st_size)
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + bytes(-len(value) % 4)
+
+
+def _idb_with(idb: bytes, options: bytes) -> bytes:
+    """A little-endian IDB with ``options`` added before its end-of-options."""
+    blen = struct.unpack_from("<I", idb, 4)[0]
+    p = 16
+    while p + 4 <= blen - 4:
+        code, olen = struct.unpack_from("<HH", idb, p)
+        if code == 0:
+            break
+        p += 4 + ((olen + 3) & ~3)
+    body = idb[8:p] + options + idb[p : blen - 4]
+    return struct.pack("<II", 1, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def _hping_parts() -> tuple[bytes, bytes, list[bytes]]:
+    """hping3.pcapng as (SHB, IDB, [EPB, ...])."""
+    raw = HPING.read_bytes()
+    blocks = [raw[o : o + n] for o, _, n in pcaptools.pcapng_blocks(HPING)]
+    assert [struct.unpack_from("<I", b)[0] for b in blocks[:3]] == [0x0A0D0D0A, 1, 6]
+    return blocks[0], blocks[1], blocks[2:]
+
+
+@pytest.mark.parametrize("seconds", [1000, -1000, 86400 * 365 * 200])
+def test_if_tsoffset_is_applied_like_tshark(tmp_path, seconds):
+    shb, idb, epbs = _hping_parts()
+    f = tmp_path / "off.pcapng"
+    f.write_bytes(shb + _idb_with(idb, _option(14, struct.pack("<q", seconds))) + b"".join(epbs))
+    got = load(f)
+    assert np.array_equal(got["ts"], load(HPING)["ts"] + seconds * 1_000_000_000)
+    assert list(got["ts"]) == [_ns(r["frame.time_epoch"]) for r in reference.tshark_fields(f, ["frame.time_epoch"])]
+
+
+@pytest.mark.parametrize("seconds,ok", [(9223372036, True), (9223372037, False), (-9223372037, False),
+                                        (-(1 << 63), False), ((1 << 63) - 1, False)])
+def test_if_tsoffset_beyond_int64_ns_is_corrupt(tmp_path, seconds, ok):
+    # (found by fuzzing: an offset over ~9.2e9 s raised OverflowError out of the reader)
+    shb, idb, epbs = _hping_parts()
+    second = _idb_with(idb, _option(14, struct.pack("<q", seconds)))
+    on_second = [e[:8] + struct.pack("<I", 1) + e[12:] for e in epbs[20:]]
+    f = tmp_path / "off.pcapng"
+    f.write_bytes(shb + idb + b"".join(epbs[:20]) + second + b"".join(on_second))
+    if ok:
+        r = CaptureReader(f)
+        assert len(np.concatenate(list(r))) == len(epbs) and r.info.interfaces[1].ts_offset_ns == seconds * 10**9
+        return
+    got, err = read_until_error(f)
+    assert f"if_tsoffset of {seconds} s is out of range" in str(err)
+    assert err.offset == len(shb + idb) + sum(map(len, epbs[:20]))
+    same_records(got, load(HPING)[:20])
+
+
+def test_pcapng_block_and_header_limits(tmp_path):
+    shb, idb, epbs = _hping_parts()
+    whole = load(HPING)
+
+    def case(name: str, data: bytes) -> tuple[np.ndarray, CorruptCaptureError]:
+        f = tmp_path / f"{name}.pcapng"
+        f.write_bytes(data)
+        return read_until_error(f)
+
+    at = len(shb + idb) + sum(map(len, epbs[:30]))
+    # a packet block claiming just over 16 MiB is refused at once, not read to the end of the file
+    claim = struct.pack("<II", 6, (16 << 20) + 4)
+    got, err = case("epb", shb + idb + b"".join(epbs[:30]) + claim + b"".join(epbs[30:]))
+    assert "block claims 16777220 bytes (limit 16777216)" in str(err) and err.offset == at
+    same_records(got, whole[:30])
+    # section header: the claim alone is refused
+    big_shb = shb[:4] + struct.pack("<I", (1 << 20) + 4) + shb[8:]
+    got, err = case("shb", big_shb + idb + b"".join(epbs))
+    assert "section header block claims 1048580 bytes (limit 1048576)" in str(err) and err.offset == 0
+    # an interface block whose options really are over 1 MiB (17 comments of 65532 bytes)
+    fat = _idb_with(idb, _option(1, b"x" * 65532) * 17)
+    assert len(fat) > 1 << 20
+    got, err = case("idb", shb + idb + b"".join(epbs[:30]) + fat + b"".join(epbs[30:]))
+    assert f"interface description block claims {len(fat)} bytes (limit 1048576)" in str(err) and err.offset == at
+    same_records(got, whole[:30])
+
+
+def test_large_blocks_within_the_limit_are_read(tmp_path):
+    # a 1 MiB custom block, a ~1 MiB IDB (16 comments) and a 16 MiB unknown block are real pcapng
+    shb, idb, epbs = _hping_parts()
+    custom = struct.pack("<II", 0x00000BAD, 1 << 20) + bytes((1 << 20) - 12) + struct.pack("<I", 1 << 20)
+    unknown = struct.pack("<II", 0x00000A0B, 16 << 20) + bytes((16 << 20) - 12) + struct.pack("<I", 16 << 20)
+    fat = _idb_with(idb, _option(1, b"x" * 65532) * 15)
+    f = tmp_path / "big.pcapng"
+    f.write_bytes(shb + fat + b"".join(epbs[:100]) + custom + b"".join(epbs[100:200]) + unknown + b"".join(epbs[200:]))
+    same_records(load(f), load(HPING))
+    assert reference.capinfos(f) == reference.capinfos(HPING)
+
+
+def test_interfaces_per_section_are_bounded(tmp_path):
+    # 65536 interfaces, packets spread over all of them, read in few passes; one more is refused
+    shb, _, epbs = _hping_parts()
+    bare_idb = struct.pack("<IIHHII", 1, 20, 1, 0, 0, 20)  # Ethernet, no snaplen, no options
+    ids = (np.arange(len(epbs)) * 7919) % 65536
+    spread = [e[:8] + struct.pack("<I", int(i)) + e[12:] for e, i in zip(epbs, ids)]
+    f = tmp_path / "many.pcapng"
+    f.write_bytes(shb + bare_idb * 65536 + b"".join(spread))
+    got = load(f)
+    assert np.array_equal(got["iface"], ids)
+    same_records(got, load(HPING), ignore=("iface",))
+    over = tmp_path / "over.pcapng"
+    over.write_bytes(shb + bare_idb * 65536 + b"".join(spread[:10]) + bare_idb + b"".join(spread[10:]))
+    got, err = read_until_error(over)
+    assert "section defines more than 65536 interfaces" in str(err)
+    assert err.offset == len(shb) + 20 * 65536 + sum(map(len, spread[:10]))
+    same_records(got, load(HPING)[:10], ignore=("iface",))
+
+
+# -- 5. compressed streams: one after another, and damage after the first -------------------
+
+COMPRESSORS = {"gzip": gzip.compress, "xz": lzma.compress, "bzip2": bz2.compress}
+
+
+def _two_streams(tmp_path, name, second=lambda s: s, tail=b"") -> tuple[Path, int]:
+    """FTP's records 0..k-1 in one compressed stream, the rest in a second one; (path, k)."""
+    raw, bounds = _pcap_bytes()
+    k = 300
+    pack = COMPRESSORS[name]
+    path = tmp_path / f"two.{name}"
+    path.write_bytes(pack(bytes(raw[: bounds[k]])) + second(pack(bytes(raw[bounds[k] :]))) + tail)
+    return path, k
+
+
+@pytest.mark.parametrize("chunk", [7, files.CHUNK_BYTES])
+@pytest.mark.parametrize("name", COMPRESSORS)
+def test_streams_one_after_another_and_zero_padding_read_as_one(tmp_path, monkeypatch, name, chunk):
+    # (7-byte chunks: zlib can end a member at max_length with its leftover input both in
+    # unused_data and unconsumed_tail; taking both repeated the next member's data)
+    monkeypatch.setattr(files, "CHUNK_BYTES", chunk)
+    path, _ = _two_streams(tmp_path, name, tail=bytes(12))
+    same_records(load(path), load(FTP))
+
+
+@pytest.mark.parametrize("chunk", [1000, files.CHUNK_BYTES])
+@pytest.mark.parametrize("name", COMPRESSORS)
+def test_damage_at_the_start_of_a_second_stream_is_reported(tmp_path, monkeypatch, name, chunk):
+    # (found by fuzzing: LZMAFile and BZ2File take a next stream that fails in its first
+    # decompression step for trailing garbage, so with large reads the file quietly ended
+    # after the first stream; with small reads the same damage was reported)
+    monkeypatch.setattr(files, "CHUNK_BYTES", chunk)
+    path, k = _two_streams(tmp_path, name, second=lambda s: s[:6] + bytes(b ^ 0xFF for b in s[6:16]) + s[16:])
+    got, err = read_until_error(path)
+    assert "compressed stream is damaged" in str(err) and "uncompressed byte offset" in str(err)
+    assert len(got) >= k
+    same_records(got, load(FTP)[: len(got)])
+
+
+@pytest.mark.parametrize("name", COMPRESSORS)
+def test_garbage_after_the_last_stream_is_damage(tmp_path, name):
+    path, _ = _two_streams(tmp_path, name, tail=b"\x00\x00not a stream")
+    got, err = read_until_error(path)
+    assert "compressed stream is damaged" in str(err)
+    same_records(got, load(FTP))
+
+
+@pytest.mark.parametrize("src", ["pcap", "pcapng"])
+def test_a_stream_cut_inside_the_file_header_is_damage_not_a_short_header(tmp_path, src):
+    # (found by fuzzing: the header's "truncated" was reported where the bytes were missing
+    # because the compressed stream ended or broke there)
+    raw = FTP.read_bytes() if src == "pcap" else _editcap("pcapng", "pcapng")(FTP, tmp_path).read_bytes()
+    packed = gzip.compress(raw, compresslevel=0)  # stored blocks: output from the first bytes on
+    decoded = {}
+    for cut in range(11, 60):
+        d = zlib.decompressobj(31)
+        decoded[cut] = len(d.decompress(packed[:cut]))
+        bad = tmp_path / f"cut{cut}.gz"
+        bad.write_bytes(packed[:cut])
+        with pytest.raises(CorruptCaptureError, match="compressed stream is damaged"):
+            list(read_packets(bad))
+    assert any(4 <= n < 28 for n in decoded.values())  # cuts inside the file header were among them

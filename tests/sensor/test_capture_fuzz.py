@@ -7,18 +7,23 @@ hypothesis overwrites bytes, cuts the file and swaps in random link types. Nothi
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
+import time
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensor.addresses import IPV4_MAPPED_PREFIX
-from sensor.capture import read_packets
+from sensor.capture import files, read_packets
 from sensor.capture.records import PACKET_DTYPE
 from sensor.errors import CaptureError
 
 from ..conftest import ATTACKS, DATA, MAWI_PCAP
+from ..fuzz import harness
 
 FTP = DATA / "zeek" / "ftp_bruteforce.pcap"
 AMP = ATTACKS / "amp.dns.RRSIG.fragmented.pcap"
@@ -97,3 +102,52 @@ def test_corrupt_length_fields_never_crash(tmp_path, kind, at, value):
     f = tmp_path / "fuzz.bin"
     f.write_bytes(bytes(data))
     consume(f)
+
+
+# -- the campaign harness (tests/fuzz/harness.py): quick mode, and that it sees each kind of finding
+
+def test_quick_campaign_finds_nothing_and_reaches_the_readers_error_paths():
+    summary = harness.run_quick(300)
+    assert not summary.findings, summary.report()
+    # the mutations get past the magic: many inputs still read to their end, and the
+    # rejected ones fail in the readers' own checks, for every format
+    assert summary.outcomes["ok"] >= 30, summary.report()
+    reasons = " | ".join(summary.reasons)
+    for expected in ("record claims", "block length is invalid", "file ends inside a packet record",
+                     "file ends inside a block", "compressed stream is damaged", "if_tsoffset"):
+        assert expected in reasons, summary.report()
+
+
+def test_quick_campaign_finds_the_if_tsoffset_overflow_when_its_check_is_gone(monkeypatch):
+    monkeypatch.setattr(files, "_MAX_TSOFFSET_S", 1 << 64)
+    summary = harness.run_quick(300, names=["pcapng"])
+    assert {f["signature"].split(" at ")[0] for f in summary.findings} == {"OverflowError"}, summary.report()
+
+
+def _misbehave(data: bytes) -> None:
+    if data == b"crash":
+        raise ValueError("not a FlowlstmError")
+    if data == b"hang":
+        time.sleep(60)
+    if data == b"memory":
+        bytearray(4 << 30)
+    if data == b"signal":
+        os.kill(os.getpid(), signal.SIGKILL)  # as a fault in C code would end it
+    if data == b"rejected":
+        raise CaptureError("x: rejected")
+
+
+def test_campaign_records_crashes_hangs_memory_and_deaths_with_reproducers(tmp_path, monkeypatch):
+    kinds = [b"crash", b"hang", b"memory", b"signal", b"fine", b"rejected"]
+    monkeypatch.setitem(harness.TARGETS, "misbehaving", harness.Target(lambda: kinds, lambda s, rng, seeds: s, _misbehave))
+    summary = harness.campaign(["misbehaving"], 12, jobs=2, out=tmp_path, hang_s=1, mem_mb=256)
+    assert dict(summary.outcomes) == {"crash": 2, "hang": 2, "memory": 2, "signal": 2, "ok": 2, "rejected": 2}
+    found = {(f["kind"], f["input"]) for f in summary.findings}
+    assert found == {("crash", 0), ("crash", 6), ("hang", 1), ("hang", 7), ("memory", 2), ("memory", 8),
+                     ("signal", 3), ("signal", 9)}
+    for kind, i in found:
+        assert len(list(tmp_path.glob(f"{kind}-*-{i}.bin"))) == 1
+    crash = next(tmp_path.glob("crash-*-0.bin"))
+    assert crash.read_bytes() == b"crash" and json.loads(crash.with_suffix(".json").read_text())["target"] == "misbehaving"
+    assert harness.replay([crash]) == 1
+    assert json.loads((tmp_path / "summary.json").read_text())["inputs"] == 12
