@@ -9,6 +9,7 @@ What one record or block may make the reader buffer is bounded (``MAX_*`` below)
 whatever the file's own header claims, so a small compressed file cannot make it
 allocate gigabytes or decompress gigabytes before it is refused.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -58,6 +59,8 @@ class _Decompressor(Protocol):
     unused_data: bytes
 
     def decompress(self, data: bytes, max_length: int = -1, /) -> bytes: ...
+
+
 _BT_IDB, _BT_OPB, _BT_SPB, _BT_EPB = 1, 2, 3, 6
 # Smallest valid length of each block type (others: 12, type + length + trailer).
 _MIN_BLOCK = np.array([12, 20, 32, 16, 12, 12, 32, 12], dtype=np.int64)
@@ -222,9 +225,7 @@ class _Stream:
             raise self.corrupt(what)
 
     def corrupt(self, reason: str, offset: int | None = None) -> CorruptCaptureError:
-        return CorruptCaptureError(
-            self.path, self.offset if offset is None else offset, reason, self.compressed
-        )
+        return CorruptCaptureError(self.path, self.offset if offset is None else offset, reason, self.compressed)
 
     def end_of_data(self, what: str) -> None:
         """Called at a record boundary when no more whole records can be read."""
@@ -383,9 +384,7 @@ class CaptureReader:
                 head = win[:, :16].view(order + "u4")
                 caplen = head[:, 2].astype(np.int64)
                 ts = head[:, 0].astype(np.int64) * 1_000_000_000 + head[:, 1].astype(np.int64) * ns_per_unit
-                batch = decode_frames(
-                    arr, rec + 16, caplen, head[:, 3], ts, linktype, swapped, window=win[:, 16:]
-                )
+                batch = decode_frames(arr, rec + 16, caplen, head[:, 3], ts, linktype, swapped, window=win[:, 16:])
                 self.last_frames = Frames(arr, rec + 16, np.full(n, linktype))
                 s.pos = pos
                 self._count(batch, s)
@@ -412,9 +411,7 @@ class CaptureReader:
                 order = self._section_header(s)
             n, pos, status = _walk.walk_pcapng(s.buf, s.pos, len(s.buf), order == ">", MAX_BLOCK_BYTES, offs, types)
             if n:
-                batch, last_ts, error = self._pcapng_blocks(
-                    s, offs[:n].copy(), types[:n].copy(), order, last_ts
-                )
+                batch, last_ts, error = self._pcapng_blocks(s, offs[:n].copy(), types[:n].copy(), order, last_ts)
                 if error is None:
                     s.pos = pos
                 if len(batch):
@@ -547,21 +544,18 @@ class CaptureReader:
         if bad.any():
             i = int(np.argmax(bad))
             why = (
-                f"packet block refers to interface {int(iface[i])}, but only "
-                f"{int(defined[i])} are defined"
+                f"packet block refers to interface {int(iface[i])}, but only {int(defined[i])} are defined"
                 if iface[i] >= defined[i]
                 else f"packet block claims {int(caplen[i])} captured bytes in a {int(blen[i])}-byte block"
             )
             error = s.corrupt(why, s.base + int(offs[i]))
-            offs, spb, iface, wire, caplen, data = (
-                v[:i] for v in (offs, spb, iface, wire, caplen, data)
-            )
+            offs, spb, iface, wire, caplen, data = (v[:i] for v in (offs, spb, iface, wire, caplen, data))
             if i == 0:
                 return np.zeros(0, PACKET_DTYPE), last_ts, error
         ts_off = np.where(spb, offs, offs + 12)
-        units = (_u32(arr, ts_off, 0, order).astype(np.uint64) << np.uint64(32)) | _u32(
-            arr, ts_off, 4, order
-        ).astype(np.uint64)
+        units = (_u32(arr, ts_off, 0, order).astype(np.uint64) << np.uint64(32)) | _u32(arr, ts_off, 4, order).astype(
+            np.uint64
+        )
         linktypes, tsresol, tsoffset = self._interface_columns()
         ts = _units_to_ns(units, tsresol[iface]) + tsoffset[iface]
         out = np.zeros(len(offs), dtype=PACKET_DTYPE)
@@ -574,9 +568,7 @@ class CaptureReader:
         self.last_frames = Frames(arr, data, links)
         for lt in np.unique(links):
             sel = np.flatnonzero(links == lt)
-            out[sel] = decode_frames(
-                arr, data[sel], caplen[sel], wire[sel], ts[sel], int(lt), order == ">", iface[sel]
-            )
+            out[sel] = decode_frames(arr, data[sel], caplen[sel], wire[sel], ts[sel], int(lt), order == ">", iface[sel])
         return out, int(ts[-1]), error
 
     # -- shared -----------------------------------------------------------

@@ -31,6 +31,7 @@ More targets (e.g. the config and bundle loaders): add ``TARGETS["name"] = Targe
 mutate, run)``.  ``run`` takes the input bytes and may raise only ``FlowlstmError``;
 ``mutate`` may be ``mutate`` below, whose capture-aware mutators leave other formats alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sensor.addresses import IPV4_MAPPED_PREFIX
 from sensor.capture import files
-from sensor.capture.records import HDR_L4, IPV4_MAPPED_PREFIX, PACKET_DTYPE
+from sensor.capture.records import HDR_L4, PACKET_DTYPE
 from sensor.errors import CorruptCaptureError, FlowlstmError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -156,6 +158,7 @@ def encode_option(code: int, value: bytes, order: str = "<", length: int | None 
 
 # -- seeds ------------------------------------------------------------------------------
 
+
 def windows(raw: bytes, size: int = SEED_BYTES) -> list[bytes]:
     """The capture's header blocks with ~``size`` bytes of whole records from its start, and from its middle."""
     fmt, recs = walk(raw)
@@ -203,8 +206,11 @@ def _derived(tmp: Path, window_of: Callable[[str], bytes]) -> list[Path]:
     out.append(put("tsopts.pcapng", hping_raw[: idb.off] + block + hping_raw[idb.off + idb.size :]))
     if shutil.which("mergecap"):
         merged = tmp / "merged.pcapng"
-        subprocess.run(["mergecap", "-F", "pcapng", "-w", str(merged), str(ftp), str(tmp / "link113.pcap"), str(hping)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["mergecap", "-F", "pcapng", "-w", str(merged), str(ftp), str(tmp / "link113.pcap"), str(hping)],
+            check=True,
+            capture_output=True,
+        )
         out.append(merged)
     return out
 
@@ -234,9 +240,38 @@ def capture_seeds(fmt: str | None = None) -> list[bytes]:
 
 # -- mutators: each edits a bytearray in place ----------------------------------------------
 
-INTERESTING_32 = (0, 1, 3, 4, 11, 12, 13, 16, 20, 27, 28, 32, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0xFFFF, 0x10000,
-                  262144, 262145, 1 << 20, (1 << 20) + 4, 16 << 20, (16 << 20) + 4, 0x7FFFFFFF, 0x80000000,
-                  0xFFFFFFF0, 0xFFFFFFFC, 0xFFFFFFFF)
+INTERESTING_32 = (
+    0,
+    1,
+    3,
+    4,
+    11,
+    12,
+    13,
+    16,
+    20,
+    27,
+    28,
+    32,
+    0x7F,
+    0x80,
+    0xFF,
+    0x100,
+    0x7FFF,
+    0xFFFF,
+    0x10000,
+    262144,
+    262145,
+    1 << 20,
+    (1 << 20) + 4,
+    16 << 20,
+    (16 << 20) + 4,
+    0x7FFFFFFF,
+    0x80000000,
+    0xFFFFFFF0,
+    0xFFFFFFFC,
+    0xFFFFFFFF,
+)
 INTERESTING_64 = (0, 1, -1, 1 << 32, 9223372036, 9223372037, -9223372037, 1 << 62, -(1 << 63), (1 << 63) - 1)
 TSRESOL = (0, 3, 6, 9, 10, 12, 19, 20, 28, 29, 30, 0x7F, 0x80, 0x86, 0x89, 0x9E, 0xBF, 0xC0, 0xFF)
 LINKTYPES = (0, 1, 9, 12, 14, 101, 105, 108, 113, 228, 229, 276, 0xFFFF)
@@ -377,8 +412,21 @@ def add_option(d: bytearray, rng: random.Random, seeds: list[bytes]) -> None:
     d[r.off : r.off + r.size] = idb_with(bytes(d[r.off : r.off + r.size]), option, r.order)
 
 
-MUTATORS: tuple[Mutator, ...] = (flip_bits, set_bytes, put_value, truncate, delete_range, insert_bytes,
-                                 repeat_record, splice, edit_field, edit_field, edit_header, add_option, add_option)
+MUTATORS: tuple[Mutator, ...] = (
+    flip_bits,
+    set_bytes,
+    put_value,
+    truncate,
+    delete_range,
+    insert_bytes,
+    repeat_record,
+    splice,
+    edit_field,
+    edit_field,
+    edit_header,
+    add_option,
+    add_option,
+)
 _STREAM_DAMAGE: tuple[Mutator, ...] = (flip_bits, set_bytes, truncate, delete_range, insert_bytes)
 
 
@@ -397,8 +445,9 @@ def mutate(seed: bytes, rng: random.Random, seeds: list[bytes]) -> bytes:
 
 _COMPRESSORS: dict[str, Callable[[bytes, random.Random], bytes]] = {
     "gzip": lambda d, rng: gzip.compress(d, compresslevel=rng.randint(1, 9), mtime=0),
-    "xz": lambda d, rng: lzma.compress(d, preset=rng.randint(0, 3),
-                                       check=rng.choice((lzma.CHECK_CRC64, lzma.CHECK_CRC32, lzma.CHECK_NONE))),
+    "xz": lambda d, rng: lzma.compress(
+        d, preset=rng.randint(0, 3), check=rng.choice((lzma.CHECK_CRC64, lzma.CHECK_CRC32, lzma.CHECK_NONE))
+    ),
     "bzip2": lambda d, rng: bz2.compress(d, compresslevel=rng.randint(1, 9)),
 }
 
@@ -461,8 +510,10 @@ def _check_batch(b: np.ndarray, reader: files.CaptureReader, batch_size: int) ->
     _need(bool(((b["hdr"][~ip] & HDR_L4) == 0).all()), "non-IP records have no transport header")
     _need(bool((b["tcp_flags"][b["proto"] != 6] == 0).all()), "only TCP has flags")
     v4 = b["l3"] == 4
-    _need(bool((b["src"][v4][:, :12] == _MAPPED).all() and (b["dst"][v4][:, :12] == _MAPPED).all()),
-          "IPv4 addresses are IPv4-mapped")
+    _need(
+        bool((b["src"][v4][:, :12] == _MAPPED).all() and (b["dst"][v4][:, :12] == _MAPPED).all()),
+        "IPv4 addresses are IPv4-mapped",
+    )
     limit = files.MAX_RECORD_BYTES if reader.info.format == "pcap" else files.MAX_BLOCK_BYTES
     _need(bool((b["cap_len"] <= limit).all()), "cap_len within the reader's limit")
     _need(reader.last_frames is not None and len(reader.last_frames.data) == len(b), "last_frames match the batch")
@@ -536,6 +587,7 @@ TARGETS: dict[str, Target] = {
 
 # -- running inputs -------------------------------------------------------------------------
 
+
 def generate(names: list[str], seed: int, i: int) -> tuple[str, bytes]:
     """Input ``i`` of a campaign over ``names``: (target name, bytes), a pure function of its arguments."""
     rng = random.Random(f"{seed}:{i}")
@@ -596,17 +648,24 @@ class Summary:
 
     def report(self) -> str:
         rate = self.inputs / self.seconds if self.seconds else 0.0
-        lines = [f"{self.inputs} inputs in {self.seconds:.0f} s ({rate:.0f}/s): "
-                 + ", ".join(f"{k} {self.outcomes[k]}" for k in ("ok", "rejected", *FINDINGS))]
+        lines = [
+            f"{self.inputs} inputs in {self.seconds:.0f} s ({rate:.0f}/s): "
+            + ", ".join(f"{k} {self.outcomes[k]}" for k in ("ok", "rejected", *FINDINGS))
+        ]
         lines += [f"  {n:8d}  {reason}" for reason, n in self.reasons.most_common(40)]
         by_sig = Counter((f["kind"], f["signature"]) for f in self.findings)
         lines += [f"  FINDING {kind} x{n}: {sig}" for (kind, sig), n in by_sig.most_common()]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"inputs": self.inputs, "seconds": round(self.seconds, 1), "last_input": self.last_input,
-                "outcomes": dict(self.outcomes),
-                "reasons": dict(self.reasons.most_common()), "findings": self.findings}
+        return {
+            "inputs": self.inputs,
+            "seconds": round(self.seconds, 1),
+            "last_input": self.last_input,
+            "outcomes": dict(self.outcomes),
+            "reasons": dict(self.reasons.most_common()),
+            "findings": self.findings,
+        }
 
 
 def save(out: Path, finding: dict, data: bytes, detail: str) -> None:
@@ -650,8 +709,20 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _worker(slot: int, names: list[str], seed: int, first: int, stop: int, step: int, out: str, mem_mb: int,
-            progress, conn: Connection, scratch: str, deadline: float) -> None:
+def _worker(
+    slot: int,
+    names: list[str],
+    seed: int,
+    first: int,
+    stop: int,
+    step: int,
+    out: str,
+    mem_mb: int,
+    progress,
+    conn: Connection,
+    scratch: str,
+    deadline: float,
+) -> None:
     """Run inputs first, first + step, ... below stop; publish the current one in ``progress``.
 
     Each input's (outcome, signature, finding) goes to the parent as soon as it is known,
@@ -695,9 +766,18 @@ def _drain(conn: Connection, total: Summary) -> None:
         pass  # the worker is gone (or was killed while sending)
 
 
-def campaign(names: list[str], inputs: int, jobs: int = 1, seed: int = 0, start: int = 0,
-             out: Path = Path("fuzz-findings"), hang_s: float = 10.0, mem_mb: int = 1024, seconds: float = 0.0,
-             log: Callable[[str], None] | None = None) -> Summary:
+def campaign(
+    names: list[str],
+    inputs: int,
+    jobs: int = 1,
+    seed: int = 0,
+    start: int = 0,
+    out: Path = Path("fuzz-findings"),
+    hang_s: float = 10.0,
+    mem_mb: int = 1024,
+    seconds: float = 0.0,
+    log: Callable[[str], None] | None = None,
+) -> Summary:
     """Inputs start .. start+inputs-1 in ``jobs`` worker processes, with a watchdog for hangs and deaths.
 
     With ``seconds``, workers stop starting inputs after that long (``last_input`` + 1 is
@@ -719,9 +799,11 @@ def campaign(names: list[str], inputs: int, jobs: int = 1, seed: int = 0, start:
             return
         progress[2 * slot], progress[2 * slot + 1] = first, 0.0
         recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_worker, daemon=True,
-                           args=(slot, names, seed, first, stop, jobs, str(out), mem_mb, progress, send, scratch,
-                                 deadline))
+        proc = ctx.Process(
+            target=_worker,
+            daemon=True,
+            args=(slot, names, seed, first, stop, jobs, str(out), mem_mb, progress, send, scratch, deadline),
+        )
         proc.start()
         send.close()
         workers[slot] = (proc, recv)
@@ -816,8 +898,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         summary = run_quick(args.quick, args.seed, names, args.out)
     else:
-        summary = campaign(names, args.inputs, args.jobs, args.seed, args.start, args.out, args.hang_s, args.mem_mb,
-                           args.minutes * 60, log=lambda line: print(line, file=sys.stderr, flush=True))
+        summary = campaign(
+            names,
+            args.inputs,
+            args.jobs,
+            args.seed,
+            args.start,
+            args.out,
+            args.hang_s,
+            args.mem_mb,
+            args.minutes * 60,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     print(summary.report())
     return 1 if summary.findings else 0
 

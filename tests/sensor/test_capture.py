@@ -4,6 +4,7 @@ Ground truth is always outside flowlstm: capinfos/tshark on the real fixtures in
 and on files derived from them at test time (Wireshark tools, tcprewrite, or the byte-level
 transforms in pcaptools.py), which must also give the same records as their original.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -45,11 +46,34 @@ def run(*args) -> None:
 
 # -- comparison with tshark, field by field -------------------------------------------
 
-FIELDS = ["frame.time_epoch", "frame.len", "frame.cap_len", "frame.protocols",
-          "ip.src", "ip.dst", "ip.proto", "ip.ttl", "ip.len", "ip.frag_offset", "ip.flags.mf", "ip.flags.df",
-          "ipv6.src", "ipv6.dst", "ipv6.hlim", "ipv6.plen",
-          "tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.window_size_value",
-          "udp.srcport", "udp.dstport", "icmp.type", "icmp.code", "icmpv6.type", "icmpv6.code"]
+FIELDS = [
+    "frame.time_epoch",
+    "frame.len",
+    "frame.cap_len",
+    "frame.protocols",
+    "ip.src",
+    "ip.dst",
+    "ip.proto",
+    "ip.ttl",
+    "ip.len",
+    "ip.frag_offset",
+    "ip.flags.mf",
+    "ip.flags.df",
+    "ipv6.src",
+    "ipv6.dst",
+    "ipv6.hlim",
+    "ipv6.plen",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.flags",
+    "tcp.window_size_value",
+    "udp.srcport",
+    "udp.dstport",
+    "icmp.type",
+    "icmp.code",
+    "icmpv6.type",
+    "icmpv6.code",
+]
 
 
 def _col(ref, name, conv=int) -> np.ndarray:
@@ -148,6 +172,7 @@ def reference_mapped_prefix() -> np.ndarray:
 
 # -- 1. outside references on the real fixtures -------------------------------------------
 
+
 @pytest.mark.parametrize("path", FIXTURES, ids=ids)
 def test_totals_equal_capinfos(path):
     p = load(path)
@@ -181,6 +206,7 @@ def test_epoch_second_buckets_equal_tshark(tmp_path):
     assert [(r.frames, r.bytes) for r in rows] == list(zip(counts.tolist(), nbytes.tolist()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", FIXTURES, ids=ids)
 def test_header_fields_equal_tshark(path):
     counts = assert_fields_equal_tshark(path)
@@ -196,6 +222,7 @@ def test_fixtures_cover_the_cases_that_matter():
     assert np.all(tcp["hdr"] & HDR_L4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("snaplen", [30, 38, 40, 47, 50], ids=lambda s: f"snaplen{s}")
 def test_snaplen_cut_headers_are_read_as_far_as_they_go(tmp_path, snaplen):
     """editcap -s cuts every frame (inside the IPv4 header, the ports, the TCP flags, the window)."""
@@ -208,8 +235,9 @@ def test_snaplen_cut_headers_are_read_as_far_as_they_go(tmp_path, snaplen):
     if snaplen < 34:
         assert np.all(ours["l3"] == 0) and np.all(ours["hdr"] == HDR_TRUNC)
         return
-    same_records(ours, orig, ignore=("cap_len", "sport", "dport", "tcp_flags", "tcp_win", "icmp_type",
-                                     "icmp_code", "hdr"))
+    same_records(
+        ours, orig, ignore=("cap_len", "sport", "dport", "tcp_flags", "tcp_win", "icmp_type", "icmp_code", "hdr")
+    )
     l4 = snaplen - 34
     assert np.array_equal(ours["sport"][tcp], orig["sport"][tcp] * (l4 >= 4))
     assert np.array_equal(ours["tcp_flags"][tcp], orig["tcp_flags"][tcp] * (l4 >= 14))
@@ -229,12 +257,14 @@ def test_reference_conv_parser_matches_tshark_per_frame():
     # SI-prefixed sizes are ranges
     rows = reference.parse_conv(
         "1.2.3.4:53                 <-> 10.0.0.1:22                   0 0 bytes       164 187 kB        164 187 kB"
-        "        2.858032000        24.9501\n")
+        "        2.858032000        24.9501\n"
+    )
     assert rows[0].bytes_a_to_b.matches(187_999) and not rows[0].bytes_a_to_b.matches(188_000)
     assert rows[0].frames_a_to_b == 164 and rows[0].port_b == 22
 
 
 # -- 2. formats: derived files give the original's records and tshark's ------------------
+
 
 def same_records(a: np.ndarray, b: np.ndarray, ignore=()) -> None:
     assert len(a) == len(b)
@@ -248,6 +278,7 @@ def _editcap(fmt, suffix):
         out = d / f"x.{suffix}"
         run("editcap", "-F", fmt, src, out)
         return out
+
     return convert
 
 
@@ -256,6 +287,7 @@ def _compress(mod, suffix):
         out = d / f"x.pcap.{suffix}"
         out.write_bytes(mod.compress(src.read_bytes()))
         return out
+
     return convert
 
 
@@ -264,14 +296,16 @@ CONVERSIONS = {
     "nanosecond": _editcap("nsecpcap", "pcap"),
     "microsecond": _editcap("pcap", "pcap"),
     "big-endian": lambda src, d: pcaptools.byteswap_pcap(src, d / "be.pcap"),
-    "big-endian-pcapng": lambda src, d: pcaptools.byteswap_pcapng(_editcap("pcapng", "pcapng")(src, d),
-                                                                  d / "be.pcapng"),
+    "big-endian-pcapng": lambda src, d: pcaptools.byteswap_pcapng(
+        _editcap("pcapng", "pcapng")(src, d), d / "be.pcapng"
+    ),
     "gzip": _compress(gzip, "gz"),
     "xz": _compress(lzma, "xz"),
     "bzip2": _compress(bz2, "bz2"),
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("convert", CONVERSIONS.values(), ids=CONVERSIONS.keys())
 @pytest.mark.parametrize("src", [MAWI_PCAP, AMP], ids=["mawi", "amp"])
 def test_formats_give_the_same_records(tmp_path, convert, src):
@@ -334,7 +368,8 @@ def test_null_link_type_in_either_byte_order(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "tags", [[(0x8100, 100)], [(0x88A8, 200), (0x8100, 100)], [(0x9100, 7), (0x8100, 100)]],
+    "tags",
+    [[(0x8100, 100)], [(0x88A8, 200), (0x8100, 100)], [(0x9100, 7), (0x8100, 100)]],
     ids=["802.1Q", "QinQ-802.1ad", "QinQ-9100"],
 )
 def test_vlan_and_qinq(tmp_path, tags):
@@ -392,6 +427,7 @@ def test_fast_path_equals_general_decoder(tmp_path, monkeypatch):
 
 # -- 3. damage ----------------------------------------------------------------------------
 
+
 def read_until_error(path) -> tuple[np.ndarray, CorruptCaptureError]:
     got = []
     with pytest.raises(CorruptCaptureError) as err:
@@ -410,8 +446,9 @@ def test_truncated_pcap_delivers_every_whole_record(tmp_path):
     bounds = pcaptools.pcap_record_offsets(FTP)
     whole = load(FTP)
     rng = np.random.default_rng(7)
-    cuts = PCAP_CUTS + [bounds[k] + d for k in (1, 100, 605) for d in (3, 16, 17)] + list(
-        rng.integers(24, len(raw), 30))
+    cuts = (
+        PCAP_CUTS + [bounds[k] + d for k in (1, 100, 605) for d in (3, 16, 17)] + list(rng.integers(24, len(raw), 30))
+    )
     for cut in cuts:
         bad = tmp_path / f"cut{cut}.pcap"
         bad.write_bytes(raw[:cut])
@@ -433,8 +470,16 @@ def test_truncated_pcapng_delivers_every_whole_block(tmp_path):
     raw = ng.read_bytes()
     blocks = pcaptools.pcapng_blocks(ng)
     whole = load(ng)
-    cuts = [2, 11, 27, blocks[1][0] + 9, blocks[2][0] + 4, blocks[2][0] + 30, blocks[50][0] + 1,
-            blocks[-1][0] + blocks[-1][2] - 1]
+    cuts = [
+        2,
+        11,
+        27,
+        blocks[1][0] + 9,
+        blocks[2][0] + 4,
+        blocks[2][0] + 30,
+        blocks[50][0] + 1,
+        blocks[-1][0] + blocks[-1][2] - 1,
+    ]
     for cut in cuts:
         bad = tmp_path / "cut.pcapng"
         bad.write_bytes(raw[:cut])
@@ -446,6 +491,7 @@ def test_truncated_pcapng_delivers_every_whole_block(tmp_path):
         same_records(got, whole[:k])
 
 
+@pytest.mark.slow
 def test_truncated_compressed_files_deliver_what_came_before(tmp_path):
     whole = load(MAWI_PCAP)
     # bzip2 decompresses whole 900 kB blocks (~13,000 of these records): allow one block
@@ -603,8 +649,14 @@ print(json.dumps({"packets": n, "sha": h.hexdigest(), "error": err, "maxrss_mb":
 
 
 def read_in_subprocess(path) -> dict:
-    out = subprocess.run([sys.executable, "-c", _READ_AND_MEASURE, str(path)], cwd=REPO, capture_output=True,
-                         text=True, check=True, timeout=600).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_AND_MEASURE, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
     return json.loads(out)
 
 
@@ -736,8 +788,10 @@ def test_if_tsoffset_is_applied_like_tshark(tmp_path, seconds):
     assert list(got["ts"]) == [_ns(r["frame.time_epoch"]) for r in reference.tshark_fields(f, ["frame.time_epoch"])]
 
 
-@pytest.mark.parametrize("seconds,ok", [(9223372036, True), (9223372037, False), (-9223372037, False),
-                                        (-(1 << 63), False), ((1 << 63) - 1, False)])
+@pytest.mark.parametrize(
+    "seconds,ok",
+    [(9223372036, True), (9223372037, False), (-9223372037, False), (-(1 << 63), False), ((1 << 63) - 1, False)],
+)
 def test_if_tsoffset_beyond_int64_ns_is_corrupt(tmp_path, seconds, ok):
     # (found by fuzzing: an offset over ~9.2e9 s raised OverflowError out of the reader)
     shb, idb, epbs = _hping_parts()

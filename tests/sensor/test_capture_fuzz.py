@@ -106,6 +106,7 @@ def test_corrupt_length_fields_never_crash(tmp_path, kind, at, value):
 
 # -- the campaign harness (tests/fuzz/harness.py): quick mode, and that it sees each kind of finding
 
+
 def test_quick_campaign_finds_nothing_and_reaches_the_readers_error_paths():
     summary = harness.run_quick(300)
     assert not summary.findings, summary.report()
@@ -113,8 +114,14 @@ def test_quick_campaign_finds_nothing_and_reaches_the_readers_error_paths():
     # rejected ones fail in the readers' own checks, for every format
     assert summary.outcomes["ok"] >= 30, summary.report()
     reasons = " | ".join(summary.reasons)
-    for expected in ("record claims", "block length is invalid", "file ends inside a packet record",
-                     "file ends inside a block", "compressed stream is damaged", "if_tsoffset"):
+    for expected in (
+        "record claims",
+        "block length is invalid",
+        "file ends inside a packet record",
+        "file ends inside a block",
+        "compressed stream is damaged",
+        "if_tsoffset",
+    ):
         assert expected in reasons, summary.report()
 
 
@@ -139,15 +146,27 @@ def _misbehave(data: bytes) -> None:
 
 def test_campaign_records_crashes_hangs_memory_and_deaths_with_reproducers(tmp_path, monkeypatch):
     kinds = [b"crash", b"hang", b"memory", b"signal", b"fine", b"rejected"]
-    monkeypatch.setitem(harness.TARGETS, "misbehaving", harness.Target(lambda: kinds, lambda s, rng, seeds: s, _misbehave))
+    monkeypatch.setitem(
+        harness.TARGETS, "misbehaving", harness.Target(lambda: kinds, lambda s, rng, seeds: s, _misbehave)
+    )
     summary = harness.campaign(["misbehaving"], 12, jobs=2, out=tmp_path, hang_s=1, mem_mb=256)
     assert dict(summary.outcomes) == {"crash": 2, "hang": 2, "memory": 2, "signal": 2, "ok": 2, "rejected": 2}
     found = {(f["kind"], f["input"]) for f in summary.findings}
-    assert found == {("crash", 0), ("crash", 6), ("hang", 1), ("hang", 7), ("memory", 2), ("memory", 8),
-                     ("signal", 3), ("signal", 9)}
+    assert found == {
+        ("crash", 0),
+        ("crash", 6),
+        ("hang", 1),
+        ("hang", 7),
+        ("memory", 2),
+        ("memory", 8),
+        ("signal", 3),
+        ("signal", 9),
+    }
     for kind, i in found:
         assert len(list(tmp_path.glob(f"{kind}-*-{i}.bin"))) == 1
     crash = next(tmp_path.glob("crash-*-0.bin"))
-    assert crash.read_bytes() == b"crash" and json.loads(crash.with_suffix(".json").read_text())["target"] == "misbehaving"
+    assert (
+        crash.read_bytes() == b"crash" and json.loads(crash.with_suffix(".json").read_text())["target"] == "misbehaving"
+    )
     assert harness.replay([crash]) == 1
     assert json.loads((tmp_path / "summary.json").read_text())["inputs"] == 12
