@@ -55,8 +55,13 @@ _PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 
 
 class _Decompressor(Protocol):
-    eof: bool
-    unused_data: bytes
+    """What zlib, lzma and bz2 decompressor objects have in common."""
+
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
 
     def decompress(self, data: bytes, max_length: int = -1, /) -> bytes: ...
 
@@ -90,7 +95,8 @@ def _scale_to_ns(units: np.ndarray, tsresol: int) -> np.ndarray:
         # Binary fractions are rare; float64 keeps them to well under a microsecond.
         return np.clip(units.astype(np.float64) * (1e9 / 2.0**exp), 0, 2.0**62).astype(np.int64)
     if exp <= 9:
-        return units.astype(np.int64) * (10 ** (9 - exp))
+        scaled: np.ndarray = units.astype(np.int64) * (10 ** (9 - exp))
+        return scaled
     if exp - 9 < 20:
         return (units // np.uint64(10 ** (exp - 9))).astype(np.int64)
     # finer than 10^-28 s: every timestamp this field can hold is below 1 ns
@@ -184,6 +190,7 @@ class _Stream:
         return True
 
     def _read_plain(self, want: int) -> list[bytes]:
+        assert not isinstance(self.raw, _Decompressed)  # plain files only
         try:
             chunk = self.raw.read(want)
         except OSError as exc:
@@ -194,6 +201,7 @@ class _Stream:
         # read1() returns what one decompression step produced, so the bytes decoded
         # before damaged or missing compressed data are kept (read(n) would drop them
         # together with the exception).
+        assert isinstance(self.raw, _Decompressed)
         parts: list[bytes] = []
         got = 0
         while got < want:
@@ -271,6 +279,7 @@ class _Decompressed:
                 # pending inside it only when it stopped at max_length
                 self.data, self.hungry = self.d.unconsumed_tail, len(out) < n
             else:  # lzma and bz2 buffer unread input themselves
+                assert isinstance(self.d, (lzma.LZMADecompressor, bz2.BZ2Decompressor))
                 self.data, self.hungry = b"", self.d.needs_input
             if out:
                 return out
@@ -329,7 +338,7 @@ class CaptureReader:
     >>> for batch in CaptureReader("trace.pcap.gz"): ...
     """
 
-    def __init__(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH):
+    def __init__(self, path: str | os.PathLike[str], batch_size: int = DEFAULT_BATCH):
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
         self.path = os.fspath(path)
@@ -391,8 +400,8 @@ class CaptureReader:
                 yield batch
             s.pos = pos
             if status == _walk.CORRUPT:
-                caplen = int(np.frombuffer(s.buf, order + "u4", 1, s.pos + 8)[0])
-                raise s.corrupt(f"record claims {caplen} captured bytes (limit {MAX_RECORD_BYTES})")
+                claimed = int(np.frombuffer(s.buf, order + "u4", 1, s.pos + 8)[0])
+                raise s.corrupt(f"record claims {claimed} captured bytes (limit {MAX_RECORD_BYTES})")
             if status == _walk.FULL:
                 continue
             if not s.fill():
@@ -502,7 +511,8 @@ class CaptureReader:
         """
         arr = np.frombuffer(s.buf, dtype=np.uint8)
         blen = _u32(arr, offs, 4, order)
-        stop, error = len(offs), None
+        stop = len(offs)
+        error: CaptureError | None = None
         short = blen < _MIN_BLOCK[np.minimum(types, len(_MIN_BLOCK) - 1)]
         if short.any():
             stop = int(np.argmax(short))
@@ -586,6 +596,6 @@ class CaptureReader:
         self.info.bytes_read = s.offset
 
 
-def read_packets(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH) -> Iterator[np.ndarray]:
+def read_packets(path: str | os.PathLike[str], batch_size: int = DEFAULT_BATCH) -> Iterator[np.ndarray]:
     """Yield ``PACKET_DTYPE`` batches from a pcap/pcapng file (optionally compressed)."""
     return iter(CaptureReader(path, batch_size))

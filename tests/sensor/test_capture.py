@@ -120,7 +120,7 @@ def assert_fields_equal_tshark(path, ours: np.ndarray | None = None) -> dict[str
     assert np.array_equal(o4["proto"], ip_proto[v4])
 
     o6 = ours[v6]
-    r6 = [r for r, m in zip(ref, v6) if m]
+    r6 = [r for r, m in zip(ref, v6, strict=True) if m]
     assert [bytes(x) for x in o6["src"]] == [ipaddress.IPv6Address(r["ipv6.src"]).packed for r in r6]
     assert [bytes(x) for x in o6["dst"]] == [ipaddress.IPv6Address(r["ipv6.dst"]).packed for r in r6]
     assert np.array_equal(o6["ttl"], _col(r6, "ipv6.hlim"))
@@ -186,7 +186,7 @@ def test_per_second_counts_equal_tshark_io_stat(path):
     bucket = reference.io_stat_bucket(p["ts"], 1)
     frames = np.bincount(bucket, minlength=len(rows))
     nbytes = np.bincount(bucket, weights=p["wire_len"], minlength=len(rows)).astype(np.int64)
-    assert [(r.frames, r.bytes) for r in rows] == list(zip(frames.tolist(), nbytes.tolist()))
+    assert [(r.frames, r.bytes) for r in rows] == list(zip(frames.tolist(), nbytes.tolist(), strict=True))
     assert [r.start for r in rows] == list(range(len(rows)))
 
 
@@ -203,7 +203,7 @@ def test_epoch_second_buckets_equal_tshark(tmp_path):
     rows = reference.io_stat(shifted, 1)
     counts = np.bincount(sec - sec[0], minlength=len(rows))
     nbytes = np.bincount(sec - sec[0], weights=q["wire_len"], minlength=len(rows)).astype(np.int64)
-    assert [(r.frames, r.bytes) for r in rows] == list(zip(counts.tolist(), nbytes.tolist()))
+    assert [(r.frames, r.bytes) for r in rows] == list(zip(counts.tolist(), nbytes.tolist(), strict=True))
 
 
 @pytest.mark.slow
@@ -421,7 +421,7 @@ def test_fast_path_equals_general_decoder(tmp_path, monkeypatch):
     files = [*FIXTURES, *derived]
     fast = [load(p) for p in files]
     monkeypatch.setattr(decode, "_FAST", False)
-    for p, f in zip(files, fast):
+    for p, f in zip(files, fast, strict=True):
         assert load(p).tobytes() == f.tobytes(), p.name
 
 
@@ -853,7 +853,7 @@ def test_interfaces_per_section_are_bounded(tmp_path):
     shb, _, epbs = _hping_parts()
     bare_idb = struct.pack("<IIHHII", 1, 20, 1, 0, 0, 20)  # Ethernet, no snaplen, no options
     ids = (np.arange(len(epbs)) * 7919) % 65536
-    spread = [e[:8] + struct.pack("<I", int(i)) + e[12:] for e, i in zip(epbs, ids)]
+    spread = [e[:8] + struct.pack("<I", int(i)) + e[12:] for e, i in zip(epbs, ids, strict=True)]
     f = tmp_path / "many.pcapng"
     f.write_bytes(shb + bare_idb * 65536 + b"".join(spread))
     got = load(f)
