@@ -24,7 +24,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from throughput import build_flood  # noqa: E402
 
 CHILD = """
-import json, resource, sys
+import json, sys
+
+
+def peak_rss_mb():
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of a big parent reads the parent's peak.
+    return next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM:")) / 1024
+
+
 from sensor.capture import read_packets
 from sensor.flows import FlowConfig
 from sensor.pipeline import FeaturePipeline, PipelineConfig
@@ -35,7 +42,7 @@ for b in read_packets(sys.argv[1]):
     peak = max(peak, len(p.flows))
 windows += sum(len(w) for w in p.finish().windows)
 c = p.flows.counters
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tracked": peak,
+print(json.dumps({"rss_mb": peak_rss_mb(), "tracked": peak,
                   "shed": c.shed, "evicted": c.evicted, "windows": windows}))
 """
 
