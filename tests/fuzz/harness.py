@@ -1,11 +1,16 @@
-"""Fuzz campaign for the capture readers: mutated real captures, read in-process.
+"""Fuzz campaign for the capture readers and the config and bundle loaders, in-process.
 
 Every input starts as a window of a real capture from tests/data (its header blocks and a
 few kB of records; also big-endian, SPB, multi-interface, re-linked, VLAN and IPv6
 extension-header variants made with tests/sensor/pcaptools.py) and is mutated: bit flips,
 interesting values in length and header fields, truncation, deletions, insertions,
 repeated records, splices of two seeds, IDB options.  The gzip/xz/bzip2 targets compress
-the result and may damage the compressed bytes.  A target may raise ``FlowlstmError`` (the
+the result and may damage the compressed bytes.  The ``config`` target mutates the shipped
+sensor.yaml (and every key set in block and flow style) with YAML tokens, awkward values,
+deep nesting and alias bombs, and resolves it as a reload does; ``metadata`` edits the
+shipped bundle's metadata.json field by field; ``model`` damages model.tflite (and the
+hostile-model fixtures) byte by byte and loads it with LiteRT; a bundle that loads must
+then score windows finitely.  A target may raise ``FlowlstmError`` (the
 input is bad and the reader says so in one line); anything else is a finding:
 
 - crash: any other exception; a batch or an error breaking an invariant; two reads of one
@@ -27,8 +32,8 @@ Long mode, by hand (``--minutes`` stops it early; ``summary.json`` in ``--out`` 
 
     PYTHONPATH=$PWD python -m tests.fuzz.harness --inputs 1000000 --jobs 2 --out /tmp/fuzz
 
-More targets (e.g. the config and bundle loaders): add ``TARGETS["name"] = Target(seeds,
-mutate, run)``.  ``run`` takes the input bytes and may raise only ``FlowlstmError``;
+More targets: add ``TARGETS["name"] = Target(seeds, mutate, run)``.  ``run`` takes the input
+bytes and may raise only ``FlowlstmError``;
 ``mutate`` may be ``mutate`` below, whose capture-aware mutators leave other formats alone.
 """
 
@@ -576,12 +581,352 @@ def read_capture(data: bytes) -> None:
         raise whole.error
 
 
+# -- the configuration target: sensor.yaml through the loader the daemon uses on SIGHUP --------
+
+_ROOT = DATA.parents[1]
+_YAML_TOKENS = (
+    "&a ",
+    "*a",
+    "<<: *a\n",
+    "!!binary ",
+    "!!python/object/apply:os.system ['true']",
+    "!!str ",
+    "!!float ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ": ",
+    "- ",
+    "? ",
+    "\n  ",
+    "\n    ",
+    "\t",
+    "'",
+    '"',
+    "#",
+    "|\n  ",
+    ">-\n  ",
+    "---\n",
+    "...\n",
+    "%YAML 1.1\n",
+    "%TAG ! tag:x,2000:\n",
+    "1e309",
+    "-.inf",
+    ".nan",
+    "0x7fffffffffffffff",
+    "99999999999999999999",
+    "-1",
+    "0",
+    "~",
+    "null",
+    "yes",
+    "off",
+    "2001-12-14",
+    "\\u0000",
+    "\\x00",
+    "\ufeff",
+    "\u2028",
+    "\x85",
+    "\x00",
+)
+_YAML_VALUES = (
+    "-1",
+    "0",
+    "1",
+    "65535",
+    "65536",
+    "70000",
+    "1e309",
+    ".nan",
+    "-.inf",
+    "0.0",
+    "1e-30",
+    "true",
+    "null",
+    "~",
+    "''",
+    "[]",
+    "{}",
+    "[1, 2]",
+    "{a: 1}",
+    "x" * 300,
+    "'\\n'",
+    '"\\u0000"',
+    "*a",
+    "&a [*a, *a]",
+    "!!binary AAAA",
+    "2001-12-14",
+    "0o777",
+    "0b101",
+    "+12",
+    "12_000",
+    "eth0\tx",
+)
+
+
+def config_seeds() -> list[bytes]:
+    """The shipped sensor.yaml, and every file key set explicitly in block and flow style."""
+    import yaml
+
+    from sensor import settings
+
+    shipped = (_ROOT / "etc" / "flowlstm" / "sensor.yaml").read_bytes()
+    tree: dict = {}
+    for key, value in settings.defaults().items():
+        if key not in settings.FILE_KEYS:
+            continue
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    tree.setdefault("capture", {})["interface"] = "eth0"
+    tree.setdefault("outputs", {}).setdefault("eve", {})["filename"] = "/var/log/flowlstm/eve.json"
+    block = yaml.safe_dump(tree, sort_keys=False).encode()
+    flow = yaml.safe_dump(tree, default_flow_style=True, width=60).encode()
+    small = b"capture: {interface: lo, bpf: 'not port 22'}\nfeatures:\n  max-flows: 1000\n"
+    return [shipped, block, flow, small]
+
+
+def _insert_token(d: bytearray, rng: random.Random, seeds: list[bytes]) -> None:
+    at = rng.randrange(len(d) + 1)
+    d[at:at] = rng.choice(_YAML_TOKENS).encode("utf-8", "surrogatepass") * rng.choice((1, 1, 1, 2, 50))
+
+
+def _replace_value(d: bytearray, rng: random.Random, seeds: list[bytes]) -> None:
+    """The value of one ``key: value`` line replaced by an awkward one."""
+    lines = bytes(d).split(b"\n")
+    keyed = [i for i, line in enumerate(lines) if b": " in line and not line.lstrip().startswith(b"#")]
+    if keyed:
+        i = rng.choice(keyed)
+        lines[i] = lines[i].split(b": ", 1)[0] + b": " + rng.choice(_YAML_VALUES).encode()
+        d[:] = b"\n".join(lines)
+
+
+def _nest(d: bytearray, rng: random.Random, seeds: list[bytes]) -> None:
+    """The text (or a key's value) wrapped in many flow collections."""
+    n = rng.choice((10, 100, 1000, 5000))
+    opener, closer = rng.choice(((b"[", b"]"), (b"{a: ", b"}")))
+    at = rng.randrange(len(d) + 1)
+    d[at:at] = opener * n + b"1" + closer * n
+
+
+def _laughs(d: bytearray, rng: random.Random, seeds: list[bytes]) -> None:
+    """An alias expansion bomb under a real key."""
+    bomb = b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+        b"%c: &%c [%s]\n" % (c, c, b", ".join([b"*%c" % (c - 1)] * 9)) for c in range(ord("b"), ord("j"))
+    )
+    d[:0] = bomb + b"sensor-name: *i\n"
+
+
+_TEXT_MUTATORS: tuple[Mutator, ...] = (
+    flip_bits,
+    set_bytes,
+    truncate,
+    delete_range,
+    insert_bytes,
+    _insert_token,
+    _insert_token,
+    _replace_value,
+    _replace_value,
+    _replace_value,
+)
+
+
+def mutate_text(seed: bytes, rng: random.Random, seeds: list[bytes]) -> bytes:
+    """One to four text-level mutations of ``seed``; now and then nesting, a bomb or a splice."""
+    d = bytearray(seed)
+    roll = rng.random()
+    if roll < 0.03:
+        _nest(d, rng, seeds)
+    elif roll < 0.05:
+        _laughs(d, rng, seeds)
+    elif roll < 0.08:
+        other = rng.choice(seeds)
+        d[rng.randrange(len(d) + 1) :] = other[rng.randrange(len(other) + 1) :]
+    for _ in range(rng.choice((1, 1, 2, 3, 4))):
+        if d:
+            rng.choice(_TEXT_MUTATORS)(d, rng, seeds)
+    del d[MAX_INPUT:]
+    return bytes(d)
+
+
+def _one_line_error(exc: FlowlstmError, path: Path) -> None:
+    msg = str(exc)
+    _need("\n" not in msg and "\r" not in msg, "error message is one line")
+    _need(str(path) in msg, "error message names the file")
+    _need(len(msg) <= 1000, "error message is short (no expanded value in it)")
+
+
+def load_config_text(data: bytes) -> None:
+    """``data`` as the configuration file, resolved and turned into a run's typed configuration."""
+    from sensor import config
+
+    path = _scratch().with_suffix(".yaml")
+    path.write_bytes(data)
+    try:
+        values = config.resolve(str(path), {})
+        config.sensor_config(values)
+    except config.UsageError:
+        return  # a file that names no input or output: the command line must; not the loader's concern
+    except FlowlstmError as exc:
+        _one_line_error(exc, path)
+        raise
+
+
+# -- the bundle targets: metadata.json and model.tflite through the sensor's bundle loader ----
+
+
+@functools.cache
+def _bundle_files() -> tuple[bytes, bytes]:
+    from sensor.model import DEFAULT_BUNDLE, METADATA_FILE, MODEL_FILE
+
+    return (DEFAULT_BUNDLE / METADATA_FILE).read_bytes(), (DEFAULT_BUNDLE / MODEL_FILE).read_bytes()
+
+
+def metadata_seeds() -> list[bytes]:
+    """The shipped bundle's metadata, as shipped and compact."""
+    meta = _bundle_files()[0]
+    return [meta, json.dumps(json.loads(meta), separators=(",", ":")).encode()]
+
+
+def model_seeds() -> list[bytes]:
+    """The shipped model and the hostile-model fixtures of tests/data/models."""
+    return [_bundle_files()[1], *(p.read_bytes() for p in sorted((DATA / "models").glob("*.tflite")))]
+
+
+_JSON_VALUES: tuple[object, ...] = (
+    None,
+    True,
+    0,
+    -1,
+    1,
+    0.5,
+    1e-30,
+    1e308,
+    -1e308,
+    2**63,
+    -(2**64),
+    "",
+    "x",
+    "1",
+    [],
+    [0],
+    [[]],
+    {},
+    {"a": 1},
+    float("nan"),
+    float("inf"),
+)
+
+
+def _json_paths(node: object, path: tuple = ()) -> list[tuple]:
+    out = [path]
+    if len(path) > 12:  # inside a value an earlier mutation nested: nothing new to find there
+        return out
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _json_paths(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node[:8]):
+            out += _json_paths(v, (*path, i))
+        if len(node) > 8:
+            out += _json_paths(node[-1], (*path, len(node) - 1))
+    return out
+
+
+def mutate_json(seed: bytes, rng: random.Random, seeds: list[bytes]) -> bytes:
+    """A field of the JSON replaced, deleted, resized or nested; or its text damaged."""
+    if rng.random() < 0.3:
+        return mutate_text(seed, rng, seeds)
+    doc = json.loads(seed)
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        paths = _json_paths(doc)[1:]
+        if not paths:
+            break
+        *parent_path, leaf = rng.choice(paths)
+        parent = doc
+        for k in parent_path:
+            parent = parent[k]
+        roll = rng.random()
+        if roll < 0.6:
+            parent[leaf] = rng.choice(_JSON_VALUES)
+        elif roll < 0.75:
+            del parent[leaf]
+        elif roll < 0.9 and isinstance(parent[leaf], list):
+            v = parent[leaf]
+            parent[leaf] = v[: rng.randrange(len(v) + 1)] if rng.random() < 0.5 else v + v[: rng.randint(1, 3)]
+        else:
+            value: object = 1
+            for _ in range(rng.choice((10, 100, 2000))):
+                value = [value]
+            parent[leaf] = value
+    try:
+        return json.dumps(doc).encode()[:MAX_INPUT]
+    except RecursionError:
+        return seed
+
+
+def _model_bytes(seed: bytes, rng: random.Random, seeds: list[bytes]) -> bytes:
+    """Byte-level damage to a flatbuffer: values in offsets and sizes, flips, cuts, splices."""
+    d = bytearray(seed)
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        if d:
+            rng.choice((flip_bits, set_bytes, put_value, put_value, truncate, delete_range, insert_bytes))(
+                d, rng, seeds
+            )
+    return bytes(d)
+
+
+def _bundle_dir() -> Path:
+    path = _scratch().with_suffix(".bundle")
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _load_bundle(meta: bytes, model: bytes) -> None:
+    from sensor.features import SCHEMA
+    from sensor.model import METADATA_FILE, MODEL_FILE, ModelBundle
+    from sensor.windows import WINDOW_SECONDS
+
+    path = _bundle_dir()
+    (path / METADATA_FILE).write_bytes(meta)
+    (path / MODEL_FILE).write_bytes(model)
+    try:
+        bundle = ModelBundle(path)
+    except FlowlstmError as exc:
+        _one_line_error(exc, path)
+        raise
+    # A bundle that loads must score any window finitely within [0, 1], one score each.
+    rng = np.random.default_rng(zlib.crc32(meta + model))
+    x = rng.normal(0, 10, (7, WINDOW_SECONDS, SCHEMA.size)).astype(np.float32) ** 3
+    s = bundle.score(x)
+    _need(s.shape == (7,), "one score per window")
+    _need(bool(np.isfinite(s).all()), "finite scores")
+
+
+def load_metadata(data: bytes) -> None:
+    """``data`` as a bundle's metadata.json beside the shipped model."""
+    _load_bundle(data, _bundle_files()[1])
+
+
+def load_model(data: bytes) -> None:
+    """``data`` as a bundle's model.tflite, with metadata recording its sha256 (so LiteRT sees it)."""
+    meta = json.loads(_bundle_files()[0])
+    meta["sha256"] = hashlib.sha256(data).hexdigest()
+    _load_bundle(json.dumps(meta).encode(), data)
+
+
 TARGETS: dict[str, Target] = {
     "pcap": Target(functools.partial(capture_seeds, "pcap"), mutate, read_capture),
     "pcapng": Target(functools.partial(capture_seeds, "pcapng"), mutate, read_capture),
     "gzip": Target(capture_seeds, compressed("gzip"), read_capture),
     "xz": Target(capture_seeds, compressed("xz"), read_capture),
     "bzip2": Target(capture_seeds, compressed("bzip2"), read_capture),
+    "config": Target(config_seeds, mutate_text, load_config_text),
+    "metadata": Target(metadata_seeds, mutate_json, load_metadata),
+    "model": Target(model_seeds, _model_bytes, load_model),
 }
 
 

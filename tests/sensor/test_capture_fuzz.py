@@ -7,6 +7,7 @@ hypothesis overwrites bytes, cuts the file and swaps in random link types. Nothi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sensor import model
 from sensor.addresses import IPV4_MAPPED_PREFIX
 from sensor.capture import files, read_packets
 from sensor.capture.records import PACKET_DTYPE
@@ -129,6 +131,31 @@ def test_quick_campaign_finds_the_if_tsoffset_overflow_when_its_check_is_gone(mo
     monkeypatch.setattr(files, "_MAX_TSOFFSET_S", 1 << 64)
     summary = harness.run_quick(300, names=["pcapng"])
     assert {f["signature"].split(" at ")[0] for f in summary.findings} == {"OverflowError"}, summary.report()
+
+
+def test_quick_campaign_on_the_config_and_bundle_loaders_finds_nothing_and_reaches_their_checks():
+    summary = harness.run_quick(450, names=["config", "metadata", "model"])
+    assert not summary.findings, summary.report()
+    assert summary.outcomes["ok"] >= 20, summary.report()
+    reasons = " | ".join(summary.reasons)
+    for expected in (
+        "not valid YAML",  # config: the parser
+        "unknown key",  # config: the key table
+        "normalization.",  # metadata: the field checks
+        "LiteRT cannot load it",  # model: the runtime's own checks
+        "smoke inference",  # model: loads, but scores wrong
+    ):
+        assert expected in reasons, summary.report()
+
+
+def test_quick_campaign_finds_unforeseen_bundle_errors_when_the_catch_all_is_gone(monkeypatch):
+    @contextlib.contextmanager
+    def no_catch_all(where, what):
+        yield
+
+    monkeypatch.setattr(model, "_check", no_catch_all)
+    summary = harness.run_quick(300, names=["model"])
+    assert summary.findings and {f["kind"] for f in summary.findings} == {"crash"}, summary.report()
 
 
 def _misbehave(data: bytes) -> None:
