@@ -17,6 +17,12 @@ every SIGHUP reload.  Loading checks, in order:
 5. a smoke inference on fixed windows (silence, and a busy window built from
    the normalization) gives finite scores in [0, 1].
 
+Steps 4 and 5 run first in a forked child: a damaged flatbuffer can make
+LiteRT's ``allocate_tensors`` dereference a bad pointer (the fuzz campaign found
+such models), and a segfault there must refuse the bundle, not kill the sensor.
+The child costs a fork and a load; its verdict is remembered per model and
+normalization for the life of the process.
+
 Any failure — including an exception nobody foresaw — is a ``ModelError``
 naming the file and the check, so a bad new bundle never replaces a good one
 and never crashes the sensor at its first window.
@@ -24,13 +30,17 @@ and never crashes the sensor at its first window.
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import json
 import math
 import os
 import re
+import select
+import signal
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +65,8 @@ MODEL_LIMIT = 64 << 20  # the shipped model is 50 KB; LiteRT holds the whole fil
 MIN_SCALE = 1e-6
 _NAME_MAX = 200
 _SCORE_BATCH = 1024  # a fixed input shape avoids re-allocating tensors per call
+VET_TIMEOUT_S = 30.0  # the shipped model loads and scores in ~50 ms
+_vetted: set[str] = set()  # digests of (model, normalization) a child loaded and scored cleanly
 
 
 class ModelError(FlowlstmError):
@@ -233,6 +245,74 @@ def validate_metadata(meta: object, where: str) -> Metadata:
     return Metadata(Normalization(mean, scale), threshold, sha, name)
 
 
+def _vet(model_path: Path, content: bytes, norm: Normalization, load: Callable[[Path, bytes], None]) -> None:
+    """Run ``load(model_path, content)`` in a forked child first; ``ModelError`` if it fails or dies.
+
+    The child reports a ``ModelError`` through a pipe and exits; any other end — a signal, a
+    hang past ``VET_TIMEOUT_S`` — is itself the verdict.  The parent never runs LiteRT on a
+    model no child survived.
+    """
+    digest = hashlib.sha256(content + norm.mean.tobytes() + norm.scale.tobytes()).hexdigest()
+    if digest in _vetted:
+        return
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: load, score, report, and leave without running any parent cleanup
+        code = 0
+        try:
+            os.close(read_fd)
+            # LiteRT's notices were written once by the parent already, and a crash here is a
+            # verdict, not something to dump a traceback for
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            faulthandler.disable()
+            try:
+                load(model_path, content)
+            except ModelError as exc:
+                os.write(write_fd, str(exc).encode("utf-8", "replace")[:4000])
+                code = 1
+        except BaseException:  # noqa: BLE001 - whatever happens, the child must not return into the parent's code
+            code = 2
+        os._exit(code)
+    os.close(write_fd)
+    try:
+        message, status = _wait_child(pid, read_fd)
+    finally:
+        os.close(read_fd)
+    if status is None:
+        raise ModelError(f"{model_path}: LiteRT did not finish loading and test-scoring it within {VET_TIMEOUT_S:g} s")
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        raise ModelError(
+            f"{model_path}: LiteRT crashed loading it ({signal.Signals(sig).name}); the file is damaged or hostile"
+        )
+    code = os.WEXITSTATUS(status)
+    if code == 1:
+        raise ModelError(message or f"{model_path}: refused")
+    if code != 0:
+        raise ModelError(f"{model_path}: checking it failed (exit status {code} of the checking process)")
+    _vetted.add(digest)
+
+
+def _wait_child(pid: int, fd: int) -> tuple[str, int | None]:
+    """The child's report and wait status; (report, None) after killing it at the timeout."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + VET_TIMEOUT_S
+    while True:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(left, 0))
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return b"".join(chunks).decode("utf-8", "replace"), None
+        chunk = os.read(fd, 4096)
+        if not chunk:  # the child closed its end: it has exited, or is about to
+            break
+        chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    return b"".join(chunks).decode("utf-8", "replace"), status
+
+
 def _probe_windows(norm: Normalization) -> np.ndarray:
     """The windows every bundle is test-scored on at load: silence (all zeros), and a busy
     window, every second present and each feature from two scales below to two above its mean."""
@@ -283,6 +363,10 @@ class ModelBundle:
                 f"{model_path}: sha256 {self.sha256[:16]}… does not match the metadata's "
                 f"{checked.sha256[:16]}…; the bundle is damaged or mixed up — re-copy it"
             )
+        _vet(model_path, content, self.normalization, self._load_and_smoke)
+        self._load_and_smoke(model_path, content)
+
+    def _load_and_smoke(self, model_path: Path, content: bytes) -> None:
         with _check(model_path, "loading the model in LiteRT"):
             self._interp = self._load(model_path, content)
         with _check(model_path, "the smoke inference"):

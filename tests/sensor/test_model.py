@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sensor import model
 from sensor.features import SCHEMA
 from sensor.model import (
     DEFAULT_BUNDLE,
@@ -320,6 +322,35 @@ def test_a_model_with_a_flat_output_scores_like_its_weights(copy):
     got = b.score(x)
     assert len(x) > 1024 and got.shape == (len(x),)  # more than one batch
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_a_model_that_crashes_litert_is_refused_and_the_process_lives(copy):
+    # found by the fuzz campaign: LiteRT dereferences a bad pointer in allocate_tensors
+    with pytest.raises(ModelError, match=f"{MODEL_FILE}: LiteRT crashed loading it \\(SIGSEGV\\)"):
+        ModelBundle(with_model(copy, "segv_on_allocate"))
+    assert ModelBundle(DEFAULT_BUNDLE).score(np.zeros((1, 3, SCHEMA.size), np.float32)).shape == (1,)
+
+
+def test_a_model_that_hangs_litert_is_refused_at_the_timeout(copy, monkeypatch):
+    monkeypatch.setattr(model, "_vetted", set())
+    monkeypatch.setattr(model, "VET_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(ModelBundle, "_load", lambda self, path, content: time.sleep(30))
+    started = time.monotonic()
+    with pytest.raises(
+        ModelError, match=f"{MODEL_FILE}: LiteRT did not finish loading and test-scoring it within 0.5 s"
+    ):
+        ModelBundle(copy)
+    assert time.monotonic() - started < 10
+
+
+def test_a_bundle_is_checked_in_a_child_once_per_model(copy, monkeypatch):
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(model, "_vetted", set())
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+    ModelBundle(copy)
+    ModelBundle(copy)
+    assert len(forks) == 1
 
 
 def test_an_unforeseen_error_inside_litert_is_a_model_error(copy, monkeypatch):
