@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from sensor import __version__
 from sensor.errors import FlowlstmError, UsageError
 
+from .corpus import FAMILIES, CorpusConfig
 from .jobs import TrainJob
 
 log = logging.getLogger("flowlstm.train")
@@ -35,6 +37,9 @@ MAIN_HELP = f"""\
 flowlstm-train retrains flowlstm's model offline, on one box or a Spark cluster.
 
 workflow:
+  corpus     build training and evaluation traces from shared/data: site
+             backgrounds of merged benign captures, every attack family
+             injected into every background, corpus.json of the ground truth
   inject     mix real attack captures into a background trace, writing
              MAWILab-format labels for what was injected
   features   run the sensor's own feature code on every trace inside Spark
@@ -64,6 +69,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowlstm-train {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "corpus",
+        help="build the training and evaluation corpus from real captures",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        description="""\
+Build reproducible traces from the public captures of DATA (shared/data):
+site backgrounds (the benign captures of one source merged, idle gaps
+squeezed, each capture's private hosts given addresses of their own, starts
+overlapped), the MAWI excerpt, and one mix per background and attack family
+(several instances at spread offsets, replay rates and address remappings),
+with MAWILab-format labels.  OUT/corpus.json lists every trace with its
+source and family, and every injected instance with its time bounds and hosts:
+what 'features --corpus' extracts and what an evaluation holds out.
+
+Families: """
+        + ", ".join(FAMILIES)
+        + """.
+
+examples:
+  flowlstm-train corpus --data ../shared/data --out out/corpus
+  flowlstm-train corpus --data ../shared/data --out /tmp/c --families scan,synflood \\
+      --site iot-sentinel=1 --max-captures 20
+""",
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="shared/data (MANIFEST.md, benign/, attacks/)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=int, default=CorpusConfig.seed)
+    p.add_argument(
+        "--families", metavar="LIST", default=",".join(FAMILIES), help="comma-separated attack families (default: all)"
+    )
+    p.add_argument(
+        "--site",
+        action="append",
+        metavar="SOURCE=N",
+        help="build N site backgrounds from benign/SOURCE (repeatable; default "
+        + ", ".join(f"{k}={v}" for k, v in CorpusConfig().sites.items())
+        + ")",
+    )
+    p.add_argument("--site-seconds", type=float, default=CorpusConfig.site_seconds, metavar="S")
+    p.add_argument("--max-captures", type=int, default=0, metavar="N", help="at most N captures per site (0: all)")
 
     p = sub.add_parser(
         "inject",
@@ -177,6 +224,36 @@ examples:
     return parser
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from .corpus import CorpusConfig, build
+
+    sites = CorpusConfig().sites
+    if args.site:
+        sites = {}
+        for item in args.site:
+            source, _, n = item.partition("=")
+            if not source or not n.isdigit() or int(n) < 1:
+                raise UsageError(f"--site {item}: expected SOURCE=N with N >= 1 (e.g. iot-sentinel=3)")
+            sites[source] = int(n)
+    if args.site_seconds <= 0 or args.max_captures < 0:
+        raise UsageError("--site-seconds must be > 0 and --max-captures >= 0")
+    cfg = CorpusConfig(
+        seed=args.seed,
+        site_seconds=args.site_seconds,
+        sites=sites,
+        families=tuple(f for f in args.families.split(",") if f),
+        max_captures=args.max_captures,
+    )
+    corpus = build(Path(args.data), Path(args.out), cfg, say=lambda m: print(m, file=sys.stderr, flush=True))
+    kinds = Counter(t["kind"] for t in corpus["traces"])
+    instances = sum(len(t["attacks"]) for t in corpus["traces"])
+    print(
+        f"wrote {Path(args.out) / 'corpus.json'}: {kinds['benign']} benign traces, {kinds['mix']} mixes, "
+        f"{instances} attack instances of {len(corpus['families'])} families"
+    )
+    return 0
+
+
 def cmd_inject(args: argparse.Namespace) -> int:
     from .inject import AttackSpec, inject
 
@@ -275,9 +352,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 64
     try:
-        return {"inject": cmd_inject, "features": cmd_features, "train": cmd_train, "evaluate": cmd_evaluate}[
-            args.command
-        ](args)
+        return {
+            "corpus": cmd_corpus,
+            "inject": cmd_inject,
+            "features": cmd_features,
+            "train": cmd_train,
+            "evaluate": cmd_evaluate,
+        }[args.command](args)
     except FlowlstmError as exc:
         print(f"flowlstm-train: error: {exc}", file=sys.stderr)
         return exc.exit_code

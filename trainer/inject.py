@@ -20,6 +20,7 @@ Everything is deterministic for a given ``seed``.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import struct
 from collections.abc import Iterator
@@ -40,6 +41,8 @@ from sensor.capture.linklayer import (
 from sensor.errors import UsageError
 
 from .labels import CSV_HEADER, NS
+
+log = logging.getLogger("flowlstm.inject")
 
 _L3_OFFSET = {
     LINKTYPE_ETHERNET: 14,
@@ -185,12 +188,23 @@ def inject(
     out_xml: str,
     seed: int = 0,
     remap: bool = True,
+    pool: str = "global",
+    clip: bool = False,
 ) -> dict[str, Any]:
-    """Write the merged capture and its labels; return a summary of what was injected."""
+    """Write the merged capture and its labels; return a summary of what was injected.
+
+    ``pool`` is where remapped attack hosts land: "global" (the background's Internet hosts,
+    as on a backbone like MAWI's) or "any" (every IPv4 host it has, a site's own included).
+    With ``clip``, attack packets after the background's last one are left out, so the mix
+    is the background's length.
+    """
+    if pool not in ("global", "any"):
+        raise UsageError(f"pool must be 'global' or 'any', not {pool!r}")
     rng = np.random.default_rng(seed)
     bts, bwire, bframes, bl3 = _read(background)
-    t0 = int(bts.min())
-    pool = sorted({a for pair in _ipv4s_of(bframes, bl3) for a in pair if a and not _is_local(a)})
+    t0, t_end = int(bts.min()), int(bts.max())
+    hosts = {a for pair in _ipv4s_of(bframes, bl3) for a in pair if a}
+    pool_hosts = sorted(hosts if pool == "any" else {a for a in hosts if not _is_local(a)})
     used: set[bytes] = set()
     all_ts, all_wire, all_frames = [bts], [bwire], list(bframes)
     anomalies: list[dict[str, Any]] = []
@@ -198,20 +212,26 @@ def inject(
         ats, awire, aframes, al3 = _read(spec.path)
         start = int(ats.min())
         new_ts = t0 + int(spec.offset * NS) + ((ats - start) / spec.rate).astype(np.int64)
+        if clip:
+            keep = new_ts <= t_end
+            if not keep.any():
+                raise UsageError(f"{spec.path}: starts after the background ends; lower its offset")
+            idx = np.flatnonzero(keep)
+            new_ts, awire, al3 = new_ts[idx], awire[idx], al3[idx]
+            aframes = [aframes[i] for i in idx.tolist()]
         pairs = _ipv4s_of(aframes, al3)
         mapping: dict[bytes, bytes] = {}
-        if remap:
+        if remap and not pool_hosts:
+            log.warning("%s: no IPv4 hosts to remap %s's onto; its own addresses are kept", background, spec.path)
+        elif remap:
             local = sorted({a for p in pairs for a in p if a and _is_local(a)})
             for a in local:
-                choices = [p for p in pool if p not in used] or pool
+                choices = [p for p in pool_hosts if p not in used] or pool_hosts
                 pick = choices[int(rng.integers(len(choices)))]
                 mapping[a] = pick
                 used.add(pick)
             aframes = [_remap_frame(f, o, mapping) for f, o in zip(aframes, al3.tolist(), strict=True)]
-        targets = [
-            ipaddress.IPv4Address(mapping.get(ipaddress.IPv4Address(a).packed, ipaddress.IPv4Address(a).packed))
-            for a in spec.match_addrs
-        ]
+        targets = [_remapped(a, mapping) for a in spec.match_addrs]
         if not targets:
             targets = [_dominant(pairs, mapping, spec.match_role)]
         anomalies.append(
@@ -237,6 +257,13 @@ def inject(
     _write_csv(out_csv, anomalies)
     _write_xml(out_xml, anomalies)
     return {"packets": len(ts), "background": len(bts), "injected": anomalies}
+
+
+def _remapped(addr: str, mapping: dict[bytes, bytes]) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ipaddress.IPv4Address(mapping.get(ip.packed, ip.packed))
+    return ip  # IPv6 attacks keep their addresses
 
 
 def _dominant(pairs: list[tuple[bytes, bytes]], mapping: dict[bytes, bytes], role: str) -> ipaddress.IPv4Address:

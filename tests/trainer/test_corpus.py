@@ -1,0 +1,157 @@
+"""The corpus recipe, on a shared/data-shaped tree of the real captures in tests/data."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+
+import numpy as np
+import pytest
+
+from sensor.addresses import format_addresses
+from sensor.capture import read_packets
+from trainer import corpus
+from trainer.corpus import CorpusConfig, build, key_host, squeeze
+from trainer.labels import NS, load_labels, match_packets
+
+from ..conftest import ATTACKS, DATA
+
+LAYOUT = {
+    "benign/zeek-misc/ftp_bruteforce.pcap": DATA / "zeek" / "ftp_bruteforce.pcap",
+    "benign/zeek-misc/ssh_sshguess.pcap": DATA / "zeek" / "ssh_sshguess.pcap",
+    "benign/ppa-book/BGP_redist.pcap": DATA / "linktypes" / "BGP_redist.pcap",
+    "benign/ppa-book/someip_sd_sample.pcap": DATA / "linktypes" / "someip_sd_sample.pcap",
+    "benign/netshare-test/dlt_ppp.pcap": DATA / "linktypes" / "dlt_ppp.pcap",
+    "attacks/stopddos/amp.TCP.reflection.SYNACK.pcap": ATTACKS / "amp.TCP.reflection.SYNACK.pcap",
+    "attacks/probing/hping3.pcapng": ATTACKS / "hping3.pcapng",
+    "attacks/probing/zmap_tcp_5k.pcapng": ATTACKS / "zmap_tcp_5k.pcapng",
+}
+CFG = CorpusConfig(
+    seed=5,
+    site_seconds=60,
+    sites={"zeek-misc": 1, "ppa-book": 1},
+    families=("reflection", "scan"),
+    instance_spacing=20,
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    for rel, src in LAYOUT.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).symlink_to(src)
+    return d
+
+
+@pytest.fixture(scope="module")
+def built(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    build(data, out, CFG)
+    return out, corpus.load(out)
+
+
+def _packets(path):
+    return np.concatenate(list(read_packets(path)))
+
+
+def test_corpus_lists_sites_standalone_captures_and_one_mix_per_background_and_family(built):
+    _, c = built
+    by_kind = {k: [t for t in c["traces"] if t["kind"] == k] for k in ("benign", "mix")}
+    assert {t["name"] for t in by_kind["benign"]} == {
+        "site-zeek-misc-1",
+        "site-ppa-book-1",
+        "netshare-test-dlt_ppp",
+    }
+    assert {t["name"] for t in by_kind["mix"]} == {
+        f"{f}--{b}" for f in ("reflection", "scan") for b in ("site-zeek-misc-1", "site-ppa-book-1")
+    }
+    assert c["families"] == ["reflection", "scan"]
+    assert set(c["sources"]) == {"zeek-misc", "ppa-book", "netshare-test"}
+    for t in by_kind["mix"]:
+        assert t["attacks"] and all(a["family"] == t["family"] for a in t["attacks"])
+        assert t["source"] == t["background"].split("-", 1)[1].rsplit("-", 1)[0]
+
+
+def test_a_site_merges_its_captures_concurrently_with_their_hosts_remapped(built, data):
+    out, c = built
+    site = next(t for t in c["traces"] if t["name"] == "site-zeek-misc-1")
+    p = _packets(site["path"])
+    originals = [_packets(data / rel) for rel in site["captures"]]
+    # each capture squeezed and cut to the site's length
+    kept = [int((squeeze(o["ts"], CFG.max_gap, CFG.spread_pps) <= CFG.site_seconds * NS).sum()) for o in originals]
+    assert len(p) == site["packets"] == sum(kept) and 0 < sum(kept) <= sum(map(len, originals))
+    assert np.all(np.diff(p["ts"]) >= 0)
+    assert (p["ts"][-1] - p["ts"][0]) / NS <= CFG.site_seconds
+    hosts = {ipaddress.ip_address(a) for a in format_addresses(np.concatenate([p["src"], p["dst"]]))}
+    private = {h for h in hosts if h.version == 4 and not h.is_global}
+    # every private host of the two captures now lives in the site's own 10.16.0.0/16, one per capture
+    assert private and all(h in ipaddress.ip_network("10.16.0.0/16") for h in private)
+    before = sum(
+        len(
+            {a for a in format_addresses(np.concatenate([o["src"], o["dst"]])) if not ipaddress.ip_address(a).is_global}
+        )
+        for o in originals
+    )
+    assert len(private) == before
+
+
+def test_mixes_hold_the_background_and_labelled_instances_within_their_bounds(built):
+    _, c = built
+    traces = {t["name"]: t for t in c["traces"]}
+    for t in (t for t in c["traces"] if t["kind"] == "mix"):
+        bg = traces[t["background"]]
+        p = _packets(t["path"])
+        injected = sum(a["packets"] for a in t["attacks"])
+        assert len(p) == t["packets"] == bg["packets"] + injected
+        assert p["ts"].max() <= _packets(bg["path"])["ts"].max()  # clipped to the background
+        labels = load_labels(t["labels"])
+        hit = match_packets(labels, p)
+        assert 0 < int((hit >= 0).sum()) >= min(a["packets"] for a in t["attacks"]) // 2
+        for a in t["attacks"]:
+            inside = (p["ts"] >= a["from_ns"]) & (p["ts"] <= a["to_ns"])
+            texts = format_addresses(p["src"] if a["role"] == "src" else p["dst"])
+            assert (texts[inside] == a["key"]).any()
+            assert a["key"] in a["hosts"]
+            assert a["rate"] in corpus.RATES
+
+
+def test_the_recipe_is_deterministic(data, built, tmp_path):
+    out, _ = built
+    again = tmp_path / "again"
+    build(data, again, CFG)
+
+    def digest(d):
+        files = sorted(p for p in d.rglob("*") if p.is_file())
+        return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    assert digest(again) == digest(out)
+    first = json.loads((out / "corpus.json").read_text())
+    assert first["config"]["seed"] == 5
+
+
+def test_gaps_are_squeezed_and_instants_spread():
+    ts = np.array([0, 1, 2, 100 * NS, 100 * NS + 5], dtype=np.int64)
+    assert squeeze(ts, 5.0, 1000).tolist() == [0, 1, 2, 2 + 5 * NS, 7 + 5 * NS]
+    flat = squeeze(np.full(4, 7 * NS, dtype=np.int64), 5.0, 1000)
+    assert flat.tolist() == [0, NS // 1000, 2 * NS // 1000, 3 * NS // 1000]
+
+
+def test_the_key_host_prefers_the_lab_host_of_a_two_host_exchange():
+    from collections import Counter
+
+    src = Counter({"1.1.1.1": 25, "192.168.1.5": 25})
+    dst = Counter({"192.168.1.5": 25, "1.1.1.1": 25})
+    assert key_host(src, dst) == ("192.168.1.5", "src")
+    flood = Counter({f"203.0.113.{i}": 1 for i in range(50)})
+    assert key_host(flood, Counter({"10.10.10.10": 50})) == ("10.10.10.10", "dst")
+
+
+def test_unknown_families_and_sources_are_refused_in_one_line(data, tmp_path):
+    from sensor.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown attack family nope"):
+        build(data, tmp_path / "x", CorpusConfig(families=("nope",), sites={"zeek-misc": 1}))
+    with pytest.raises(UsageError, match="no benign/iot-sentinel/ captures"):
+        build(data, tmp_path / "y", CorpusConfig(sites={"iot-sentinel": 1}))

@@ -1,0 +1,462 @@
+"""``flowlstm-train corpus``: reproducible training and evaluation traces from real captures.
+
+From the public captures of ``shared/data`` (``MANIFEST.md``, ``MANIFEST-more.md``) the
+recipe builds, deterministically for a seed:
+
+- **site backgrounds**: the benign captures of one source (IoT device setups, nDPI
+  application traces, Zeek traces, book captures) merged into one trace of
+  ``site_seconds``: each capture's long idle gaps squeezed (captures spanning days are
+  mostly silence), its private IPv4 hosts remapped onto addresses of its own inside the
+  site's 10.S.0.0/16 (so two captures' 192.168.1.2 stay two hosts), and its start placed at
+  random in the site's time, so many devices and applications run concurrently;
+- the **MAWI** excerpt as the backbone background, as it is;
+- **mixes**: every attack family injected into every background with ``inject`` — each
+  mix one background and one family, several instances of it at spread offsets, each at a
+  rate drawn from ``RATES`` and with its own address remapping — labelled in MAWILab
+  format (CSV and admd XML);
+- ``corpus.json``: every trace with its source, site, family, and per injected instance the
+  capture, time bounds, key host and role (the labels' filter) and every host it involves
+  (the evaluation's ground truth for alerts).
+
+Families and sources are recorded so that training can leave one out and evaluation can
+use only what training never saw: attack families (``FAMILIES``) and benign sources
+(``benign/<source>`` directories, ``mawi``).  Generated data stays out of git; the recipe
+is this module and ``scripts/build-corpus.sh``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sensor.addresses import format_address
+from sensor.capture.files import CaptureReader
+from sensor.errors import FlowlstmError, UsageError
+
+from .inject import AttackSpec, _ipv4s_of, _is_local, _read, _remap_frame, _write_pcap, inject
+from .labels import NS
+
+log = logging.getLogger("flowlstm.corpus")
+
+CORPUS_VERSION = 1
+# Attack directories of shared/data and the family each belongs to; the StopDDoS and probing
+# captures of MANIFEST.md are filed by what they are.
+FAMILY_OF = {
+    "attacks/c2-beacon-simulated": "c2-beacon",
+    "attacks/cryptomining": "cryptomining",
+    "attacks/dhcp-flood": "dhcp-flood",
+    "attacks/dns-anomaly": "dns-anomaly",
+    "attacks/dns-tunnel": "dns-tunnel",
+    "attacks/dos": "dos",
+    "attacks/ics-flood": "ics-flood",
+    "attacks/ipv6-attack": "ipv6-attack",
+    "attacks/malware-c2": "malware-c2",
+    "attacks/scan": "scan",
+    "attacks/probing": "scan",
+    "attacks/synflood": "synflood",
+    "attacks/stopddos/pkt.TCP.synflood.spoofed.pcap": "synflood",
+    "attacks/stopddos/pkt.TCP.DOMINATE.syn.ecn.cwr.pcapng": "synflood",
+    "attacks/stopddos/amp.TCP.reflection.SYNACK.pcap": "reflection",
+    "attacks/stopddos/amp.dns.RRSIG.fragmented.pcap": "amplification",
+    "attacks/teardrop": "teardrop",
+}
+FAMILIES = tuple(sorted(set(FAMILY_OF.values())))
+RATES = (0.5, 1.0, 2.0, 4.0)  # replay speeds an instance is drawn from
+MAWI = "mawi/201911211400_headers.pcap"
+_CAPTURE_NAME = re.compile(r"\.(pcap|pcapng|cap)(\.(gz|xz|bz2))?$")
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """What the recipe builds; the defaults are the shipped model's corpus."""
+
+    seed: int = 1
+    site_seconds: float = 300.0  # length of a site background
+    max_gap: float = 5.0  # idle gaps longer than this are squeezed to it (s)
+    attack_seconds: float = 60.0  # an attack capture is cut to this much of its (squeezed) time
+    spread_pps: float = 2000.0  # packets of a capture recorded in one instant are spread at this rate
+    sites: dict[str, int] = field(
+        default_factory=lambda: {"iot-sentinel": 3, "ndpi-apps": 4, "zeek-misc": 1, "ppa-book": 1}
+    )
+    instance_spacing: float = 30.0  # one attack instance per this many seconds of background
+    max_instances: int = 6  # per mix
+    families: tuple[str, ...] = FAMILIES
+    # sources whose captures are benign traces as they are (too few or too short for a site)
+    standalone: tuple[str, ...] = ("caida-netshare", "netshare-test")
+    max_captures: int = 0  # per site (0: all); small corpora for tests
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One capture of shared/data: path relative to the data directory, and its group."""
+
+    rel: str
+    group: str  # benign source, or attack family
+
+
+def _family(rel: str) -> str | None:
+    for prefix in sorted(FAMILY_OF, key=len, reverse=True):
+        if rel == prefix or rel.startswith(prefix + "/"):
+            return FAMILY_OF[prefix]
+    return None
+
+
+def find_captures(data: Path) -> tuple[dict[str, list[Capture]], dict[str, list[Capture]]]:
+    """(benign captures by source, attack captures by family) found under ``data``."""
+    if not data.is_dir():
+        raise UsageError(f"{data}: no such data directory (expected shared/data with MANIFEST.md)")
+    benign: dict[str, list[Capture]] = {}
+    attacks: dict[str, list[Capture]] = {}
+    for p in sorted(data.rglob("*")):
+        if not p.is_file() or not _CAPTURE_NAME.search(p.name):
+            continue
+        rel = p.relative_to(data).as_posix()
+        if rel.startswith("benign/"):
+            source = rel.split("/")[1]
+            benign.setdefault(source, []).append(Capture(rel, source))
+        elif (fam := _family(rel)) is not None:
+            attacks.setdefault(fam, []).append(Capture(rel, fam))
+    if not benign or not attacks:
+        raise UsageError(f"{data}: no benign/ or attacks/ captures found; is this shared/data?")
+    return benign, attacks
+
+
+@dataclass
+class Packets:
+    """A capture's packets as ``inject`` handles them: ns times, wire lengths, Ethernet frames."""
+
+    ts: np.ndarray
+    wire: np.ndarray
+    frames: list[bytes]
+    l3: np.ndarray
+
+    def take(self, idx: np.ndarray) -> Packets:
+        return Packets(self.ts[idx], self.wire[idx], [self.frames[i] for i in idx.tolist()], self.l3[idx])
+
+
+def read(path: Path) -> Packets:
+    """Every packet of a capture, in time order."""
+    ts, wire, frames, l3 = _read(str(path))
+    p = Packets(ts, wire, frames, l3)
+    order = np.argsort(ts, kind="stable")
+    return p if bool((order == np.arange(len(order))).all()) else p.take(order)
+
+
+def squeeze(ts: np.ndarray, max_gap: float, spread_pps: float) -> np.ndarray:
+    """Times starting at 0 with every gap over ``max_gap`` shortened to it; a capture recorded
+    in one instant (all times equal: a generated flood) is spread at ``spread_pps``."""
+    if len(ts) == 0:
+        return ts.astype(np.int64)
+    if len(ts) > 1 and int(ts[-1] - ts[0]) == 0:
+        return (np.arange(len(ts)) * (NS / spread_pps)).astype(np.int64)
+    gaps = np.diff(ts.astype(np.int64), prepend=ts[0])
+    gaps = np.minimum(gaps, int(max_gap * NS))
+    return np.cumsum(gaps)
+
+
+def addresses(path: Path) -> tuple[Counter[str], Counter[str]]:
+    """Packets per source address and per destination address of a capture (IPv4 and IPv6)."""
+    src: Counter[str] = Counter()
+    dst: Counter[str] = Counter()
+    for batch in CaptureReader(str(path)):
+        ip = batch[batch["l3"] != 0]
+        for col, counter in (("src", src), ("dst", dst)):
+            values, counts = np.unique(ip[col], axis=0, return_counts=True)
+            for v, n in zip(values, counts.tolist(), strict=True):
+                counter[format_address(v)] += n
+    return src, dst
+
+
+def key_host(src: Counter[str], dst: Counter[str]) -> tuple[str, str]:
+    """The host in most of an attack's packets, and its role: "src" (an attacker, a scanner,
+    a beaconing host) or "dst" (the victim of a flood or a reflection).
+
+    A tunnel or a beacon has two hosts in every packet; of hosts within 10% of the most
+    packets, a private (lab) one is taken — the client, not the public resolver or server
+    that other traffic uses too.
+    """
+    total = src + dst
+    if not total:
+        raise UsageError("an attack capture without IP packets cannot be labelled")
+    top = max(total.values())
+    close = sorted(h for h, n in total.items() if n >= 0.9 * top)
+    host = max(close, key=lambda h: (not ipaddress.ip_address(h).is_global, total[h]))
+    return host, ("src" if src[host] >= dst[host] else "dst")
+
+
+def _site_address(site: int, capture: int, host: int) -> bytes:
+    """A capture's private host number ``host`` inside site ``site``: 10.(16+site).x.y, unique per capture."""
+    n = capture * 256 + host + 1
+    return bytes((10, 16 + site, (n >> 8) & 0xFF, n & 0xFF))
+
+
+@dataclass
+class Trace:
+    """One trace of the corpus, as corpus.json lists it."""
+
+    name: str
+    path: str  # relative to the corpus directory, or absolute for a shared/data file used as is
+    kind: str  # "benign" or "mix"
+    source: str  # benign source of the background: mawi, iot-sentinel, ...
+    background: str  # name of the background trace
+    packets: int
+    seconds: float
+    family: str | None = None
+    labels: list[str] = field(default_factory=list)
+    captures: list[str] = field(default_factory=list)  # what a site was built from
+    attacks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_site(
+    caps: list[Capture], data: Path, site: int, name: str, out: Path, cfg: CorpusConfig, rng: np.random.Generator
+) -> Trace:
+    """Merge benign captures into one site background (see the module docstring)."""
+    t_base = (1_700_000_000 + 86_400 * site) * NS
+    length = int(cfg.site_seconds * NS)
+    parts: list[Packets] = []
+    used: list[str] = []
+    for c_idx, cap in enumerate(caps):
+        try:
+            p = read(data / cap.rel)
+        except FlowlstmError as exc:
+            log.warning("site %s: %s left out: %s", name, cap.rel, exc)
+            continue
+        t = squeeze(p.ts, cfg.max_gap, cfg.spread_pps)
+        keep = np.flatnonzero(t <= length)
+        p, t = p.take(keep), t[keep]
+        span = int(t[-1]) if len(t) else 0
+        start = int(rng.integers(0, max(length - span, 0) + 1))
+        p.ts = t_base + start + t
+        local = sorted({a for pair in _ipv4s_of(p.frames, p.l3) for a in pair if a and _is_local(a)})
+        mapping = {a: _site_address(site, c_idx, k) for k, a in enumerate(local)}
+        p.frames = [_remap_frame(f, o, mapping) for f, o in zip(p.frames, p.l3.tolist(), strict=True)]
+        parts.append(p)
+        used.append(cap.rel)
+    if not parts:
+        raise UsageError(f"site {name}: none of its {len(caps)} captures could be read")
+    ts = np.concatenate([p.ts for p in parts])
+    wire = np.concatenate([p.wire for p in parts])
+    frames = [f for p in parts for f in p.frames]
+    order = np.argsort(ts, kind="stable")
+    path = out / "backgrounds" / f"{name}.pcap"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_pcap(str(path), ts[order], wire[order], [frames[i] for i in order.tolist()])
+    source = caps[0].group
+    return Trace(
+        name,
+        path.relative_to(out).as_posix(),
+        "benign",
+        source,
+        name,
+        len(ts),
+        round(float(ts.max() - ts.min()) / NS, 3),
+        captures=used,
+    )
+
+
+@dataclass(frozen=True)
+class PreparedAttack:
+    """An attack capture squeezed, spread and cut for injection, with its ground truth."""
+
+    capture: str  # path in shared/data
+    family: str
+    path: Path  # the prepared pcap
+    seconds: float
+    key: str
+    role: str
+    hosts: tuple[str, ...]
+
+
+def prepare_attack(cap: Capture, data: Path, out: Path, cfg: CorpusConfig) -> PreparedAttack | None:
+    """The attack capture as injected: gaps squeezed, instants spread, cut to ``attack_seconds``."""
+    try:
+        p = read(data / cap.rel)
+    except FlowlstmError as exc:
+        log.warning("attack %s left out: %s", cap.rel, exc)
+        return None
+    t = squeeze(p.ts, cfg.max_gap, cfg.spread_pps)
+    keep = np.flatnonzero(t <= int(cfg.attack_seconds * NS))
+    p = p.take(keep)
+    p.ts = 1_600_000_000 * NS + t[keep]
+    stem = _CAPTURE_NAME.sub("", Path(cap.rel).name)
+    path = out / "attacks" / cap.group / f"{stem}.pcap"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_pcap(str(path), p.ts, p.wire, p.frames)
+    src, dst = addresses(path)
+    if not (src + dst):
+        log.warning("attack %s left out: no IP packets", cap.rel)
+        return None
+    key, role = key_host(src, dst)
+    return PreparedAttack(
+        cap.rel, cap.group, path, float(p.ts[-1] - p.ts[0]) / NS, key, role, tuple(sorted(src.keys() | dst.keys()))
+    )
+
+
+def _remap_hosts(hosts: Iterable[str], remapped: dict[str, str]) -> list[str]:
+    return sorted({remapped.get(h, h) for h in hosts})
+
+
+def build_mix(
+    background: Trace,
+    bg_path: Path,
+    family: str,
+    attacks: list[PreparedAttack],
+    out: Path,
+    cfg: CorpusConfig,
+    rng: np.random.Generator,
+) -> Trace:
+    """One background with several instances of one family (see the module docstring)."""
+    n = max(1, min(cfg.max_instances, int(background.seconds // cfg.instance_spacing), len(attacks)))
+    picks = [attacks[i] for i in rng.permutation(len(attacks))[:n].tolist()]
+    slot = background.seconds / n
+    specs = []
+    for j, a in enumerate(picks):
+        rate = float(rng.choice(RATES))
+        offset = j * slot + float(rng.uniform(0, max(slot - min(a.seconds / rate, slot), 0) * 0.8))
+        specs.append(AttackSpec(str(a.path), round(offset, 3), rate, family, a.role, (a.key,)))
+    name = f"{family}--{background.name}"
+    pcap = out / "mixes" / f"{name}.pcap"
+    pcap.parent.mkdir(parents=True, exist_ok=True)
+    csv, xml = pcap.with_suffix(".csv"), pcap.with_suffix(".xml")
+    pool = "global" if background.source == "mawi" else "any"
+    seed = int(rng.integers(1 << 31))
+    summary = inject(str(bg_path), specs, str(pcap), str(csv), str(xml), seed=seed, pool=pool, clip=True)
+    instances = []
+    for a, spec, got in zip(picks, specs, summary["injected"], strict=True):
+        instances.append(
+            {
+                "capture": a.capture,
+                "family": family,
+                "offset": spec.offset,
+                "rate": spec.rate,
+                "from_ns": got["from"],
+                "to_ns": got["to"],
+                "packets": got["packets"],
+                "role": a.role,
+                "key": got["addresses"][0],
+                "hosts": _remap_hosts(a.hosts, got["remapped"]),
+            }
+        )
+    return Trace(
+        name,
+        pcap.relative_to(out).as_posix(),
+        "mix",
+        background.source,
+        background.name,
+        summary["packets"],
+        background.seconds,
+        family=family,
+        labels=[csv.relative_to(out).as_posix(), xml.relative_to(out).as_posix()],
+        attacks=instances,
+    )
+
+
+def build(data: Path, out: Path, cfg: CorpusConfig, say: Callable[[str], None] = log.info) -> dict[str, Any]:
+    """Build the corpus under ``out``; return (and write) its corpus.json."""
+    benign, attack_caps = find_captures(data)
+    unknown = set(cfg.families) - set(FAMILIES)
+    if unknown:
+        raise UsageError(f"unknown attack family {', '.join(sorted(unknown))}; known: {', '.join(FAMILIES)}")
+    missing = [s for s in cfg.sites if s not in benign]
+    if missing:
+        raise UsageError(f"{data}: no benign/{missing[0]}/ captures; sources found: {', '.join(sorted(benign))}")
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    traces: list[Trace] = []
+    if (data / MAWI).is_file():
+        p = read(data / MAWI)
+        traces.append(
+            Trace(
+                "mawi",
+                str((data / MAWI).resolve()),
+                "benign",
+                "mawi",
+                "mawi",
+                len(p.ts),
+                round(float(p.ts[-1] - p.ts[0]) / NS, 3),
+                captures=[MAWI],
+            )
+        )
+    site_no = 0
+    for source, n_sites in cfg.sites.items():
+        caps = [benign[source][i] for i in rng.permutation(len(benign[source])).tolist()]
+        for k in range(n_sites):
+            group = caps[k::n_sites]
+            if cfg.max_captures:
+                group = group[: cfg.max_captures]
+            name = f"site-{source}-{k + 1}"
+            say(f"site {name}: merging {len(group)} captures")
+            traces.append(build_site(group, data, site_no, name, out, cfg, rng))
+            site_no += 1
+    backgrounds = list(traces)
+    for source, caps in sorted(benign.items()):
+        if source in cfg.sites:
+            continue
+        if source not in cfg.standalone:
+            say(f"benign/{source}: not used (neither a site nor standalone)")
+            continue
+        for cap in caps:
+            p = read(data / cap.rel)
+            name = f"{source}-{_CAPTURE_NAME.sub('', Path(cap.rel).name)}"
+            traces.append(
+                Trace(
+                    name,
+                    str((data / cap.rel).resolve()),
+                    "benign",
+                    source,
+                    name,
+                    len(p.ts),
+                    round(float(p.ts[-1] - p.ts[0]) / NS, 3),
+                    captures=[cap.rel],
+                )
+            )
+    prepared: dict[str, list[PreparedAttack]] = {}
+    for family in cfg.families:
+        got = [a for cap in attack_caps.get(family, []) if (a := prepare_attack(cap, data, out, cfg))]
+        if not got:
+            raise UsageError(f"family {family}: none of its captures could be prepared")
+        prepared[family] = got
+        say(f"family {family}: {len(got)} captures")
+    for bg in backgrounds:
+        bg_path = Path(bg.path) if os.path.isabs(bg.path) else out / bg.path
+        for family in cfg.families:
+            traces.append(build_mix(bg, bg_path, family, prepared[family], out, cfg, rng))
+        say(f"background {bg.name}: {len(cfg.families)} mixes")
+    corpus = {
+        "version": CORPUS_VERSION,
+        "config": dataclasses.asdict(cfg),
+        "data": str(data.resolve()),
+        "families": list(cfg.families),
+        "sources": sorted({t.source for t in traces}),
+        "traces": [dataclasses.asdict(t) for t in traces],
+    }
+    (out / "corpus.json").write_text(json.dumps(corpus, indent=1) + "\n")
+    return corpus
+
+
+def load(corpus_dir: Path) -> dict[str, Any]:
+    """A corpus.json, its trace paths made absolute."""
+    path = corpus_dir / "corpus.json"
+    try:
+        corpus: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no corpus here; build one with 'flowlstm-train corpus'") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: unreadable: {exc}") from None
+    if corpus.get("version") != CORPUS_VERSION:
+        raise UsageError(f"{path}: corpus version {corpus.get('version')!r}, this trainer reads {CORPUS_VERSION}")
+    for t in corpus["traces"]:
+        t["path"] = str(corpus_dir / t["path"]) if not os.path.isabs(t["path"]) else t["path"]
+        t["labels"] = [str(corpus_dir / p) for p in t["labels"]]
+    return corpus
