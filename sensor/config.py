@@ -145,6 +145,9 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{p}{where}: not valid YAML ({why})") from None
     except RecursionError:
         raise ConfigError(f"{p}: nested too deeply to be a sensor configuration") from None
+    except Exception as exc:  # noqa: BLE001 - PyYAML's constructors raise plain errors, e.g. "!!float lo"
+        why = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"{p}: not valid YAML (a value does not fit its tag: {type(exc).__name__}: {why})") from None
     found = _flatten(tree, str(p))
     for key in found:
         if key not in settings.FILE_KEYS:
@@ -163,10 +166,14 @@ def resolve(config_path: str | None, given: dict[str, Any]) -> dict[str, Any]:
         values.update({k: v for k, v in read_file(config_path).items()})
     values.update(given)
     try:
-        return settings.validate(values)
+        values = settings.validate(values)
+        problem = _flow_config(values).budget_problem()
+        if problem:
+            raise settings.SettingError(problem)
+        return values
     except settings.SettingError as exc:  # flags that contradict each other or the file (e.g. the timeouts)
         if config_path:
-            raise ConfigError(f"{config_path} with the command line: {exc}") from None
+            raise ConfigError(f"{config_path}{' with the command line' if given else ''}: {exc}") from None
         raise UsageError(str(exc)) from None
 
 
@@ -211,16 +218,20 @@ class SensorConfig:
         )
 
 
-def pipeline_config(values: dict[str, Any], protocols: bool = False) -> PipelineConfig:
-    """The feature path's configuration from settings values (``protocols``: aggregate protocol breakdowns)."""
-    from .aggregate import AggregateConfig
-
-    flows = FlowConfig(
+def _flow_config(values: dict[str, Any]) -> FlowConfig:
+    return FlowConfig(
         values["features.idle-timeout"],
         values["features.active-timeout"],
         values["features.max-flows"],
         values["features.memory-mb"],
     )
+
+
+def pipeline_config(values: dict[str, Any], protocols: bool = False) -> PipelineConfig:
+    """The feature path's configuration from settings values (``protocols``: aggregate protocol breakdowns)."""
+    from .aggregate import AggregateConfig
+
+    flows = _flow_config(values)
     problem = flows.budget_problem()
     if problem:
         raise ConfigError(problem)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import faulthandler
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -66,6 +67,7 @@ MIN_SCALE = 1e-6
 _NAME_MAX = 200
 _SCORE_BATCH = 1024  # a fixed input shape avoids re-allocating tensors per call
 VET_TIMEOUT_S = 30.0  # the shipped model loads and scores in ~50 ms
+log = logging.getLogger("flowlstm.model")
 _vetted: set[str] = set()  # digests of (model, normalization) a child loaded and scored cleanly
 
 
@@ -314,12 +316,16 @@ def _wait_child(pid: int, fd: int) -> tuple[str, int | None]:
 
 
 def _probe_windows(norm: Normalization) -> np.ndarray:
-    """The windows every bundle is test-scored on at load: silence (all zeros), and a busy
-    window, every second present and each feature from two scales below to two above its mean."""
-    x = np.zeros((2, WINDOW_SECONDS, SCHEMA.size), np.float32)
+    """The windows every bundle is test-scored on at load: silence (all zeros); a busy window,
+    every second present and each feature from two scales below to two above its mean; and
+    windows far out (each feature 10, 100 and 1000 scales off its mean, either way), where a
+    damaged weight turns a model's output into inf or NaN."""
     k = (np.arange(WINDOW_SECONDS * SCHEMA.size) % 5 - 2).reshape(WINDOW_SECONDS, SCHEMA.size)
-    x[1] = norm.mean + norm.scale * k
-    x[1, :, 0] = 1.0  # "present": Normalization.apply zeroes seconds whose first feature is not positive
+    far = [sign * m * np.sign(k + 0.5) for m in (10, 100, 1000) for sign in (1, -1)]
+    x = np.zeros((2 + len(far), WINDOW_SECONDS, SCHEMA.size), np.float32)
+    for i, offsets in enumerate([k, *far], start=1):
+        x[i] = norm.mean + norm.scale * offsets
+    x[1:, :, 0] = 1.0  # "present": Normalization.apply zeroes seconds whose first feature is not positive
     return x
 
 
@@ -327,6 +333,7 @@ class ModelBundle:
     """A loaded, verified bundle that scores windows with LiteRT on one thread."""
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_BUNDLE):
+        self.invalid_scores = 0  # windows the model scored outside [0, 1] (NaN included)
         with _check(path, "opening the bundle"):
             self.path = Path(path)
         meta_path = self.path / METADATA_FILE
@@ -384,11 +391,18 @@ class ModelBundle:
                 f"{model_path}: model output is {list(raw.shape)} for a batch of {_SCORE_BATCH} windows; "
                 "expected [batch, 1] or [batch], one score per window"
             )
-        silent, busy = raw.reshape(-1)[: len(probe)]
+        got = raw.reshape(-1)[: len(probe)]
+        silent, busy = got[:2]
         if not all(np.isfinite(v) and 0 <= v <= 1 for v in (silent, busy)):
             raise ModelError(
                 f"{model_path}: smoke inference scored {silent:.4g} on a silent window and {busy:.4g} on a busy one; "
                 "scores must be finite and within [0, 1] (a sigmoid output), or nothing would alert right"
+            )
+        bad = ~(np.isfinite(got) & (got >= 0) & (got <= 1))
+        if bad.any():
+            raise ModelError(
+                f"{model_path}: smoke inference scored {got[bad][0]:.4g} on a window far from the training data; "
+                "scores must be finite and within [0, 1] for every input (a damaged weight?)"
             )
 
     def _load(self, model_path: Path, content: bytes) -> Any:
@@ -438,6 +452,19 @@ class ModelBundle:
             self.normalization.apply(part, out=buf[: len(part)])
             buf[len(part) :] = 0
             out[i : i + len(part)] = self._run(buf).reshape(-1)[: len(part)]
+        bad = ~(np.isfinite(out) & (out >= 0) & (out <= 1))
+        if bad.any():
+            # The load-time probe cannot try every input; a score outside [0, 1] is the model's
+            # fault, not the window's: it is counted, logged once, and scored 0 (no alert) rather
+            # than 1, so a broken model cannot flood the EVE log.
+            if not self.invalid_scores:
+                log.warning(
+                    "%s: the model scored %.4g on a window; invalid scores are counted and do not alert",
+                    self.path,
+                    float(out[bad][0]),
+                )
+            self.invalid_scores += int(np.count_nonzero(bad))
+            out[bad] = 0.0
         return out
 
     def _run(self, buf: np.ndarray) -> np.ndarray:

@@ -207,19 +207,41 @@ examples:
 
     p = sub.add_parser(
         "evaluate",
-        help="score a bundle with LiteRT",
+        help="score a bundle: windows with LiteRT, or alerts with the real sensor",
         formatter_class=fmt,
         epilog=EXIT_CODES,
         description="""\
-Score labelled windows with a model bundle exactly as the sensor does (LiteRT,
-the bundle's normalization and threshold) and write a report.
+Window level (--features): score labelled windows with a model bundle exactly
+as the sensor does (LiteRT, the bundle's normalization and threshold) and
+write a report.
+
+Alert level (--sensor --corpus): run the real 'flowlstm-sensor run' on every
+selected trace of a corpus, once per model bundle, and match its EVE alerts to
+the corpus ground truth: per attack family the instances detected (and within
+3 s), false alerts per hour and per 10k benign flows by benign source, and
+collateral alerts (background flows alerted while an attack runs).  Only the
+families and sources a model never trained on should count: pick them with
+--families and --sources.  Writes report.md, report.json and plots.
 
 examples:
   flowlstm-train evaluate --model sensor/models/default --features feat/ --out eval/
+  flowlstm-train evaluate --sensor --corpus out/corpus --model shipped=sensor/models/default \\
+      --model new=runs/x/bundle --families scan,dns-tunnel --sources iot-sentinel --out eval/
 """,
     )
-    p.add_argument("--model", required=True, metavar="BUNDLE")
-    p.add_argument("--features", required=True, metavar="DIR")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME=]BUNDLE",
+        help="model bundle (repeatable with --sensor)",
+    )
+    p.add_argument("--features", metavar="DIR", help="labelled windows (window-level evaluation)")
+    p.add_argument("--sensor", action="store_true", help="alert-level evaluation with the real sensor")
+    p.add_argument("--corpus", metavar="DIR", help="with --sensor: a corpus from 'flowlstm-train corpus'")
+    p.add_argument("--families", metavar="LIST", help="with --sensor: attack families to evaluate (default: all)")
+    p.add_argument("--sources", metavar="LIST", help="with --sensor: benign sources to evaluate on (default: all)")
+    p.add_argument("--jobs", type=int, default=0, metavar="N", help="sensor processes at a time (default: CPUs)")
     p.add_argument("--out", required=True, metavar="DIR")
     return parser
 
@@ -317,13 +339,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(given: list[str]) -> dict[str, str]:
+    models: dict[str, str] = {}
+    for item in given:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item).name or item, item
+        if not (Path(path) / "metadata.json").is_file():
+            raise UsageError(f"--model {item}: {path} is not a model bundle (no metadata.json)")
+        if name in models:
+            raise UsageError(f"--model {item}: two models named {name}; name them NAME=BUNDLE")
+        models[name] = path
+    return models
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.sensor:
+        return _evaluate_alerts(args)
+    if not args.features or len(args.model) != 1:
+        raise UsageError("evaluate: give --features DIR and one --model (or --sensor --corpus DIR)")
     from sensor.model import ModelBundle
 
     from .dataset import load_windows, write_summary
     from .evaluate import Scores, evaluate, plot, write_report
 
-    bundle = ModelBundle(args.model)
+    bundle = ModelBundle(args.model[0])
     w = load_windows(args.features)
     s = Scores(bundle.name, w.y, bundle.score(w.x), w.taxonomy)
     out = Path(args.out)
@@ -332,13 +372,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "dataset": write_summary(w),
         "target_fpr": None,
         "splits": {"all windows": {bundle.name: evaluate(s, bundle.threshold)}},
-        "model": {"path": str(args.model), "sha256": bundle.sha256},
+        "model": {"path": str(args.model[0]), "sha256": bundle.sha256},
         "created": dt.datetime.now(dt.UTC).isoformat(),
     }
     report["plots"] = plot([s], {bundle.name: bundle.threshold}, out)
     write_report(report, out)
     m = report["splits"]["all windows"][bundle.name]
     print(json.dumps({k: m[k] for k in ("detection_rate", "fpr", "precision", "f1", "roc_auc")}))
+    return 0
+
+
+def _evaluate_alerts(args: argparse.Namespace) -> int:
+    from . import corpus as corpus_mod
+    from . import fieldtest
+
+    if not args.corpus:
+        raise UsageError("evaluate --sensor needs --corpus DIR (built by 'flowlstm-train corpus')")
+    c = corpus_mod.load(Path(args.corpus))
+    families = [f for f in args.families.split(",") if f] if args.families else None
+    sources = [x for x in args.sources.split(",") if x] if args.sources else None
+    for f in families or []:
+        if f not in c["families"]:
+            raise UsageError(f"--families: {f} is not in the corpus ({', '.join(c['families'])})")
+    for x in sources or []:
+        if x not in c["sources"]:
+            raise UsageError(f"--sources: {x} is not in the corpus ({', '.join(c['sources'])})")
+    traces = fieldtest.select(c, families, sources)
+    out = Path(args.out)
+    report = fieldtest.field_test(
+        c, _models(args.model), traces, out, jobs=args.jobs, progress=lambda m: print(m, file=sys.stderr, flush=True)
+    )
+    report["families"], report["sources"] = families, sources
+    report["created"] = dt.datetime.now(dt.UTC).isoformat()
+    out.mkdir(parents=True, exist_ok=True)
+    report["plots"] = fieldtest.plot(report, out)
+    fieldtest.write_report(report, out)
+    for name, m in report["models"].items():
+        print(
+            f"{name}: families {m['families_detected']}/{m['families_total']}, instances "
+            f"{m['instances_detected']}/{m['instances_total']}, false/10k flows {m['false_per_10k_flows']}, "
+            f"collateral {m['collateral_alerts']}"
+        )
+    print(f"report: {out / 'report.md'}")
     return 0
 
 

@@ -160,6 +160,9 @@ LAUGHS = (
         (b"sensor-name: [" + b"1, " * 5000 + b"1]\n", r"sensor-name is \[1, 1, .*\.\.\.; set it to a string"),
         (b"# big\n" + b" " * (2 << 20), r"larger than a configuration file can be \(1048576 bytes\)"),
         (b"[1, 2]\n", r"the file: expected a mapping of keys, found list"),
+        # found by the fuzz campaign: PyYAML's constructors raise ValueError for a tag that cannot hold the value
+        (b"sensor-name: !!float lo\n", r"not valid YAML \(a value does not fit its tag: ValueError: could not convert"),
+        (b"features: {max-flows: 10000000}\n", r"cfg.yaml: features.max-flows 10000000 needs at least \d+ MiB"),
     ],
     ids=[
         "billion-laughs",
@@ -172,6 +175,8 @@ LAUGHS = (
         "huge-value",
         "too-big",
         "not-a-mapping",
+        "bad-tag",
+        "over-the-memory-budget",
     ],
 )
 def test_hostile_files_are_refused_in_one_line(tmp_path, content, message):

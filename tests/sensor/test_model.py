@@ -331,6 +331,29 @@ def test_a_model_that_crashes_litert_is_refused_and_the_process_lives(copy):
     assert ModelBundle(DEFAULT_BUNDLE).score(np.zeros((1, 3, SCHEMA.size), np.float32)).shape == (1,)
 
 
+def test_a_model_that_scores_nan_far_from_the_training_data_is_refused(copy):
+    with pytest.raises(ModelError, match="smoke inference scored nan on a window far from the training data"):
+        ModelBundle(with_model(copy, "nan_far_out"))
+
+
+def test_an_invalid_score_at_run_time_is_counted_and_does_not_alert(copy, monkeypatch, caplog):
+    b = ModelBundle(copy)
+    real = b._run
+
+    def some_nan(buf):
+        out = real(buf).copy()
+        out[1] = np.nan
+        out[2] = 7.0
+        return out
+
+    monkeypatch.setattr(b, "_run", some_nan)
+    s = b.score(np.zeros((4, 3, SCHEMA.size), np.float32))
+    assert s[1] == s[2] == 0.0 and np.isfinite(s).all()
+    b.score(np.zeros((4, 3, SCHEMA.size), np.float32))
+    assert b.invalid_scores == 4
+    assert sum("invalid scores are counted" in r.message for r in caplog.records) == 1
+
+
 def test_a_model_that_hangs_litert_is_refused_at_the_timeout(copy, monkeypatch):
     monkeypatch.setattr(model, "_vetted", set())
     monkeypatch.setattr(model, "VET_TIMEOUT_S", 0.5)
