@@ -1,6 +1,7 @@
 """Everything declarative lives in setup.cfg; this file only adds the two small C
 extensions (the capture record walker and the per-flow statistics kernel), which
 setup.cfg cannot declare."""
+
 from setuptools import Extension, setup
 
 setup(

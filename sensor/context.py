@@ -88,3 +88,72 @@ def second_context(packets: np.ndarray, flow_seconds: np.ndarray, sec: int, ip: 
     r["icmp_ratio"] = np.count_nonzero((proto == 1) | (proto == 58)) / n
     r["frag_ratio"] = np.count_nonzero(ip["frag"] & FRAG_FRAGMENT) / n
     return out
+
+
+# What the link baseline follows, per second: the context's magnitudes on a log scale and its
+# bounded shares as they are, each with the smallest spread it is judged against (so that a
+# link as steady as a test trace does not turn rounding into large deviations).
+BASELINE_FIELDS: tuple[tuple[str, bool, float], ...] = (
+    ("packets", True, 0.25),
+    ("bytes", True, 0.25),
+    ("flows", True, 0.25),
+    ("new_flows", True, 0.25),
+    ("n_src", True, 0.25),
+    ("n_dst", True, 0.25),
+    ("n_sport", True, 0.25),
+    ("n_dport", True, 0.25),
+    ("syn_ratio", False, 0.05),
+    ("rst_ratio", False, 0.05),
+    ("tcp_ratio", False, 0.05),
+    ("udp_ratio", False, 0.05),
+    ("icmp_ratio", False, 0.05),
+    ("frag_ratio", False, 0.05),
+)
+BASELINE_SECONDS = 120.0  # time constant of the rolling mean and variance
+Z_LIMIT = 20.0
+
+
+class LinkBaseline:
+    """Rolling mean and variance of a link's per-second context (exponentially weighted).
+
+    ``deviation(ctx)`` says how far this second lies from the seconds before it, in units of
+    their spread, and then takes the second in.  A model trained on deviations instead of
+    magnitudes judges a 100 Mb/s office link and a 10 Gb/s backbone alike: each against
+    itself.  The state is this object's alone, kept by the feature path for its stream, so
+    the sensor and the trainer's Spark tasks compute the same numbers from the same packets.
+
+    The first second of a stream is cut short (capture began inside it): it deviates by
+    nothing and is not taken in.  Until ``seconds`` seconds have been seen the weights are
+    those of a plain running mean, so a young baseline is not dominated by its first values.
+    """
+
+    def __init__(self, seconds: float = BASELINE_SECONDS):
+        self.alpha = 2.0 / (seconds + 1.0)
+        self.floor = np.array([f for _, _, f in BASELINE_FIELDS], dtype=np.float64)
+        self.mean: np.ndarray | None = None
+        self.var = np.zeros(len(BASELINE_FIELDS), dtype=np.float64)
+        self.seen = -1  # seconds taken in; -1 until the (partial) first one has gone by
+
+    @staticmethod
+    def values(ctx: np.ndarray) -> np.ndarray:
+        """The baseline's view of one ``CONTEXT_DTYPE`` record."""
+        c = ctx[0] if ctx.ndim else ctx
+        return np.array(
+            [np.log1p(float(c[name])) if log else float(c[name]) for name, log, _ in BASELINE_FIELDS],
+            dtype=np.float64,
+        )
+
+    def deviation(self, ctx: np.ndarray) -> np.ndarray:
+        """z-scores of this second against the baseline so far (clipped); then update the baseline."""
+        v = self.values(ctx)
+        self.seen += 1
+        if self.mean is None:
+            if self.seen > 0:
+                self.mean = v.copy()
+            return np.zeros(len(v), dtype=np.float64)
+        d = v - self.mean
+        z: np.ndarray = np.clip(d / np.sqrt(self.var + self.floor * self.floor), -Z_LIMIT, Z_LIMIT)
+        a = max(self.alpha, 1.0 / (self.seen + 1))
+        self.mean = self.mean + a * d
+        self.var = (1.0 - a) * (self.var + a * d * d)
+        return z

@@ -40,7 +40,15 @@ class Scoring:
 
     @property
     def cutoff(self) -> float:
+        """The primary head's threshold."""
         return self.bundle.threshold if self.threshold is None else self.threshold
+
+    @property
+    def cutoffs(self) -> np.ndarray:
+        """Every head's threshold: the bundle's, or the configured one for all of them."""
+        if self.threshold is None:
+            return self.bundle.thresholds
+        return np.full(len(self.bundle.heads), self.threshold)
 
     @property
     def label(self) -> str:
@@ -74,12 +82,12 @@ class Detector:
 
     def _emit(self, out: PipelineOutput) -> None:
         s = self.scoring
-        cutoff = s.cutoff
+        cutoffs = s.cutoffs
         for w in out.windows:
-            scores = s.bundle.score(w.x)
+            scores = s.bundle.score_all(w.x)
             self.windows += len(w)
-            self.anomalous += int(np.count_nonzero(scores >= cutoff))
-            kept = alert_records(w, scores, cutoff, s.label, s.alerts, s.thresholder)
+            self.anomalous += int(np.count_nonzero((scores >= cutoffs).any(axis=1)))
+            kept = alert_records(w, scores, cutoffs, s.label, s.alerts, s.thresholder, s.bundle.head_names)
             self.eve.write(to_lines(kept), "alert")
             if self.notice is not None:
                 self.notice.write(format_notices(kept, s.period))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,17 +123,24 @@ def community_ids(keys: np.ndarray) -> list[str]:
 def alert_records(
     batch: WindowBatch,
     scores: np.ndarray,
-    threshold: float,
+    threshold: float | np.ndarray,
     model_label: str,
     config: AlertConfig = AlertConfig(),
     thresholder: Thresholder | None = None,
+    heads: Sequence[str] = ("supervised",),
 ) -> list[dict[str, Any]]:
-    """EVE alert dicts for the windows of ``batch`` scoring at or above ``threshold``.
+    """EVE alert dicts for the windows of ``batch`` that any head scores at or above its threshold.
 
-    With a ``thresholder``, only the candidates it lets through become records (the
-    rest are counted there), so the cost follows the alerts written, not the anomalies.
+    ``scores`` is (N,) for one head or (N, heads) and ``threshold`` one number or one per
+    head.  Each alert's metadata has every head's score (``flowlstm_score``, in the order of
+    ``heads``) and the heads that fired (``flowlstm_head``).  With a ``thresholder``, only
+    the candidates it lets through become records (the rest are counted there), so the cost
+    follows the alerts written, not the anomalies.
     """
-    hit = np.flatnonzero(scores >= threshold)
+    per_head = scores.reshape(len(scores), -1)
+    cut = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (per_head.shape[1],))
+    fired = per_head >= cut
+    hit = np.flatnonzero(fired.any(axis=1))
     if len(hit) == 0:
         return []
     keys = batch.keys[hit]
@@ -176,7 +184,8 @@ def alert_records(
                 "category": sig.category,
                 "severity": sig.severity,
                 "metadata": {
-                    "flowlstm_score": [f"{float(scores[hit[i]]):.4f}"],
+                    "flowlstm_score": [f"{float(v):.4f}" for v in per_head[hit[i]]],
+                    "flowlstm_head": [h for h, f in zip(heads, fired[hit[i]], strict=True) if f],
                     "flowlstm_model": [model_label],
                     "flowlstm_window": [window],
                     "flowlstm_kind": [str(kinds[i])],

@@ -1,11 +1,20 @@
 """Feature stage: one versioned schema for a flow-second.
 
-A flow-second's feature row joins three views of the same second: the flow's
-own statistics, the AGURIM aggregates it falls in (how heavy the traffic
-cluster around it is), and the whole link's context.  Counts enter as
-log1p and bounded quantities as fractions, so the same model transfers between
-a 1 Gb/s office uplink and a 10 Gb/s backbone; the trainer's normalization
+A flow-second's feature row joins four views of the same second: the flow's
+own statistics (with what it was at its first packet and whether it was ever
+answered), the hosts at its two ends (how many flows, peers and ports the
+initiator reached and the responder received, and how many of those were never
+answered or began mid-conversation), the AGURIM aggregates it falls in (how heavy
+the traffic cluster around it is), and the whole link's context — expressed as
+deviations from the link's own rolling baseline, not as magnitudes, so a model
+trained on one link judges another of 100x the rate against itself.  Counts
+enter as log1p and bounded quantities as fractions; the trainer's normalization
 (stored in the model bundle) does the rest.
+
+A flow first seen mid-stream (the capture started during it, or routing shows
+only one direction) carries ``midstream`` and ``oneway``: such a flow is common
+on any link and must not look like an attack by itself; its hosts' fan-out and
+fan-in say whether it is one of many.
 
 Change ``SCHEMA.version`` whenever names, order or meaning change: model
 bundles carry the version they were trained on and the sensor refuses a
@@ -20,7 +29,9 @@ from typing import TYPE_CHECKING, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from .capture.records import TCP_FLAG_NAMES
+from .capture.records import TCP_ACK, TCP_FLAG_NAMES, TCP_SYN
+from .context import BASELINE_FIELDS
+from .hashing import address_hash
 
 if TYPE_CHECKING:
     from .aggregate import AggregateSet
@@ -47,6 +58,9 @@ FLOW_FEATURES = (
     "new_flow",
     "log_duration",
     "log_total_pkts",
+    "first_syn",  # TCP, first packet a SYN without ACK: the handshake was seen
+    "midstream",  # TCP, first packet anything else: the flow began before capture, or one way
+    "oneway",  # no packet from the responder in the flow's life so far
     "proto_tcp",
     "proto_udp",
     "proto_icmp",
@@ -63,15 +77,23 @@ AGGREGATE_FEATURES = (
     "agg_rev_bytes_share",
     "agg_rev_pkts_share",
 )
+# Per second, over the flows the host initiated (src_) or received (dst_)
+HOST_FEATURES = (
+    "src_log_flows",
+    "src_log_peers",  # distinct responders
+    "src_log_ports",  # distinct responder ports
+    "src_peer_share",  # distinct responders / distinct destinations on the link this second
+    "src_oneway",  # share of its flows never answered
+    "src_midstream",
+    "dst_log_flows",
+    "dst_log_peers",  # distinct initiators
+    "dst_log_ports",  # distinct initiator ports
+    "dst_peer_share",  # distinct initiators / distinct sources on the link
+    "dst_oneway",
+    "dst_midstream",
+)
 CONTEXT_FEATURES = (
-    "ctx_log_packets",
-    "ctx_log_bytes",
-    "ctx_log_flows",
-    "ctx_log_new_flows",
-    "ctx_log_n_src",
-    "ctx_log_n_dst",
-    "ctx_log_n_sport",
-    "ctx_log_n_dport",
+    *(f"ctx_z_{name}" for name, _, _ in BASELINE_FIELDS),  # deviation from the link's baseline
     "ctx_hn_src",  # entropy normalized by its maximum, log2(distinct)
     "ctx_hn_dst",
     "ctx_hn_sport",
@@ -122,18 +144,51 @@ class FeatureSchema:
         return {"version": self.version, "names": list(self.names), "dtype": self.dtype}
 
 
-SCHEMA = FeatureSchema(version=1, names=FLOW_FEATURES + AGGREGATE_FEATURES + CONTEXT_FEATURES)
+SCHEMA = FeatureSchema(version=2, names=FLOW_FEATURES + HOST_FEATURES + AGGREGATE_FEATURES + CONTEXT_FEATURES)
 
 
 def _log(x: npt.ArrayLike) -> np.ndarray:
     return np.log1p(np.asarray(x, dtype=np.float64))
 
 
-def flow_second_features(fs: np.ndarray, ctx: np.ndarray, agg_fwd: np.ndarray, agg_rev: np.ndarray) -> np.ndarray:
+def _distinct_per_group(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """How many distinct ``values`` each group id in ``group`` has."""
+    if len(group) == 0:
+        return np.zeros(n_groups, dtype=np.int64)
+    order = np.lexsort((values, group))
+    g, v = group[order], values[order]
+    first = np.r_[True, (g[1:] != g[:-1]) | (v[1:] != v[:-1])]
+    return np.bincount(g[first], minlength=n_groups)
+
+
+def _host_columns(
+    host: np.ndarray, peer: np.ndarray, port: np.ndarray, oneway: np.ndarray, mid: np.ndarray, link_peers: int
+) -> list[np.ndarray]:
+    """Per-flow columns of the host at one end: its flows, peers, ports, peer share, shares one-way and mid-stream."""
+    _, group, flows = np.unique(address_hash(host), return_inverse=True, return_counts=True)
+    group = group.reshape(-1)
+    n = len(flows)
+    peers = _distinct_per_group(group, address_hash(peer), n)
+    ports = _distinct_per_group(group, port.astype(np.uint64), n)
+    f = flows.astype(np.float64)
+    return [
+        _log(flows[group]),
+        _log(peers[group]),
+        _log(ports[group]),
+        peers[group] / max(link_peers, 1),
+        (np.bincount(group, weights=oneway, minlength=n) / f)[group],
+        (np.bincount(group, weights=mid, minlength=n) / f)[group],
+    ]
+
+
+def flow_second_features(
+    fs: np.ndarray, ctx: np.ndarray, ctx_z: np.ndarray, agg_fwd: np.ndarray, agg_rev: np.ndarray
+) -> np.ndarray:
     """Feature rows (N, SCHEMA.size) float32 for one second's flow rows.
 
     ``fs`` is ``FLOW_SECOND_DTYPE`` rows, ``ctx`` that second's one
-    ``CONTEXT_DTYPE`` record, ``agg_fwd``/``agg_rev`` ``AGG_MATCH_DTYPE`` rows
+    ``CONTEXT_DTYPE`` record and ``ctx_z`` its deviation from the link's baseline
+    (``LinkBaseline.deviation``), ``agg_fwd``/``agg_rev`` ``AGG_MATCH_DTYPE`` rows
     (one per flow) for the aggregates its two directions fall in.
     """
     n = len(fs)
@@ -166,18 +221,21 @@ def flow_second_features(fs: np.ndarray, ctx: np.ndarray, agg_fwd: np.ndarray, a
     ]
     proto = fs["proto"]
     tcp, udp, icmp = proto == 6, proto == 17, (proto == 1) | (proto == 58)
+    first_syn = tcp & ((fs["first_flags"] & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+    midstream = tcp & ~first_syn
+    oneway = (fs["total_pkts_rev"] == 0).astype(np.float64)
+    cols += [first_syn, midstream, oneway]
     cols += [tcp, udp, icmp, ~(tcp | udp | icmp), fs["sport"] < 1024, fs["dport"] < 1024]
+    c = ctx[0] if ctx.ndim else ctx
+    mid = midstream.astype(np.float64)
+    cols += _host_columns(fs["src"], fs["dst"], fs["dport"], oneway, mid, int(c["n_dst"]))
+    cols += _host_columns(fs["dst"], fs["src"], fs["sport"], oneway, mid, int(c["n_src"]))
     for m in (agg_fwd, agg_rev):
         cols += [m["bytes_share"], m["pkts_share"]]
         if m is agg_fwd:
             cols += [m["flow_share"], m["src_spec"], m["dst_spec"]]
-    c = ctx[0] if ctx.ndim else ctx
     ctx_vals = [
-        np.log1p(float(c["packets"])),
-        np.log1p(float(c["bytes"])),
-        np.log1p(float(c["flows"])),
-        np.log1p(float(c["new_flows"])),
-        *(np.log1p(float(c[k])) for k in ("n_src", "n_dst", "n_sport", "n_dport")),
+        *(float(z) for z in ctx_z),
         *(float(c[f"h_{k}"]) / np.log2(max(int(c[f"n_{k}"]), 2)) for k in ("src", "dst", "sport", "dport")),
         *(float(c[k]) for k in ("syn_ratio", "rst_ratio", "tcp_ratio", "udp_ratio", "icmp_ratio", "frag_ratio")),
     ]

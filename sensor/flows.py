@@ -46,6 +46,8 @@ FLOW_SECOND_DTYPE = np.dtype(
         ("bytes_rev", "<u8"),
         ("total_pkts", "<u8"),  # over the flow's life so far, this second included
         ("total_bytes", "<u8"),
+        ("total_pkts_rev", "<u8"),  # responder → initiator over the flow's life: 0 = one-way so far
+        ("first_flags", "u1"),  # TCP header flags byte of the flow's first packet seen (0: not TCP)
         ("len_mean", "<f4"),  # IP length statistics, both directions
         ("len_std", "<f4"),
         ("len_min", "<f4"),
@@ -70,7 +72,7 @@ FLOW_SECOND_DTYPE = np.dtype(
 # what one flow active in a second costs on the way to its windows (flow rows, reductions,
 # feature rows of three seconds, the window batch and its normalized copy).  Measured with
 # bench/throughput.py --flood (peak RSS over flows; see docs/daemon.md "Memory").
-TABLE_BYTES_PER_FLOW = 112
+TABLE_BYTES_PER_FLOW = 121  # 112 measured, plus the 9 bytes of first_flags and total_pkts_rev
 SECOND_BYTES_PER_FLOW = 3072
 MIN_ACTIVE = 1024  # the budget must leave room for at least this many flows in a second
 
@@ -183,6 +185,7 @@ class FlowTable:
         self._sport, self._dport = col(np.uint16), col(np.uint16)
         self._proto, self._l3, self._l4 = col(np.uint8), col(np.uint8), col(np.uint8)
         self._tot_pkts, self._tot_bytes = col(np.uint64), col(np.uint64)
+        self._tot_rev, self._first_flags = col(np.uint64), col(np.uint8)
         self._free = np.zeros(0, dtype=np.int64)  # slots given back; slots >= _high were never used
         self._high = 0
         self._next_id = 1
@@ -285,6 +288,9 @@ class FlowTable:
             self._l4[ns_slots] = (p["hdr"][fi] & HDR_L4) != 0
             self._tot_pkts[ns_slots] = 0
             self._tot_bytes[ns_slots] = 0
+            self._tot_rev[ns_slots] = 0
+            flags = np.where(p["proto"][fi] == 6, p["tcp_flags"][fi] & 0xFF, 0)  # NS (bit 8) left out
+            self._first_flags[ns_slots] = flags.astype(np.uint8)
             is_new[new] = True
             self.counters.created += len(new)
             ins = np.searchsorted(self._keys, uniq[new])
@@ -416,7 +422,10 @@ class FlowTable:
         self._last[slots] = last
         self._tot_pkts[slots] += cnt.astype(np.uint64)
         self._tot_bytes[slots] += all_bytes
+        self._tot_rev[slots] += (cnt - nf).astype(np.uint64)
         out["total_pkts"] = self._tot_pkts[slots]
         out["total_bytes"] = self._tot_bytes[slots]
+        out["total_pkts_rev"] = self._tot_rev[slots]
+        out["first_flags"] = self._first_flags[slots]
         out["duration"] = (last - self._first[slots]) / NS
         return out

@@ -65,6 +65,10 @@ MODEL_LIMIT = 64 << 20  # the shipped model is 50 KB; LiteRT holds the whole fil
 # large inputs and make scores arbitrary.
 MIN_SCALE = 1e-6
 _NAME_MAX = 200
+PRIMARY_HEAD = "supervised"  # the name of model.tflite's head unless the metadata's 'head' says otherwise
+MAX_HEADS = 4
+_HEAD_FILE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\.tflite")
+_HEAD_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _SCORE_BATCH = 1024  # a fixed input shape avoids re-allocating tensors per call
 VET_TIMEOUT_S = 30.0  # the shipped model loads and scores in ~50 ms
 log = logging.getLogger("flowlstm.model")
@@ -186,13 +190,30 @@ def _finite_vector(v: object, where: str, key: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class HeadSpec:
+    """One scoring model of a bundle: its file, the sha256 recorded for it, its threshold."""
+
+    name: str
+    file: str
+    sha256: str
+    threshold: float
+
+
+@dataclass(frozen=True)
 class Metadata:
     """The fields of ``metadata.json`` the sensor uses, checked."""
 
     normalization: Normalization
-    threshold: float
-    sha256: str
+    heads: tuple[HeadSpec, ...]  # the primary (model.tflite) first
     name: str | None
+
+    @property
+    def threshold(self) -> float:
+        return self.heads[0].threshold
+
+    @property
+    def sha256(self) -> str:
+        return self.heads[0].sha256
 
 
 def validate_metadata(meta: object, where: str) -> Metadata:
@@ -235,16 +256,43 @@ def validate_metadata(meta: object, where: str) -> Metadata:
             f"{where}: normalization.scale[{tiny[0]}] ({SCHEMA.names[tiny[0]]}) is {scale[tiny[0]]:.3g}; "
             f"scales must be at least {MIN_SCALE:g}"
         )
-    threshold = _number(meta.get("threshold"))
-    if threshold is None or not 0.0 < threshold < 1.0:  # also refuses NaN
-        raise ModelError(f"{where}: threshold {_show(meta.get('threshold'))} is not a number between 0 and 1")
-    sha = meta.get("sha256")
-    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
-        raise ModelError(f"{where}: 'sha256' must be the model file's sha256 in hex, found {_show(sha)}")
+    heads = [_head_spec(meta, where, "", PRIMARY_HEAD, MODEL_FILE)]
+    extra = meta.get("heads", [])
+    if not isinstance(extra, list) or len(extra) > MAX_HEADS - 1:
+        raise ModelError(f"{where}: 'heads' must be a list of at most {MAX_HEADS - 1} more heads, found {_show(extra)}")
+    for i, h in enumerate(extra):
+        if not isinstance(h, dict):
+            raise ModelError(f"{where}: heads[{i}] must be a JSON object, found {_show(h)}")
+        file = h.get("file")
+        if not isinstance(file, str) or not _HEAD_FILE.fullmatch(file) or file == MODEL_FILE:
+            raise ModelError(
+                f"{where}: heads[{i}].file must name a .tflite file in the bundle "
+                f"(not {MODEL_FILE}), found {_show(file)}"
+            )
+        heads.append(_head_spec(h, where, f"heads[{i}].", None, file))
+    names = [h.name for h in heads]
+    files = [h.file for h in heads]
+    if len(set(names)) != len(names) or len(set(files)) != len(files):
+        raise ModelError(f"{where}: two heads share a name or a file ({', '.join(names)})")
     name = meta.get("name")
     if name is not None and not (isinstance(name, str) and 0 < len(name) <= _NAME_MAX and name.isprintable()):
         raise ModelError(f"{where}: 'name' must be printable text of 1 to {_NAME_MAX} characters, found {_show(name)}")
-    return Metadata(Normalization(mean, scale), threshold, sha, name)
+    return Metadata(Normalization(mean, scale), tuple(heads), name)
+
+
+def _head_spec(d: dict[str, Any], where: str, prefix: str, default_name: str | None, file: str) -> HeadSpec:
+    threshold = _number(d.get("threshold"))
+    if threshold is None or not 0.0 < threshold < 1.0:  # also refuses NaN
+        raise ModelError(f"{where}: {prefix}threshold {_show(d.get('threshold'))} is not a number between 0 and 1")
+    sha = d.get("sha256")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ModelError(f"{where}: '{prefix}sha256' must be the model file's sha256 in hex, found {_show(sha)}")
+    name = d.get("head", default_name) if not prefix else d.get("name")
+    if not isinstance(name, str) or not _HEAD_NAME.fullmatch(name):
+        raise ModelError(
+            f"{where}: {prefix}{'name' if prefix else 'head'} must be a short lower-case name, found {_show(name)}"
+        )
+    return HeadSpec(name, file, sha, threshold)
 
 
 def _vet(model_path: Path, content: bytes, norm: Normalization, load: Callable[[Path, bytes], None]) -> None:
@@ -329,15 +377,113 @@ def _probe_windows(norm: Normalization) -> np.ndarray:
     return x
 
 
+class Head:
+    """One scoring model of a bundle, loaded in LiteRT (one thread) and smoke-tested."""
+
+    def __init__(self, spec: HeadSpec, path: Path, content: bytes, norm: Normalization):
+        self.spec = spec
+        self.path = path
+        self.sha256 = hashlib.sha256(content).hexdigest()
+        if self.sha256 != spec.sha256:
+            raise ModelError(
+                f"{path}: sha256 {self.sha256[:16]}… does not match the metadata's "
+                f"{spec.sha256[:16]}…; the bundle is damaged or mixed up — re-copy it"
+            )
+        _vet(path, content, norm, lambda p, c: self._load_and_smoke(p, c, norm))
+        self._load_and_smoke(path, content, norm)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def _load_and_smoke(self, path: Path, content: bytes, norm: Normalization) -> None:
+        with _check(path, "loading the model in LiteRT"):
+            self._interp = self._load(path, content)
+        with _check(path, "the smoke inference"):
+            self._smoke(path, norm)
+
+    def _smoke(self, path: Path, norm: Normalization) -> None:
+        """Score the probe windows once: the output must follow the batch, and be finite in [0, 1]."""
+        probe = _probe_windows(norm)
+        buf = np.zeros((_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
+        norm.apply(probe, out=buf[: len(probe)])
+        # Output shapes are known only once the model has run on the resized input.
+        raw = self.run(buf)
+        if list(raw.shape) not in ([_SCORE_BATCH, 1], [_SCORE_BATCH]):
+            raise ModelError(
+                f"{path}: model output is {list(raw.shape)} for a batch of {_SCORE_BATCH} windows; "
+                "expected [batch, 1] or [batch], one score per window"
+            )
+        got = raw.reshape(-1)[: len(probe)]
+        silent, busy = got[:2]
+        if not all(np.isfinite(v) and 0 <= v <= 1 for v in (silent, busy)):
+            raise ModelError(
+                f"{path}: smoke inference scored {silent:.4g} on a silent window and {busy:.4g} on a busy one; "
+                "scores must be finite and within [0, 1] (a sigmoid output), or nothing would alert right"
+            )
+        bad = ~(np.isfinite(got) & (got >= 0) & (got <= 1))
+        if bad.any():
+            raise ModelError(
+                f"{path}: smoke inference scored {got[bad][0]:.4g} on a window far from the training data; "
+                "scores must be finite and within [0, 1] for every input (a damaged weight?)"
+            )
+
+    def _load(self, path: Path, content: bytes) -> Any:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            interp = Interpreter(model_content=content, num_threads=1)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path}: LiteRT cannot load it: {_one_line(exc)}") from None
+        inputs, outputs = interp.get_input_details(), interp.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"{path}: model has {len(inputs)} inputs and {len(outputs)} outputs; "
+                "the sensor feeds it one batch of windows and reads one score per window"
+            )
+        inp = inputs[0]
+        if len(inp["shape"]) != 3 or list(inp["shape"][1:]) != [WINDOW_SECONDS, SCHEMA.size]:
+            raise ModelError(
+                f"{path}: model input is {inp['shape'].tolist()}, expected [batch, {WINDOW_SECONDS}, {SCHEMA.size}]"
+            )
+        if inp["dtype"] != np.float32:
+            raise ModelError(
+                f"{path}: model input is {np.dtype(inp['dtype']).name}, expected float32 "
+                "(export with dynamic-range quantization, which keeps a float interface)"
+            )
+        try:
+            interp.resize_tensor_input(inp["index"], [_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size])
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path}: LiteRT cannot load it: {_one_line(exc)}") from None
+        out = outputs[0]
+        if out["dtype"] != np.float32:
+            raise ModelError(f"{path}: model output is {np.dtype(out['dtype']).name}, expected float32 scores")
+        self._in = inp["index"]
+        self._out = out["index"]
+        return interp
+
+    def run(self, buf: np.ndarray) -> np.ndarray:
+        """The model's output tensor for one full, normalized input batch."""
+        self._interp.set_tensor(self._in, buf)
+        self._interp.invoke()
+        out: np.ndarray = self._interp.get_tensor(self._out)
+        return out
+
+
 class ModelBundle:
-    """A loaded, verified bundle that scores windows with LiteRT on one thread."""
+    """A loaded, verified bundle: its normalization and heads, scoring windows with LiteRT.
+
+    The primary head is ``model.tflite`` (the supervised LSTM a bundle always has); more
+    heads (the normal-behaviour model) are listed in the metadata's ``heads``.  A window is
+    anomalous when any head scores it at or above that head's threshold.
+    """
 
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_BUNDLE):
-        self.invalid_scores = 0  # windows the model scored outside [0, 1] (NaN included)
+        self.invalid_scores = 0  # windows a head scored outside [0, 1] (NaN included)
         with _check(path, "opening the bundle"):
             self.path = Path(path)
         meta_path = self.path / METADATA_FILE
-        model_path = self.path / MODEL_FILE
         with _check(meta_path, "reading the metadata"):
             try:
                 raw = read_regular_file(meta_path, METADATA_LIMIT)
@@ -354,104 +500,48 @@ class ModelBundle:
         with _check(meta_path, "checking the metadata"):
             checked = validate_metadata(self.metadata, str(meta_path))
         self.normalization = checked.normalization
-        self.threshold = checked.threshold
         self.name = checked.name or self.path.name
-        with _check(model_path, "reading the model"):
-            try:
-                # Loaded from memory, not mapped from the file: an operator copying a new model over
-                # this path must not pull pages from under the running interpreter (SIGBUS), and the
-                # bytes checked are the bytes scored with.
-                content = read_regular_file(model_path, MODEL_LIMIT)
-            except OSError as exc:
-                raise ModelError(f"{model_path}: cannot read: {exc.strerror}") from None
-            self.sha256 = hashlib.sha256(content).hexdigest()
-        if self.sha256 != checked.sha256:
-            raise ModelError(
-                f"{model_path}: sha256 {self.sha256[:16]}… does not match the metadata's "
-                f"{checked.sha256[:16]}…; the bundle is damaged or mixed up — re-copy it"
-            )
-        _vet(model_path, content, self.normalization, self._load_and_smoke)
-        self._load_and_smoke(model_path, content)
+        self.heads: list[Head] = []
+        for spec in checked.heads:
+            head_path = self.path / spec.file
+            with _check(head_path, "reading the model"):
+                try:
+                    # Loaded from memory, not mapped from the file: an operator copying a new model over
+                    # this path must not pull pages from under the running interpreter (SIGBUS), and the
+                    # bytes checked are the bytes scored with.
+                    content = read_regular_file(head_path, MODEL_LIMIT)
+                except OSError as exc:
+                    raise ModelError(f"{head_path}: cannot read: {exc.strerror}") from None
+            self.heads.append(Head(spec, head_path, content, self.normalization))
+        self.thresholds = np.array([h.spec.threshold for h in self.heads], dtype=np.float64)
+        self.head_names = tuple(h.name for h in self.heads)
 
-    def _load_and_smoke(self, model_path: Path, content: bytes) -> None:
-        with _check(model_path, "loading the model in LiteRT"):
-            self._interp = self._load(model_path, content)
-        with _check(model_path, "the smoke inference"):
-            self._smoke(model_path)
+    @property
+    def threshold(self) -> float:
+        """The primary head's threshold."""
+        return float(self.thresholds[0])
 
-    def _smoke(self, model_path: Path) -> None:
-        """Score the probe windows once: the output must follow the batch, and be finite in [0, 1]."""
-        probe = _probe_windows(self.normalization)
-        buf = np.zeros((_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
-        self.normalization.apply(probe, out=buf[: len(probe)])
-        # Output shapes are known only once the model has run on the resized input.
-        raw = self._run(buf)
-        if list(raw.shape) not in ([_SCORE_BATCH, 1], [_SCORE_BATCH]):
-            raise ModelError(
-                f"{model_path}: model output is {list(raw.shape)} for a batch of {_SCORE_BATCH} windows; "
-                "expected [batch, 1] or [batch], one score per window"
-            )
-        got = raw.reshape(-1)[: len(probe)]
-        silent, busy = got[:2]
-        if not all(np.isfinite(v) and 0 <= v <= 1 for v in (silent, busy)):
-            raise ModelError(
-                f"{model_path}: smoke inference scored {silent:.4g} on a silent window and {busy:.4g} on a busy one; "
-                "scores must be finite and within [0, 1] (a sigmoid output), or nothing would alert right"
-            )
-        bad = ~(np.isfinite(got) & (got >= 0) & (got <= 1))
-        if bad.any():
-            raise ModelError(
-                f"{model_path}: smoke inference scored {got[bad][0]:.4g} on a window far from the training data; "
-                "scores must be finite and within [0, 1] for every input (a damaged weight?)"
-            )
-
-    def _load(self, model_path: Path, content: bytes) -> Any:
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            interp = Interpreter(model_content=content, num_threads=1)
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{model_path}: LiteRT cannot load it: {_one_line(exc)}") from None
-        inputs, outputs = interp.get_input_details(), interp.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(
-                f"{model_path}: model has {len(inputs)} inputs and {len(outputs)} outputs; "
-                "the sensor feeds it one batch of windows and reads one score per window"
-            )
-        inp = inputs[0]
-        if len(inp["shape"]) != 3 or list(inp["shape"][1:]) != [WINDOW_SECONDS, SCHEMA.size]:
-            raise ModelError(
-                f"{model_path}: model input is {inp['shape'].tolist()}, "
-                f"expected [batch, {WINDOW_SECONDS}, {SCHEMA.size}]"
-            )
-        if inp["dtype"] != np.float32:
-            raise ModelError(
-                f"{model_path}: model input is {np.dtype(inp['dtype']).name}, expected float32 "
-                "(export with dynamic-range quantization, which keeps a float interface)"
-            )
-        try:
-            interp.resize_tensor_input(inp["index"], [_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size])
-            interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{model_path}: LiteRT cannot load it: {_one_line(exc)}") from None
-        out = outputs[0]
-        if out["dtype"] != np.float32:
-            raise ModelError(f"{model_path}: model output is {np.dtype(out['dtype']).name}, expected float32 scores")
-        self._in = inp["index"]
-        self._out = out["index"]
-        return interp
+    @property
+    def sha256(self) -> str:
+        """The primary model's sha256 (what names the bundle in alerts)."""
+        return self.heads[0].sha256
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        """Anomaly scores in [0, 1] for raw windows x of shape (N, 3, F)."""
+        """The primary head's anomaly scores in [0, 1] for raw windows x of shape (N, 3, F)."""
+        return self.score_all(x)[:, 0].copy()
+
+    def score_all(self, x: np.ndarray) -> np.ndarray:
+        """Every head's scores in [0, 1], (N, heads), for raw windows x of shape (N, 3, F)."""
         n = len(x)
-        out = np.empty(n, dtype=np.float32)
+        out = np.empty((n, len(self.heads)), dtype=np.float32)
         buf = np.zeros((_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
         for i in range(0, n, _SCORE_BATCH):
             part = x[i : i + _SCORE_BATCH]
-            # Normalizing batch by batch keeps the working set in cache.
+            # Normalizing batch by batch keeps the working set in cache; every head reads the same batch.
             self.normalization.apply(part, out=buf[: len(part)])
             buf[len(part) :] = 0
-            out[i : i + len(part)] = self._run(buf).reshape(-1)[: len(part)]
+            for j, head in enumerate(self.heads):
+                out[i : i + len(part), j] = head.run(buf).reshape(-1)[: len(part)]
         bad = ~(np.isfinite(out) & (out >= 0) & (out <= 1))
         if bad.any():
             # The load-time probe cannot try every input; a score outside [0, 1] is the model's
@@ -465,11 +555,4 @@ class ModelBundle:
                 )
             self.invalid_scores += int(np.count_nonzero(bad))
             out[bad] = 0.0
-        return out
-
-    def _run(self, buf: np.ndarray) -> np.ndarray:
-        """The model's output tensor for one full input batch."""
-        self._interp.set_tensor(self._in, buf)
-        self._interp.invoke()
-        out: np.ndarray = self._interp.get_tensor(self._out)
         return out

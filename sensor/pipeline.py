@@ -28,7 +28,7 @@ from . import settings
 from .aggregate import AggregateConfig, AggregateSet, aggregate_second
 from .capture import read_packets
 from .capture.records import PACKET_DTYPE
-from .context import second_context
+from .context import LinkBaseline, second_context
 from .features import SCHEMA, aggregate_match, flow_second_features
 from .flows import NS, FlowConfig, FlowTable
 from .windows import WindowAssembler, WindowBatch, window_keys
@@ -86,6 +86,7 @@ class FeaturePipeline:
         self.clock_restarts = 0
         self._slack_ns = int(config.slack * NS)
         self.flows = FlowTable(config.flows)
+        self.baseline = LinkBaseline()
         self._start_clock()
 
     def _start_clock(self) -> None:
@@ -132,6 +133,9 @@ class FeaturePipeline:
         counters = self.flows.counters
         self.flows = FlowTable(self.config.flows)
         self.flows.counters = counters
+        # So does the link's baseline: after files out of order or a stepped clock the seconds
+        # that follow are not the continuation of the ones it followed.
+        self.baseline = LinkBaseline()
         self._start_clock()
         self.clock_restarts += 1
         out.extend(self.push(batch[far]))
@@ -190,7 +194,7 @@ class FeaturePipeline:
         agg = aggregate_second(ip, self.config.aggregate)
         ctx = second_context(packets, fs, s, ip)
         fwd, rev = aggregate_match(agg, fs)
-        x = flow_second_features(fs, ctx, fwd, rev)
+        x = flow_second_features(fs, ctx, self.baseline.deviation(ctx), fwd, rev)
         if len(packets):
             self._last_active = s
         wins = self.windows.push(s, window_keys(fs), x)

@@ -323,7 +323,7 @@ TABLE: tuple[Setting, ...] = (
         metavar="MIB",
         group="feature path",
         expect_text="an integer from 32 to 1048576 (MiB)",
-        doc="Working memory of the feature path, MiB: the flow table (~112 bytes a flow) and one\n"
+        doc="Working memory of the feature path, MiB: the flow table (~121 bytes a flow) and one\n"
         "second's flows on their way to windows (~3 KiB each).  Flows beyond it are shed:\n"
         "not tracked, counted (flow.memcap in stats), still in the second's context.",
     ),

@@ -62,7 +62,7 @@ def format_notices(records: list[dict[str, Any]], suppress_for: float = 60.0) ->
             "-",
             r["proto"].lower().replace("ipv6-icmp", "icmp"),
             f"FlowLSTM::{kind.capitalize()}",
-            f"{a['signature']} (score {md.get('flowlstm_score', ['?'])[0]})",
+            f"{a['signature']} (score {'/'.join(md.get('flowlstm_score', ['?']))})",
             f"window {md.get('flowlstm_window', ['?'])[0]}",
             r["src_ip"],
             r["dest_ip"],

@@ -160,8 +160,11 @@ examples:
       --out hdfs-mounted/feat --master spark://spark-master:7077
 """,
     )
-    p.add_argument("--pcap", nargs="+", required=True, metavar="FILE")
+    p.add_argument("--pcap", nargs="+", metavar="FILE")
     p.add_argument("--labels", nargs="*", default=[], metavar="FILE", help="MAWILab CSV or admd XML")
+    p.add_argument(
+        "--corpus", metavar="DIR", help="extract every trace of a corpus (from 'flowlstm-train corpus') with its labels"
+    )
     p.add_argument(
         "--agurim",
         nargs="*",
@@ -182,13 +185,21 @@ examples:
 Train on labelled windows: the paper's LSTM (64 units, ReLU, dropout 0.5,
 binary cross-entropy, RMSprop lr 0.001 rho 0.9) with Elephas on Spark, a
 linear SVM (MLlib LinearSVC) and a no-context LSTM (centre second only) on the
-same time split (the last --test-fraction of each trace's seconds is held
-out), plus a leave-one-family-out run per attack family.  Writes the report
-(report.md, report.json, PNG plots) and the quantized bundle RUN/bundle/.
+same split, plus a leave-one-family-out run per attack family.  Writes the
+report (report.md, report.json, PNG plots) and the quantized bundle RUN/bundle/.
+
+The split is by time (the last --test-fraction of each trace's seconds is held
+out) unless --corpus names the corpus the features came from and something of
+it is held out: then training sees no trace of the --hold-out-families and no
+background of the --hold-out-sources, and the test is the held-out families on
+the held-out backgrounds.  The bundle records what it was trained on, so
+'evaluate --sensor' can run it on what it never saw.
 
 examples:
   flowlstm-train train --features feat/ --out runs/2026-11-24
   flowlstm-train train --features feat/ --out runs/x --epochs 3 --no-family-holdout
+  flowlstm-train train --features feat/ --corpus out/corpus --hold-out-families scan,dns-tunnel \\
+      --hold-out-sources iot-sentinel --max-benign-per-trace 20000 --out runs/fold1
 """,
     )
     p.add_argument("--features", required=True, metavar="DIR")
@@ -198,10 +209,36 @@ examples:
     p.add_argument("--partitions", type=int, default=TrainJob.partitions, help="Elephas workers / RDD partitions")
     p.add_argument("--test-fraction", type=float, default=TrainJob.test_fraction)
     p.add_argument(
-        "--target-fpr", type=float, default=TrainJob.target_fpr, help="threshold chosen for this FPR on training data"
+        "--false-alert-budget",
+        type=float,
+        default=TrainJob.false_alert_budget,
+        metavar="N",
+        help="thresholds let at most N in 10,000 benign training flows alert (split between the two heads; "
+        "default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=TrainJob.seed)
     p.add_argument("--no-family-holdout", action="store_true", help="skip the leave-family-out runs")
+    p.add_argument("--corpus", metavar="DIR", help="the corpus the features came from: split by its traces")
+    p.add_argument(
+        "--hold-out-families", metavar="LIST", default="", help="with --corpus: attack families never trained on"
+    )
+    p.add_argument(
+        "--hold-out-sources", metavar="LIST", default="", help="with --corpus: benign sources never trained on"
+    )
+    p.add_argument(
+        "--max-benign-per-trace",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep at most N benign windows a trace (0: all)",
+    )
+    p.add_argument(
+        "--max-anomalous-per-trace",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep at most N anomalous windows a trace (0: all)",
+    )
     p.add_argument("--name", default=TrainJob.name, help="model name stored in the bundle")
     _add_master(p)
 
@@ -221,7 +258,8 @@ the corpus ground truth: per attack family the instances detected (and within
 3 s), false alerts per hour and per 10k benign flows by benign source, and
 collateral alerts (background flows alerted while an attack runs).  Only the
 families and sources a model never trained on should count: pick them with
---families and --sources.  Writes report.md, report.json and plots.
+--families and --sources (by default, what the first bundle's metadata says it
+was never trained on).  Writes report.md, report.json and plots.
 
 examples:
   flowlstm-train evaluate --model sensor/models/default --features feat/ --out eval/
@@ -304,11 +342,25 @@ def cmd_features(args: argparse.Namespace) -> int:
     from .extract import extract
     from .spark import spark_context
 
-    for p in args.pcap + args.labels + args.agurim:
+    names = labels_by_trace = None
+    if args.corpus:
+        if args.pcap or args.labels:
+            raise UsageError("features: give --corpus, or --pcap (and --labels), not both")
+        from .corpus import load
+
+        traces = load(Path(args.corpus))["traces"]
+        pcaps = [t["path"] for t in traces]
+        names = [t["name"] for t in traces]
+        labels_by_trace = [t["labels"] for t in traces]
+    elif args.pcap:
+        pcaps = args.pcap
+    else:
+        raise UsageError("features: give --pcap FILE... or --corpus DIR")
+    for p in pcaps + args.labels + args.agurim + [x for lab in labels_by_trace or [] for x in lab]:
         if not Path(p).is_file():
             raise UsageError(f"{p}: no such file")
     with spark_context(args.master) as sc:
-        done = extract(sc, args.pcap, args.out, args.labels, PipelineConfig(), args.agurim)
+        done = extract(sc, pcaps, args.out, args.labels, PipelineConfig(), args.agurim, names, labels_by_trace)
     for d in done:
         print(f"{d['trace']}: {d['windows']} windows, {d['anomalous']} anomalous")
     return 0
@@ -328,12 +380,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.partitions,
             args.seed,
             args.test_fraction,
-            args.target_fpr,
+            args.false_alert_budget,
             not args.no_family_holdout,
+            args.corpus,
+            tuple(f for f in args.hold_out_families.split(",") if f),
+            tuple(f for f in args.hold_out_sources.split(",") if f),
+            args.max_benign_per_trace,
+            args.max_anomalous_per_trace,
         )
     )
     print(f"report: {Path(args.out) / 'report.md'}; bundle: {Path(args.out) / 'bundle'}")
-    s = report["splits"]["time split"]
+    s = report["splits"]["held out"]
     for name, m in s.items():
         print(f"  {name:18} detection {m['detection_rate']:.4f}  FPR {m['fpr']:.5f}  F1 {m['f1']:.4f}")
     return 0
@@ -370,7 +427,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "dataset": write_summary(w),
-        "target_fpr": None,
+        "false_alert_budget": None,
         "splits": {"all windows": {bundle.name: evaluate(s, bundle.threshold)}},
         "model": {"path": str(args.model[0]), "sha256": bundle.sha256},
         "created": dt.datetime.now(dt.UTC).isoformat(),
@@ -389,8 +446,21 @@ def _evaluate_alerts(args: argparse.Namespace) -> int:
     if not args.corpus:
         raise UsageError("evaluate --sensor needs --corpus DIR (built by 'flowlstm-train corpus')")
     c = corpus_mod.load(Path(args.corpus))
+    models = _models(args.model)
     families = [f for f in args.families.split(",") if f] if args.families else None
     sources = [x for x in args.sources.split(",") if x] if args.sources else None
+    if families is None and sources is None:
+        # by default, what the first model says it never trained on
+        held = json.loads((Path(next(iter(models.values()))) / "metadata.json").read_text())
+        held = held.get("training", {}).get("corpus", {})
+        families = held.get("held_out_families") or None
+        sources = held.get("held_out_sources") or None
+        if families or sources:
+            print(
+                f"evaluating on what {next(iter(models))} never trained on: families "
+                f"{', '.join(families or ['all'])}; sources {', '.join(sources or ['all'])}",
+                file=sys.stderr,
+            )
     for f in families or []:
         if f not in c["families"]:
             raise UsageError(f"--families: {f} is not in the corpus ({', '.join(c['families'])})")
@@ -400,7 +470,7 @@ def _evaluate_alerts(args: argparse.Namespace) -> int:
     traces = fieldtest.select(c, families, sources)
     out = Path(args.out)
     report = fieldtest.field_test(
-        c, _models(args.model), traces, out, jobs=args.jobs, progress=lambda m: print(m, file=sys.stderr, flush=True)
+        c, models, traces, out, jobs=args.jobs, progress=lambda m: print(m, file=sys.stderr, flush=True)
     )
     report["families"], report["sources"] = families, sources
     report["created"] = dt.datetime.now(dt.UTC).isoformat()

@@ -8,16 +8,17 @@ model is scored on a family it never saw.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 
-from sensor.features import SCHEMA
+from sensor.errors import UsageError
 from sensor.model import Normalization
 from sensor.parquet import read_windows
-from sensor.windows import WINDOW_SECONDS
 
 from .labels import taxonomy_family
 
@@ -45,34 +46,67 @@ class Windows:
     sec: np.ndarray
     trace: np.ndarray
     taxonomy: np.ndarray
+    flow: np.ndarray  # flow ids (unique within a trace)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, mask: np.ndarray) -> Windows:
-        return Windows(self.x[mask], self.y[mask], self.sec[mask], self.trace[mask], self.taxonomy[mask])
+        return Windows(
+            self.x[mask], self.y[mask], self.sec[mask], self.trace[mask], self.taxonomy[mask], self.flow[mask]
+        )
 
     @property
     def family(self) -> np.ndarray:
         return np.array([taxonomy_family(t) if t else "" for t in self.taxonomy], dtype=object)
 
 
-def load_windows(features_dir: str | Path) -> Windows:
-    """Read every ``trace=*/part-*.parquet`` under ``features_dir``."""
+def load_windows(
+    features_dir: str | Path,
+    traces: set[str] | None = None,
+    max_benign: int = 0,
+    max_anomalous: int = 0,
+    seed: int = 0,
+) -> Windows:
+    """Read the ``trace=*/part-*.parquet`` partitions under ``features_dir`` (only ``traces``, if given).
+
+    ``max_benign`` / ``max_anomalous`` (0: all) keep at most that many benign / anomalous
+    windows of each trace, drawn without replacement by a generator seeded from ``seed`` and
+    the trace's name, so a corpus of many busy traces fits the driver and every trace counts.
+    """
     parts = sorted(Path(features_dir).glob("trace=*/part-*.parquet"))
     if not parts:
         raise FileNotFoundError(f"{features_dir}: no trace=*/part-*.parquet files; run 'flowlstm-train features' first")
-    xs, ys, secs, traces, taxes = [], [], [], [], []
+    xs, ys, secs, names, taxes, flows = [], [], [], [], [], []
     for p in parts:
+        name = p.parent.name.split("=", 1)[1]
+        if traces is not None and name not in traces:
+            continue
         wf = read_windows(str(p))
         t = wf.table
-        xs.append(wf.x)
-        ys.append(t.column("label").to_numpy().astype(np.int8))
-        secs.append(t.column("sec").to_numpy())
-        traces.append(np.full(t.num_rows, p.parent.name.split("=", 1)[1], dtype=object))
-        taxes.append(np.asarray(t.column("taxonomy").to_pylist(), dtype=object))
-    x = np.concatenate(xs) if xs else np.zeros((0, WINDOW_SECONDS, SCHEMA.size), np.float32)
-    return Windows(x, np.concatenate(ys), np.concatenate(secs), np.concatenate(traces), np.concatenate(taxes))
+        y = t.column("label").to_numpy().astype(np.int8)
+        keep = np.arange(len(y))
+        if max_benign or max_anomalous:
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+            kept = []
+            for cls, cap in ((0, max_benign), (1, max_anomalous)):
+                idx = np.flatnonzero(y == cls)
+                if cap and len(idx) > cap:
+                    idx = np.sort(rng.choice(idx, size=cap, replace=False))
+                kept.append(idx)
+            keep = np.sort(np.concatenate(kept))
+        xs.append(wf.x[keep])
+        ys.append(y[keep])
+        secs.append(t.column("sec").to_numpy()[keep])
+        names.append(np.full(len(keep), name, dtype=object))
+        taxes.append(np.asarray(t.column("taxonomy").to_pylist(), dtype=object)[keep])
+        flows.append(t.column("flow_id").to_numpy().astype(np.uint64)[keep])
+    if not xs:
+        raise FileNotFoundError(f"{features_dir}: none of the traces asked for has been extracted")
+    x = np.concatenate(xs)
+    return Windows(
+        x, np.concatenate(ys), np.concatenate(secs), np.concatenate(names), np.concatenate(taxes), np.concatenate(flows)
+    )
 
 
 def time_split(w: Windows, test_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +131,46 @@ def family_split(w: Windows, family: str) -> tuple[np.ndarray, np.ndarray]:
     held_secs = set(zip(w.trace[held].tolist(), w.sec[held].tolist(), strict=True))
     in_held = np.array([(t, s) in held_secs for t, s in zip(w.trace.tolist(), w.sec.tolist(), strict=True)], bool)
     return ~in_held, in_held
+
+
+@dataclass(frozen=True)
+class CorpusSplit:
+    """Which corpus traces train and which test, and the families and sources each side has."""
+
+    train: frozenset[str]
+    test: frozenset[str]
+    families: tuple[str, ...]  # attack families trained on
+    sources: tuple[str, ...]  # benign sources trained on
+    held_out_families: tuple[str, ...]
+    held_out_sources: tuple[str, ...]
+
+
+def corpus_split(corpus: dict[str, Any], families: Iterable[str] = (), sources: Iterable[str] = ()) -> CorpusSplit:
+    """Hold out attack ``families`` and benign ``sources`` of a corpus (``trainer/corpus.py``).
+
+    Training gets the mixes of every other family on backgrounds of every other source, and
+    the benign traces of those sources.  Testing gets the mixes of the held-out families on
+    held-out backgrounds (all families, or all backgrounds, where nothing of that kind is
+    held out) and the benign traces of the held-out sources.  What is neither — a held-out
+    family on a training background, say — is used by neither side.
+    """
+    hf, hs = set(families), set(sources)
+    unknown = (hf - set(corpus["families"])) | (hs - set(corpus["sources"]))
+    if unknown:
+        raise UsageError(f"not in the corpus: {', '.join(sorted(unknown))}")
+    train: set[str] = set()
+    test: set[str] = set()
+    for t in corpus["traces"]:
+        seen_src = t["source"] not in hs
+        if t["kind"] == "benign":
+            (train if seen_src else test).add(t["name"])
+        elif seen_src and t["family"] not in hf:
+            train.add(t["name"])
+        elif (not hf or t["family"] in hf) and (not hs or not seen_src):
+            test.add(t["name"])
+    fams = tuple(f for f in corpus["families"] if f not in hf)
+    srcs = tuple(x for x in corpus["sources"] if x not in hs)
+    return CorpusSplit(frozenset(train), frozenset(test), fams, srcs, tuple(sorted(hf)), tuple(sorted(hs)))
 
 
 def fit_normalization(x_train: np.ndarray) -> Normalization:

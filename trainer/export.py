@@ -25,6 +25,8 @@ from sensor.windows import WINDOW_SECONDS
 
 from .model import to_tflite
 
+NORMAL_FILE = "normal.tflite"
+
 if TYPE_CHECKING:
     import keras
 
@@ -48,15 +50,33 @@ def export_bundle(
     provenance: dict[str, Any],
     metrics: dict[str, dict[str, float]],
     check_x: np.ndarray,
+    normal: tuple[keras.Model, float] | None = None,
 ) -> QuantizationReport:
     """Write the bundle atomically, load it back with the sensor's loader and compare
     its decisions with the float model's on ``check_x`` (normalized by the caller's
-    normalization inside the bundle).  Returns the quantization report."""
+    normalization inside the bundle).  Returns the quantization report.
+
+    ``normal`` is the normal-behaviour head's scorer (``trainer.model.normal_scorer``, built
+    unrolled) and its threshold: written as ``normal.tflite`` and listed in ``heads``.
+    """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
     try:
         blob = to_tflite(model, tmp / MODEL_FILE)
+        heads: list[dict[str, Any]] = []
+        if normal is not None:
+            scorer, normal_threshold = normal
+            nblob = to_tflite(scorer, tmp / NORMAL_FILE, twin=scorer)
+            heads.append(
+                {
+                    "name": "normal",
+                    "file": NORMAL_FILE,
+                    "sha256": file_sha256(tmp / NORMAL_FILE),
+                    "threshold": float(normal_threshold),
+                    "model": {"type": "lstm-autoencoder", "units": 64, "activation": "relu", "bytes": len(nblob)},
+                }
+            )
         meta: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_FORMAT_VERSION,
@@ -68,14 +88,21 @@ def export_bundle(
             "training": provenance,
             "metrics": metrics,
             "sha256": file_sha256(tmp / MODEL_FILE),
+            "head": "supervised",
+            "heads": heads,
         }
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         bundle = ModelBundle(tmp)
-        q = bundle.score(check_x)
-        f = model.predict(normalization.apply(check_x), batch_size=4096, verbose=0).ravel()
+        q = bundle.score_all(check_x)
+        xn = normalization.apply(check_x)
+        floats = [model.predict(xn, batch_size=4096, verbose=0).ravel()]
+        if normal is not None:
+            floats.append(normal[0].predict(xn, batch_size=4096, verbose=0).ravel())
+        f = np.stack(floats, axis=1)
+        thr = bundle.thresholds
         report: QuantizationReport = {
             "windows": int(len(check_x)),
-            "agreement": float(np.mean((q >= threshold) == (f >= threshold))) if len(check_x) else float("nan"),
+            "agreement": float(np.mean(((q >= thr).any(1)) == ((f >= thr).any(1)))) if len(check_x) else float("nan"),
             "max_abs_diff": float(np.max(np.abs(q - f))) if len(check_x) else 0.0,
             "bytes": len(blob),
         }

@@ -84,15 +84,21 @@ class _SecondLabels:
 
 
 def extract_trace(
-    path: str, out_dir: str, label_paths: list[str], config: dict[str, Any], agurim_paths: Sequence[str] = ()
+    path: str,
+    out_dir: str,
+    label_paths: list[str],
+    config: dict[str, Any],
+    agurim_paths: Sequence[str] = (),
+    name: str | None = None,
 ) -> TraceSummary:
-    """One Spark task: features of one trace → its Parquet partition.  Returns a summary."""
+    """One Spark task: features of one trace → its Parquet partition (``trace=NAME``, by default
+    the file's name).  Returns a summary."""
     from .agurim import AGURIM_FIELDS, AgurimIndex
     from .labels import load_labels
 
     cfg = PipelineConfig(flows=FlowConfig(**config["flows"]), slack=config["slack"])
     labels = _SecondLabels(load_labels(label_paths) if label_paths else None)
-    name = trace_name(path)
+    name = name or trace_name(path)
     part = Path(out_dir) / f"trace={name}"
     part.mkdir(parents=True, exist_ok=True)
     windows = anomalous = 0
@@ -125,18 +131,28 @@ def extract(
     label_paths: list[str],
     config: PipelineConfig,
     agurim_paths: Sequence[str] = (),
+    names: list[str] | None = None,
+    labels_by_trace: list[list[str]] | None = None,
 ) -> list[TraceSummary]:
-    """Run ``extract_trace`` for every path as its own Spark task; return the summaries."""
-    names = [trace_name(p) for p in paths]
+    """Run ``extract_trace`` for every path as its own Spark task; return the summaries.
+
+    ``names`` (partition names, one per path) and ``labels_by_trace`` (label files, one list
+    per path) come from a corpus; without them names are the files' and labels are matched
+    by name (``labels_for``).
+    """
+    names = names or [trace_name(p) for p in paths]
     if len(set(names)) != len(names):
         raise UsageError("two input traces share a name; rename one (the name is the partition key)")
     cfg = {"flows": asdict(config.flows), "slack": config.slack}
     out_dir = os.path.abspath(out_dir)
+    per_trace = labels_by_trace or [labels_for(n, label_paths, names) for n in names]
     jobs = [
-        (os.path.abspath(p), [os.path.abspath(x) for x in labels_for(n, label_paths, names)])
-        for p, n in zip(paths, names, strict=True)
+        (os.path.abspath(p), [os.path.abspath(x) for x in lab], n)
+        for p, n, lab in zip(paths, names, per_trace, strict=True)
     ]
     agurim = [os.path.abspath(p) for p in agurim_paths]
     rdd = sc.parallelize(jobs, max(1, len(jobs)))
-    summaries: list[TraceSummary] = rdd.map(lambda job: extract_trace(job[0], out_dir, job[1], cfg, agurim)).collect()
+    summaries: list[TraceSummary] = rdd.map(
+        lambda job: extract_trace(job[0], out_dir, job[1], cfg, agurim, job[2])
+    ).collect()
     return summaries

@@ -18,5 +18,10 @@ class TrainJob:
     partitions: int = 2  # Elephas workers / RDD partitions
     seed: int = 7
     test_fraction: float = 0.3
-    target_fpr: float = 0.001
+    false_alert_budget: float = 1.0  # false alerts per 10,000 benign flows the thresholds allow (training data)
     family_holdout: bool = True  # also train once without each attack family, and test on it
+    corpus: str | None = None  # a corpus directory: split by its traces instead of by time
+    hold_out_families: tuple[str, ...] = ()  # with corpus: attack families never trained on
+    hold_out_sources: tuple[str, ...] = ()  # with corpus: benign sources never trained on
+    max_benign_per_trace: int = 0  # windows kept per trace (0: all), so a corpus fits the driver
+    max_anomalous_per_trace: int = 0

@@ -314,11 +314,35 @@ def _by_prefix(taxonomy: str, table: tuple[tuple[tuple[str, ...], str], ...], de
     return next((name for prefixes, name in table if t.startswith(prefixes)), default)
 
 
+# The families of the corpus recipe (trainer/corpus.py), written as the taxonomy of what
+# 'flowlstm-train corpus' injects, and the class of each.
+CORPUS_CLASSES = {
+    "amplification": "collective",
+    "dhcp-flood": "collective",
+    "ics-flood": "collective",
+    "reflection": "collective",
+    "scan": "collective",
+    "synflood": "collective",
+    "dos": "point",
+    "ipv6-attack": "point",
+    "teardrop": "point",
+    "c2-beacon": "contextual",
+    "cryptomining": "contextual",
+    "dns-anomaly": "contextual",
+    "dns-tunnel": "contextual",
+    "malware-c2": "contextual",
+}
+
+
 def anomaly_class(taxonomy: str) -> str:
     """point, collective or contextual (see the table above and docs/labels.md)."""
+    if taxonomy in CORPUS_CLASSES:
+        return CORPUS_CLASSES[taxonomy]
     return _by_prefix(taxonomy, _CLASS_PREFIXES, "contextual")
 
 
 def taxonomy_family(taxonomy: str) -> str:
     """The attack family a taxonomy belongs to, for leave-family-out evaluation."""
+    if taxonomy in CORPUS_CLASSES:
+        return taxonomy
     return _by_prefix(taxonomy, _FAMILY_PREFIXES, "other")

@@ -1,7 +1,17 @@
-"""The paper's LSTM, its inference twin, and TFLite export.
+"""The paper's LSTM, the normal-behaviour LSTM, their inference twins, and TFLite export.
 
 Training uses Al Jallad et al.'s setup: LSTM(64, ReLU, dropout 0.5) → Dense(1,
-sigmoid), binary cross-entropy, RMSprop(lr 0.001, rho 0.9).  A Keras-3 LSTM as
+sigmoid), binary cross-entropy, RMSprop(lr 0.001, rho 0.9).
+
+The normal-behaviour head is the paper's "network language" taken literally: an
+LSTM encoder-decoder (64 units, ReLU, same optimizer) trained on benign windows only
+to reproduce the [t−1, t, t+1] sequence.  Its score is how badly it reproduces a
+window: the squared error of every feature of every second, each divided by that
+feature's mean squared error on benign training windows, averaged — about 1 for the
+windows it learned — squashed to [0, 1) as 1 − exp(−e / s), s a high quantile of e
+on benign training windows.  The scorer is built from stock layers that are TFLite
+builtins (subtract, multiply, fixed dense sums, exp), so the sensor runs it like any
+other head.  A Keras-3 LSTM as
 trained (cuDNN-style fused loop) does not convert to TFLite, so export copies
 the weights into an unrolled, dropout-free twin — dropout is inactive at
 inference anyway, so the twin computes the same function — and converts that
@@ -17,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     import keras
@@ -49,6 +61,51 @@ def build_lstm(n_features: int, window: int = 3, *, dropout: float = DROPOUT, un
     return model
 
 
+def build_normal(n_features: int, window: int = 3, *, unroll: bool = False) -> keras.Model:
+    """LSTM encoder (64, relu) → repeat → LSTM decoder (64, relu) → per-second Dense(F), MSE loss."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((window, n_features))
+    h = layers.LSTM(UNITS, activation="relu", unroll=unroll)(inp)
+    h = layers.RepeatVector(window)(h)
+    h = layers.LSTM(UNITS, activation="relu", return_sequences=True, unroll=unroll)(h)
+    out = layers.TimeDistributed(layers.Dense(n_features))(h)
+    model = keras.Model(inp, out)
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=LEARNING_RATE, rho=RHO), loss="mse")
+    return model
+
+
+def normal_scorer(
+    trained: keras.Model, feature_mse: np.ndarray, error_scale: float, *, unroll: bool = True
+) -> keras.Model:
+    """The normal head as the sensor runs it: window → 1 − exp(−e / error_scale).
+
+    e is the mean over seconds and features of the squared reconstruction error, each
+    feature's divided by ``feature_mse`` (F,), its mean on benign training windows;
+    ``error_scale`` is a high quantile of e on those windows, so the score stays well inside
+    float32's resolution below 1 where thresholds fall.  Only TFLite builtins (subtract, mul,
+    fully-connected, exp) — the sensor runs it like any other head.  Weights are copied.
+    """
+    import keras
+    from keras import layers
+
+    window, n_features = trained.input_shape[1:]
+    ae = build_normal(n_features, window, unroll=unroll)
+    ae.set_weights(trained.get_weights())
+    inp = keras.Input((window, n_features))
+    rec = ae(inp)
+    diff = layers.Subtract()([rec, inp])
+    sq = layers.Multiply()([diff, diff])
+    neg = layers.Dense(1, use_bias=False, name="neg_relative_error")(layers.Flatten()(sq))
+    score = layers.Dense(1, name="one_minus")(layers.Activation("exponential")(neg))
+    model = keras.Model(inp, score)
+    kernel = -np.tile(1.0 / feature_mse, window) / (window * n_features * error_scale)
+    model.get_layer("neg_relative_error").set_weights([kernel.reshape(-1, 1).astype(np.float32)])
+    model.get_layer("one_minus").set_weights([np.array([[-1.0]], np.float32), np.array([1.0], np.float32)])
+    return model
+
+
 def inference_twin(trained: keras.Model) -> keras.Model:
     """An unrolled, dropout-free copy of a trained model: same weights, convertible to TFLite."""
     window, n_features = trained.input_shape[1:]
@@ -68,9 +125,10 @@ open(sys.argv[2], "wb").write(conv.convert())
 """
 
 
-def to_tflite(trained: keras.Model, out_path: str | Path) -> bytes:
-    """Convert a trained model (via its twin) to a dynamic-range quantized TFLite file."""
-    twin = inference_twin(trained)
+def to_tflite(trained: keras.Model, out_path: str | Path, *, twin: keras.Model | None = None) -> bytes:
+    """Convert a trained model (via its twin: ``inference_twin`` unless given) to a
+    dynamic-range quantized TFLite file."""
+    twin = twin if twin is not None else inference_twin(trained)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "twin.keras"
         twin.save(src)

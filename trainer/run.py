@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,15 +13,25 @@ import numpy as np
 from sensor import __version__
 from sensor.errors import UsageError
 
-from .dataset import Windows, family_split, fit_normalization, load_windows, time_split, write_summary
-from .evaluate import Scores, evaluate, plot, threshold_for_fpr, write_report
+from .corpus import load as load_corpus
+from .dataset import (
+    CorpusSplit,
+    Windows,
+    corpus_split,
+    family_split,
+    fit_normalization,
+    load_windows,
+    time_split,
+    write_summary,
+)
+from .evaluate import Scores, evaluate, plot, threshold_for_flow_budget, write_report
 from .export import export_bundle
 from .jobs import TrainJob
+from .model import normal_scorer
 from .spark import spark_context
-from .train import TrainConfig, predict, svm_scores, train_lstm, train_svm
+from .train import TrainConfig, predict, svm_scores, train_lstm, train_normal, train_svm
 
 if TYPE_CHECKING:
-    import keras
     from pyspark import SparkContext
 
     from sensor.model import Normalization
@@ -30,8 +41,31 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _threshold(y: np.ndarray, score: np.ndarray, target_fpr: float) -> float:
-    return float(np.clip(threshold_for_fpr(y, score, target_fpr), 1e-6, 1 - 1e-6))
+def _flow_keys(w: Windows) -> np.ndarray:
+    """One uint64 per window naming its flow across traces (trace number, flow id)."""
+    _, t = np.unique(w.trace, return_inverse=True)
+    keys: np.ndarray = (t.reshape(-1).astype(np.uint64) << np.uint64(40)) ^ w.flow
+    return keys
+
+
+def _threshold(score: np.ndarray, benign: np.ndarray, keys: np.ndarray, budget: float) -> float:
+    return float(np.clip(threshold_for_flow_budget(score, benign, keys, budget), 1e-6, 1 - 1e-6))
+
+
+NORMAL_TRAIN_WINDOWS = 200_000  # benign windows the normal head trains on (a seeded sample)
+
+
+@dataclass
+class Fitted:
+    """What one training split produced."""
+
+    norm: Normalization
+    models: dict[str, Any]  # "lstm" (Keras), "normal" (Keras encoder-decoder), ...
+    normal_mse: np.ndarray
+    normal_scale: float
+    scores: list[Scores]
+    thresholds: dict[str, float]
+    results: dict[str, dict[str, Any]]
 
 
 def _fit_models(
@@ -40,54 +74,94 @@ def _fit_models(
     train_m: np.ndarray,
     test_m: np.ndarray,
     cfg: TrainConfig,
-    target_fpr: float,
+    budget: float,
     with_baselines: bool,
     label: str,
-) -> tuple[Normalization, dict[str, keras.Model], list[Scores], dict[str, float], dict[str, dict[str, Any]]]:
-    """Train on train_m, pick thresholds on the training data, score test_m."""
+) -> Fitted:
+    """Train on train_m, pick thresholds for the false-alert budget on the training data, score test_m.
+
+    The combined sensor (supervised and normal heads, either firing) gets half the budget
+    per head; each baseline gets all of it.
+    """
     norm = fit_normalization(w.x[train_m])
     xtr, ytr = norm.apply(w.x[train_m]), w.y[train_m].astype(np.float32)
     xte, yte = norm.apply(w.x[test_m]), w.y[test_m]
+    keys = _flow_keys(w)
+    ktr, benign = keys[train_m], ytr == 0
     if ytr.sum() == 0 or ytr.sum() == len(ytr):
         raise UsageError(f"{label}: the training split has only one class; inject attacks or add labels")
     rng = np.random.default_rng(cfg.seed)
     val = rng.choice(len(xtr), size=min(len(xtr), 20000), replace=False)
-    models: dict[str, keras.Model] = {}
+    models: dict[str, Any] = {}
     scores: list[Scores] = []
     thresholds: dict[str, float] = {}
+    tax = w.taxonomy[test_m]
 
     lstm = train_lstm(sc, xtr, ytr, cfg, xtr[val], ytr[val], _say, f"{label} lstm")
     models["lstm"] = lstm
-    thresholds["lstm"] = _threshold(ytr, predict(lstm, xtr), target_fpr)
-    scores.append(Scores("lstm", yte, predict(lstm, xte), w.taxonomy[test_m]))
+    thresholds["lstm"] = _threshold(predict(lstm, xtr), benign, ktr, budget / 2)
+    lstm_te = predict(lstm, xte)
+    scores.append(Scores("lstm", yte, lstm_te, tax))
+
+    pool = np.flatnonzero(benign)
+    sample = np.sort(rng.choice(pool, size=min(len(pool), NORMAL_TRAIN_WINDOWS), replace=False))
+    ae, mse, scale = train_normal(sc, xtr[sample], cfg, _say, f"{label} normal")
+    scorer = normal_scorer(ae, mse, scale, unroll=False)
+    models["normal"] = ae
+    thresholds["normal"] = _threshold(predict(scorer, xtr), benign, ktr, budget / 2)
+    normal_te = predict(scorer, xte)
+    scores.append(Scores("normal", yte, normal_te, tax))
+    # Either head firing, as one score: the larger of each head's score over its threshold, halved.
+    both = np.minimum(np.maximum(lstm_te / thresholds["lstm"], normal_te / thresholds["normal"]) / 2, 1.0)
+    scores.append(Scores("combined", yte, both.astype(np.float32), tax))
+    thresholds["combined"] = 0.5
+
     if with_baselines:
         nc = train_lstm(sc, xtr[:, 1:2], ytr, cfg, xtr[val][:, 1:2], ytr[val], _say, f"{label} no-context lstm")
-        thresholds["lstm (no context)"] = _threshold(ytr, predict(nc, xtr[:, 1:2]), target_fpr)
-        scores.append(Scores("lstm (no context)", yte, predict(nc, xte[:, 1:2]), w.taxonomy[test_m]))
+        thresholds["lstm (no context)"] = _threshold(predict(nc, xtr[:, 1:2]), benign, ktr, budget)
+        scores.append(Scores("lstm (no context)", yte, predict(nc, xte[:, 1:2]), tax))
         _say(f"[{label} svm] training MLlib LinearSVC")
         svm = train_svm(sc, xtr, ytr, cfg)
-        thresholds["linear svm"] = _threshold(ytr, svm_scores(svm, xtr), target_fpr)
-        scores.append(Scores("linear svm", yte, svm_scores(svm, xte), w.taxonomy[test_m]))
+        thresholds["linear svm"] = _threshold(svm_scores(svm, xtr), benign, ktr, budget)
+        scores.append(Scores("linear svm", yte, svm_scores(svm, xte), tax))
     results = {s.name: evaluate(s, thresholds[s.name]) for s in scores}
-    return norm, models, scores, thresholds, results
+    return Fitted(norm, models, mse, scale, scores, thresholds, results)
 
 
 def train_all(args: TrainJob) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    w = load_windows(args.features)
-    train_m, test_m = time_split(w, args.test_fraction)
+    split: CorpusSplit | None = None
+    if args.corpus and (args.hold_out_families or args.hold_out_sources):
+        split = corpus_split(load_corpus(Path(args.corpus)), args.hold_out_families, args.hold_out_sources)
+        w = load_windows(
+            args.features,
+            set(split.train | split.test),
+            args.max_benign_per_trace,
+            args.max_anomalous_per_trace,
+            args.seed,
+        )
+        train_m = np.isin(w.trace, list(split.train))
+        test_m = np.isin(w.trace, list(split.test))
+        split_text = (
+            f"corpus: held out families {', '.join(split.held_out_families) or 'none'}; "
+            f"sources {', '.join(split.held_out_sources) or 'none'}"
+        )
+    else:
+        w = load_windows(args.features, None, args.max_benign_per_trace, args.max_anomalous_per_trace, args.seed)
+        train_m, test_m = time_split(w, args.test_fraction)
+        split_text = f"time: last {args.test_fraction:.0%} of each trace's seconds held out"
     if w.y[test_m].sum() == 0:
         raise UsageError(
-            "the held-out (latest) seconds contain no anomalous window; inject attacks that "
-            "span the split or lower --test-fraction"
+            "the held-out windows contain no anomalous one; inject attacks that span the split, "
+            "lower --test-fraction or hold out a family"
         )
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, partitions=args.partitions, seed=args.seed)
     report: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "flowlstm": __version__,
         "dataset": write_summary(w),
-        "target_fpr": args.target_fpr,
+        "false_alert_budget": args.false_alert_budget,
         "config": {
             "epochs": cfg.epochs,
             "batch_size": cfg.batch_size,
@@ -99,40 +173,51 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         "splits": {},
     }
     with spark_context(args.master) as sc:
-        norm, models, scores, thresholds, results = _fit_models(
-            sc, w, train_m, test_m, cfg, args.target_fpr, True, "time split"
-        )
-        report["splits"]["time split"] = results
-        report["plots"] = plot(scores, thresholds, out)
+        fit = _fit_models(sc, w, train_m, test_m, cfg, args.false_alert_budget, True, "held out")
+        report["splits"]["held out"] = fit.results
+        report["plots"] = plot(fit.scores, fit.thresholds, out)
         if args.family_holdout:
             fams = sorted({f for f in w.family[w.y == 1] if f})
             for fam in fams:
                 tr, te = family_split(w, fam)
                 if w.y[tr].sum() == 0:
                     continue
-                *_, res = _fit_models(sc, w, tr, te, cfg, args.target_fpr, False, f"without {fam}")
-                report["splits"][f"leave out {fam} (never trained on it)"] = res
+                held = _fit_models(sc, w, tr, te, cfg, args.false_alert_budget, False, f"without {fam}")
+                report["splits"][f"leave out {fam} (never trained on it)"] = held.results
 
     provenance = {
         "features": str(Path(args.features).resolve()),
         "traces": report["dataset"]["traces"],
         "created": report["created"],
         "config": report["config"],
-        "split": f"time: last {args.test_fraction:.0%} of each trace's seconds held out",
+        "split": split_text,
     }
+    if split is not None:
+        provenance["corpus"] = {
+            "path": str(Path(args.corpus or "").resolve()),
+            "families": list(split.families),
+            "sources": list(split.sources),
+            "held_out_families": list(split.held_out_families),
+            "held_out_sources": list(split.held_out_sources),
+        }
+    report["split"] = split_text
     metrics = {
         k: {m: v[m] for m in ("detection_rate", "fpr", "precision", "f1", "roc_auc", "pr_auc")}
-        for k, v in report["splits"]["time split"].items()
+        for k, v in report["splits"]["held out"].items()
     }
     report["quantization"] = export_bundle(
-        models["lstm"],
+        fit.models["lstm"],
         out / "bundle",
-        norm,
-        thresholds["lstm"],
+        fit.norm,
+        fit.thresholds["lstm"],
         name=args.name,
         provenance=provenance,
         metrics=metrics,
         check_x=w.x[test_m],
+        normal=(
+            normal_scorer(fit.models["normal"], fit.normal_mse, fit.normal_scale, unroll=True),
+            fit.thresholds["normal"],
+        ),
     )
     write_report(report, out)
     return report

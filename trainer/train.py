@@ -90,6 +90,53 @@ def train_lstm(
     return spark_model.master_network
 
 
+def train_normal(
+    sc: Any,
+    x: np.ndarray,
+    cfg: TrainConfig,
+    progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    label: str = "normal",
+) -> tuple[Any, np.ndarray, float]:
+    """Train the normal-behaviour LSTM on benign windows ``x`` (normalized) with Elephas.
+
+    Returns the trained encoder-decoder, each feature's mean squared reconstruction error
+    over ``x`` (floored at ``NORMAL_MSE_FLOOR``) and the error scale (the
+    ``NORMAL_SCALE_QUANTILE`` of the windows' relative errors): what ``normal_scorer`` takes.
+    """
+    import keras
+    from elephas.spark_model import SparkModel
+    from elephas.utils.rdd_utils import to_simple_rdd
+
+    from .model import build_normal
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_normal(x.shape[2], x.shape[1])
+    spark_model = SparkModel(model, frequency="epoch", mode="synchronous", num_workers=cfg.partitions)
+    order = np.random.default_rng(cfg.seed).permutation(len(x))
+    rdd = to_simple_rdd(sc, x[order], x[order]).repartition(cfg.partitions)
+    rdd.cache()
+    probe = x[order[: min(len(x), 20000)]]
+    for epoch in range(1, cfg.epochs + 1):
+        t = time.perf_counter()
+        with _quiet():
+            spark_model.fit(rdd, epochs=1, batch_size=cfg.batch_size, verbose=0)
+        rec = spark_model.master_network.predict(probe, batch_size=4096, verbose=0)
+        mse = float(np.mean((rec - probe) ** 2))
+        progress(f"[{label}] epoch {epoch}/{cfg.epochs} ({time.perf_counter() - t:.1f} s) mse={mse:.4f}")
+    rdd.unpersist()
+    trained = spark_model.master_network
+    rec = trained.predict(x, batch_size=4096, verbose=0)
+    sq = (rec - x) ** 2
+    mse = np.maximum(sq.mean(axis=(0, 1)), NORMAL_MSE_FLOOR).astype(np.float64)
+    rel = (sq / mse).mean(axis=(1, 2))
+    scale = float(max(np.quantile(rel, NORMAL_SCALE_QUANTILE), 1e-6))
+    return trained, mse, scale
+
+
+NORMAL_MSE_FLOOR = 1e-3  # a feature reproduced perfectly (constant in training) must not weigh infinitely
+NORMAL_SCALE_QUANTILE = 0.999  # the benign error that scores 1 - 1/e
+
+
 def predict(model: Any, x: np.ndarray) -> np.ndarray:
     out: np.ndarray = model.predict(x, batch_size=4096, verbose=0).ravel().astype(np.float32)
     return out

@@ -154,14 +154,9 @@ def test_quick_campaign_finds_unforeseen_bundle_errors_when_the_catch_all_is_gon
         yield
 
     monkeypatch.setattr(model, "_check", no_catch_all)
-    # in-process, as before the forked check, from seeds that do not crash LiteRT themselves
+    # in-process, as before the forked check (these 600 inputs hold no model that crashes LiteRT)
     monkeypatch.setattr(model, "_vet", lambda *args: None)
-    crashing = (DATA / "models" / "segv_on_allocate.tflite").read_bytes()
-    seeds = [m for m in harness.model_seeds() if m != crashing]
-    monkeypatch.setitem(
-        harness.TARGETS, "model", harness.Target(lambda: seeds, harness._model_bytes, harness.load_model)
-    )
-    summary = harness.run_quick(300, names=["model"])
+    summary = harness.run_quick(600, names=["model"])
     assert summary.findings and {f["kind"] for f in summary.findings} == {"crash"}, summary.report()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -242,15 +241,6 @@ def test_hup_reloads_the_configuration_all_or_nothing(veth, tmp_path):
         configure(**{"sensor-name": "second"})
         hup_then("reload refused")
         assert hosts_after_replay() == {"first"}  # old model and old configuration, still scoring
-
-        # A model that segfaults LiteRT (found by the fuzz campaign), its sha256 in the metadata
-        crashing = (DATA / "models" / "segv_on_allocate.tflite").read_bytes()
-        meta = json.loads((model / "metadata.json").read_text())
-        (model / "model.tflite").write_bytes(crashing)
-        (model / "metadata.json").write_text(json.dumps({**meta, "sha256": hashlib.sha256(crashing).hexdigest()}))
-        assert "LiteRT crashed loading it (SIGSEGV)" in hup_then("reload refused")
-        assert hosts_after_replay() == {"first"}
-        assert proc.poll() is None
 
         shutil.copy(DEFAULT_BUNDLE / "model.tflite", model / "model.tflite")
         shutil.copy(DEFAULT_BUNDLE / "metadata.json", model / "metadata.json")

@@ -155,3 +155,23 @@ def test_unknown_families_and_sources_are_refused_in_one_line(data, tmp_path):
         build(data, tmp_path / "x", CorpusConfig(families=("nope",), sites={"zeek-misc": 1}))
     with pytest.raises(UsageError, match="no benign/iot-sentinel/ captures"):
         build(data, tmp_path / "y", CorpusConfig(sites={"iot-sentinel": 1}))
+
+
+def test_a_corpus_split_trains_on_nothing_it_holds_out(built):
+    from trainer.dataset import corpus_split
+
+    _, c = built
+    split = corpus_split(c, ["scan"], ["ppa-book"])
+    traces = {t["name"]: t for t in c["traces"]}
+    assert split.train == {"site-zeek-misc-1", "netshare-test-dlt_ppp", "reflection--site-zeek-misc-1"}
+    assert split.test == {"site-ppa-book-1", "scan--site-ppa-book-1"}
+    assert not split.train & split.test
+    for name in split.train:
+        assert traces[name]["source"] != "ppa-book" and traces[name].get("family") != "scan"
+    assert split.families == ("reflection",) and split.held_out_families == ("scan",)
+    assert split.held_out_sources == ("ppa-book",) and "ppa-book" not in split.sources
+    # only a family held out: its mixes on every background are the test, no benign trace is
+    only_family = corpus_split(c, ["scan"])
+    assert only_family.test == {"scan--site-zeek-misc-1", "scan--site-ppa-book-1"}
+    with pytest.raises(Exception, match="not in the corpus: nope"):
+        corpus_split(c, ["nope"])

@@ -128,8 +128,8 @@ def test_train_evaluate_export_and_load(workdir):
         == 0
     )
     report = json.loads((run / "report.json").read_text())
-    models = report["splits"]["time split"]
-    assert set(models) == {"lstm", "lstm (no context)", "linear svm"}
+    models = report["splits"]["held out"]
+    assert set(models) == {"lstm", "normal", "combined", "lstm (no context)", "linear svm"}
     for m in models.values():
         assert 0 <= m["fpr"] <= 1 and 0 <= m["detection_rate"] <= 1 and m["roc_auc"] > 0.5
     for png in ("roc.png", "pr.png", "scores.png"):
@@ -141,9 +141,14 @@ def test_train_evaluate_export_and_load(workdir):
 
     bundle = ModelBundle(run / "bundle")
     assert bundle.name == "e2e" and 0 < bundle.threshold < 1
+    assert bundle.head_names == ("supervised", "normal") and np.all((bundle.thresholds > 0) & (bundle.thresholds < 1))
     w = read_windows(str(workdir / "feat" / "trace=mix" / "part-0.parquet"))
-    scores = bundle.score(w.x[:5000])
-    assert scores.shape == (5000,) and np.all((scores >= 0) & (scores <= 1))
+    scores = bundle.score_all(w.x[:5000])
+    assert scores.shape == (5000, 2) and np.all((scores >= 0) & (scores <= 1))
+    # the normal head, trained on benign windows only, scores the flood above the background
+    y = w.table.column("label").to_numpy()[:5000] == 1
+    assert y.any() and (~y).any()
+    assert np.median(scores[y, 1]) > np.median(scores[~y, 1])
 
     assert (
         train_main(

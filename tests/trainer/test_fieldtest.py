@@ -1,0 +1,165 @@
+"""Alert-level evaluation (trainer/fieldtest.py): the matching rules, and the whole chain
+corpus → features → train with a family held out → the real sensor on what it never saw."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sensor.model import DEFAULT_BUNDLE
+from trainer.cli import main as train_main
+from trainer.fieldtest import Alert, Tally, TraceRun, default_sensor, read_eve, run_sensor
+from trainer.labels import NS
+
+from ..conftest import ATTACKS
+from .test_corpus import CFG, LAYOUT
+
+
+def _mix(attacks):
+    return {"kind": "mix", "source": "s", "family": "scan", "attacks": attacks, "seconds": 60}
+
+
+def _inst(t0, t1, hosts):
+    return {"family": "scan", "from_ns": int(t0 * NS), "to_ns": int(t1 * NS), "hosts": hosts}
+
+
+def test_alerts_are_true_collateral_or_false_by_host_and_time():
+    t = Tally()
+    inst = _inst(100.2, 110.0, ["10.0.0.1", "10.0.0.2"])
+    run = TraceRun(
+        "m",
+        [
+            Alert(102.0, "10.0.0.1", "8.8.8.8", 1),  # the attacker, during: true; latency 102 + 1 - 100.2
+            Alert(112.5, "9.9.9.9", "10.0.0.2", 1),  # a victim within the 3 s grace: true
+            Alert(105.0, "1.1.1.1", "2.2.2.2", 1),  # someone else while it runs: collateral
+            Alert(130.0, "10.0.0.1", "2.2.2.2", 1),  # the attacker long after: false
+        ],
+        1000,
+    )
+    t.add(_mix([inst]), run)
+    s = t.summary()
+    assert s["true_alerts"] == 2 and s["collateral_alerts"] == 1 and s["false_alerts_in_mixes"] == 1
+    fam = s["families"]["scan"]
+    assert fam == {"instances": 1, "detected": 1, "detected_within_3s": 1, "median_latency_s": 2.8}
+
+
+def test_an_instance_first_alerted_late_is_detected_but_not_within_3s():
+    t = Tally()
+    t.add(_mix([_inst(100.0, 120.0, ["10.0.0.1"])]), TraceRun("m", [Alert(110.0, "10.0.0.1", "x", 1)], 10))
+    t.add(_mix([_inst(100.0, 120.0, ["10.0.0.9"])]), TraceRun("m", [], 10))
+    fam = t.summary()["families"]["scan"]
+    assert (fam["instances"], fam["detected"], fam["detected_within_3s"]) == (2, 1, 0)
+
+
+def test_benign_alerts_are_false_per_source_per_hour_and_per_10k_flows():
+    t = Tally()
+    benign = {"kind": "benign", "source": "iot", "seconds": 1800.0, "attacks": []}
+    t.add(benign, TraceRun("b", [Alert(1.0, "a", "b", 1)] * 3, 20_000))
+    s = t.summary()
+    assert s["false_alerts_benign"] == 3 and s["false_per_hour"] == 6.0 and s["false_per_10k_flows"] == 1.5
+    assert s["sources"]["iot"]["per_10k_flows"] == 1.5
+
+
+def test_the_real_sensor_run_is_read_back_with_its_flows(tmp_path):
+    run = run_sensor(default_sensor(), str(DEFAULT_BUNDLE), str(ATTACKS / "hping3.pcapng"), tmp_path / "e.json")
+    alerts, flows = read_eve(tmp_path / "e.json")
+    assert run.flows == flows > 1000 and len(run.alerts) == len(alerts)
+    assert all(a.t > 1e9 and a.src and a.dst for a in run.alerts)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """A corpus of the tests/data captures, its features, and a model trained without 'scan'."""
+    root = tmp_path_factory.mktemp("chain")
+    data = root / "data"
+    for rel, src in LAYOUT.items():
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).symlink_to(src)
+    assert (
+        train_main(
+            [
+                "corpus",
+                "--data",
+                str(data),
+                "--out",
+                str(root / "corpus"),
+                "--seed",
+                str(CFG.seed),
+                "--families",
+                "reflection,scan",
+                "--site",
+                "zeek-misc=1",
+                "--site",
+                "ppa-book=1",
+                "--site-seconds",
+                "60",
+            ]
+        )
+        == 0
+    )
+    assert (
+        train_main(["features", "--corpus", str(root / "corpus"), "--out", str(root / "feat"), "--master", "local[2]"])
+        == 0
+    )
+    assert (
+        train_main(
+            [
+                "train",
+                "--features",
+                str(root / "feat"),
+                "--corpus",
+                str(root / "corpus"),
+                "--hold-out-families",
+                "scan",
+                "--epochs",
+                "1",
+                "--no-family-holdout",
+                "--master",
+                "local[2]",
+                "--name",
+                "no-scan",
+                "--out",
+                str(root / "run"),
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+def test_a_model_trained_without_a_family_is_evaluated_at_the_alert_level_on_it(chain):
+    meta = json.loads((chain / "run" / "bundle" / "metadata.json").read_text())
+    held = meta["training"]["corpus"]
+    assert held["held_out_families"] == ["scan"] and "scan" not in held["families"]
+    assert [h["name"] for h in meta["heads"]] == ["normal"]
+    out = chain / "eval"
+    assert (
+        train_main(
+            [
+                "evaluate",
+                "--sensor",
+                "--corpus",
+                str(chain / "corpus"),
+                "--model",
+                f"no-scan={chain / 'run' / 'bundle'}",
+                "--model",
+                f"shipped={DEFAULT_BUNDLE}",
+                "--out",
+                str(out),
+                "--jobs",
+                "2",
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["families"] == ["scan"]  # by default what the first bundle never trained on
+    for name in ("no-scan", "shipped"):
+        m = report["models"][name]
+        assert set(m["families"]) == {"scan"} and m["instances_total"] >= 2
+        assert m["benign_flows"] > 0 and m["false_per_10k_flows"] is not None
+    md = (out / "report.md").read_text()
+    assert "| no-scan |" in md and "| scan |" in md
+    for png in report["plots"]:
+        assert (out / png).stat().st_size > 5_000
