@@ -23,7 +23,7 @@ from sensor.model import (
 )
 from sensor.windows import WINDOW_SECONDS
 
-from .model import to_tflite
+from .model import inference_twin, to_tflite
 
 NORMAL_FILE = "normal.tflite"
 
@@ -50,12 +50,14 @@ def export_bundle(
     provenance: dict[str, Any],
     metrics: dict[str, dict[str, float]],
     check_x: np.ndarray,
+    temperature: float = 1.0,
     normal: tuple[keras.Model, float] | None = None,
 ) -> QuantizationReport:
     """Write the bundle atomically, load it back with the sensor's loader and compare
     its decisions with the float model's on ``check_x`` (normalized by the caller's
     normalization inside the bundle).  Returns the quantization report.
 
+    The supervised head is exported as sigmoid(z / ``temperature``) (``inference_twin``).
     ``normal`` is the normal-behaviour head's scorer (``trainer.model.normal_scorer``, built
     unrolled) and its threshold: written as ``normal.tflite`` and listed in ``heads``.
     """
@@ -63,7 +65,8 @@ def export_bundle(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
     try:
-        blob = to_tflite(model, tmp / MODEL_FILE)
+        twin = inference_twin(model, temperature)
+        blob = to_tflite(model, tmp / MODEL_FILE, twin=twin)
         heads: list[dict[str, Any]] = []
         if normal is not None:
             scorer, normal_threshold = normal
@@ -84,7 +87,13 @@ def export_bundle(
             "schema": {**SCHEMA.to_dict(), "window": WINDOW_SECONDS},
             "normalization": normalization.to_dict(),
             "threshold": float(threshold),
-            "model": {"type": "lstm", "units": 64, "activation": "relu", "quantization": "dynamic-range"},
+            "model": {
+                "type": "lstm",
+                "units": 64,
+                "activation": "relu",
+                "quantization": "dynamic-range",
+                "temperature": float(temperature),
+            },
             "training": provenance,
             "metrics": metrics,
             "sha256": file_sha256(tmp / MODEL_FILE),
@@ -95,7 +104,7 @@ def export_bundle(
         bundle = ModelBundle(tmp)
         q = bundle.score_all(check_x)
         xn = normalization.apply(check_x)
-        floats = [model.predict(xn, batch_size=4096, verbose=0).ravel()]
+        floats = [twin.predict(xn, batch_size=4096, verbose=0).ravel()]
         if normal is not None:
             floats.append(normal[0].predict(xn, batch_size=4096, verbose=0).ravel())
         f = np.stack(floats, axis=1)

@@ -8,8 +8,8 @@ LSTM encoder-decoder (64 units, ReLU, same optimizer) trained on benign windows 
 to reproduce the [t−1, t, t+1] sequence.  Its score is how badly it reproduces a
 window: the squared error of every feature of every second, each divided by that
 feature's mean squared error on benign training windows, averaged — about 1 for the
-windows it learned — squashed to [0, 1) as 1 − exp(−e / s), s a high quantile of e
-on benign training windows.  The scorer is built from stock layers that are TFLite
+windows it learned — squashed to [0, 1) as 1 − exp(−e / s), s the largest e of the
+benign training windows.  The scorer is built from stock layers that are TFLite
 builtins (subtract, multiply, fixed dense sums, exp), so the sensor runs it like any
 other head.  A Keras-3 LSTM as
 trained (cuDNN-style fused loop) does not convert to TFLite, so export copies
@@ -83,7 +83,7 @@ def normal_scorer(
 
     e is the mean over seconds and features of the squared reconstruction error, each
     feature's divided by ``feature_mse`` (F,), its mean on benign training windows;
-    ``error_scale`` is a high quantile of e on those windows, so the score stays well inside
+    ``error_scale`` is the largest e on those windows, so the score stays well inside
     float32's resolution below 1 where thresholds fall.  Only TFLite builtins (subtract, mul,
     fully-connected, exp) — the sensor runs it like any other head.  Weights are copied.
     """
@@ -106,12 +106,42 @@ def normal_scorer(
     return model
 
 
-def inference_twin(trained: keras.Model) -> keras.Model:
-    """An unrolled, dropout-free copy of a trained model: same weights, convertible to TFLite."""
+def inference_twin(trained: keras.Model, temperature: float = 1.0, *, unroll: bool = True) -> keras.Model:
+    """An unrolled, dropout-free copy of a trained model, convertible to TFLite: the same
+    weights, with the output layer's divided by ``temperature`` (sigmoid(z / T))."""
     window, n_features = trained.input_shape[1:]
-    twin = build_lstm(n_features, window, dropout=0.0, unroll=True)
-    twin.set_weights(trained.get_weights())
+    twin = build_lstm(n_features, window, dropout=0.0, unroll=unroll)
+    weights = trained.get_weights()
+    weights[-2] = weights[-2] / temperature  # the output Dense's kernel and bias
+    weights[-1] = weights[-1] / temperature
+    twin.set_weights(weights)
     return twin
+
+
+def logits(trained: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The supervised LSTM's pre-sigmoid outputs z on normalized windows: kernel · h + bias of
+    its output layer, from that layer's input (float32, not saturated as sigmoid(z) is)."""
+    import keras
+
+    h = keras.Model(trained.inputs, trained.layers[-1].input).predict(x, batch_size=4096, verbose=0)
+    kernel, bias = trained.layers[-1].get_weights()
+    out: np.ndarray = (h @ kernel + bias).ravel().astype(np.float32)
+    return out
+
+
+TEMPERATURE_TOP = 8.0  # the top benign training logit maps to sigmoid(8) = 0.99966
+
+
+def temperature_for(z_benign: np.ndarray) -> float:
+    """The temperature that keeps every benign training score below sigmoid(``TEMPERATURE_TOP``).
+
+    A false-alert budget of a few in 10,000 flows puts the threshold among the highest
+    benign scores; where those are sigmoid(30) they are 1.0 in float32 and no threshold can
+    separate them.  Dividing logits by T (monotone: the ranking is unchanged) keeps them
+    where float32 resolves them.
+    """
+    top = float(np.max(z_benign)) if len(z_benign) else 0.0
+    return max(1.0, top / TEMPERATURE_TOP)
 
 
 _CONVERT = """

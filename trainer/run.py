@@ -27,9 +27,9 @@ from .dataset import (
 from .evaluate import Scores, evaluate, plot, threshold_for_flow_budget, write_report
 from .export import export_bundle
 from .jobs import TrainJob
-from .model import normal_scorer
+from .model import logits, normal_scorer, temperature_for
 from .spark import spark_context
-from .train import TrainConfig, predict, svm_scores, train_lstm, train_normal, train_svm
+from .train import TrainConfig, predict, squash, svm_margins, train_lstm, train_normal, train_svm
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
@@ -63,6 +63,7 @@ class Fitted:
     models: dict[str, Any]  # "lstm" (Keras), "normal" (Keras encoder-decoder), ...
     normal_mse: np.ndarray
     normal_scale: float
+    temperature: float  # the supervised head's (see trainer.model.temperature_for)
     scores: list[Scores]
     thresholds: dict[str, float]
     results: dict[str, dict[str, Any]]
@@ -99,8 +100,10 @@ def _fit_models(
 
     lstm = train_lstm(sc, xtr, ytr, cfg, xtr[val], ytr[val], _say, f"{label} lstm")
     models["lstm"] = lstm
-    thresholds["lstm"] = _threshold(predict(lstm, xtr), benign, ktr, budget / 2)
-    lstm_te = predict(lstm, xte)
+    z = logits(lstm, xtr)
+    temperature = temperature_for(z[benign])
+    thresholds["lstm"] = _threshold(squash(z, temperature), benign, ktr, budget / 2)
+    lstm_te = squash(logits(lstm, xte), temperature)
     scores.append(Scores("lstm", yte, lstm_te, tax))
 
     pool = np.flatnonzero(benign)
@@ -118,14 +121,18 @@ def _fit_models(
 
     if with_baselines:
         nc = train_lstm(sc, xtr[:, 1:2], ytr, cfg, xtr[val][:, 1:2], ytr[val], _say, f"{label} no-context lstm")
-        thresholds["lstm (no context)"] = _threshold(predict(nc, xtr[:, 1:2]), benign, ktr, budget)
-        scores.append(Scores("lstm (no context)", yte, predict(nc, xte[:, 1:2]), tax))
+        z = logits(nc, xtr[:, 1:2])
+        t_nc = temperature_for(z[benign])
+        thresholds["lstm (no context)"] = _threshold(squash(z, t_nc), benign, ktr, budget)
+        scores.append(Scores("lstm (no context)", yte, squash(logits(nc, xte[:, 1:2]), t_nc), tax))
         _say(f"[{label} svm] training MLlib LinearSVC")
         svm = train_svm(sc, xtr, ytr, cfg)
-        thresholds["linear svm"] = _threshold(svm_scores(svm, xtr), benign, ktr, budget)
-        scores.append(Scores("linear svm", yte, svm_scores(svm, xte), tax))
+        m = svm_margins(svm, xtr)
+        t_svm = temperature_for(m[benign])
+        thresholds["linear svm"] = _threshold(squash(m, t_svm), benign, ktr, budget)
+        scores.append(Scores("linear svm", yte, squash(svm_margins(svm, xte), t_svm), tax))
     results = {s.name: evaluate(s, thresholds[s.name]) for s in scores}
-    return Fitted(norm, models, mse, scale, scores, thresholds, results)
+    return Fitted(norm, models, mse, scale, temperature, scores, thresholds, results)
 
 
 def train_all(args: TrainJob) -> dict[str, Any]:
@@ -214,6 +221,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         provenance=provenance,
         metrics=metrics,
         check_x=w.x[test_m],
+        temperature=fit.temperature,
         normal=(
             normal_scorer(fit.models["normal"], fit.normal_mse, fit.normal_scale, unroll=True),
             fit.thresholds["normal"],

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import copy
 import functools
 import gzip
 import hashlib
@@ -851,7 +852,9 @@ def mutate_json(seed: bytes, rng: random.Random, seeds: list[bytes]) -> bytes:
             parent = parent[k]
         roll = rng.random()
         if roll < 0.6:
-            parent[leaf] = rng.choice(_JSON_VALUES)
+            # a copy: the table's lists and objects must not be shared (a later edit inside one
+            # would change the table, and could put a value inside itself)
+            parent[leaf] = copy.deepcopy(rng.choice(_JSON_VALUES))
         elif roll < 0.75:
             del parent[leaf]
         elif roll < 0.9 and isinstance(parent[leaf], list):
@@ -864,7 +867,7 @@ def mutate_json(seed: bytes, rng: random.Random, seeds: list[bytes]) -> bytes:
             parent[leaf] = value
     try:
         return json.dumps(doc).encode()[:MAX_INPUT]
-    except RecursionError:
+    except (RecursionError, ValueError):
         return seed
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -199,3 +200,15 @@ def test_campaign_records_crashes_hangs_memory_and_deaths_with_reproducers(tmp_p
     )
     assert harness.replay([crash]) == 1
     assert json.loads((tmp_path / "summary.json").read_text())["inputs"] == 12
+
+
+def test_json_mutations_never_edit_their_table_of_values():
+    # Found by the long campaign: values taken from the table were shared, so a later edit
+    # inside one changed the table and once put a list inside itself (seed 9, input 552870).
+    before = repr(harness._JSON_VALUES)
+    seeds = harness.metadata_seeds()
+    for i in range(3000):
+        harness.mutate_json(seeds[i % len(seeds)], random.Random(i), seeds)
+    assert repr(harness._JSON_VALUES) == before
+    name, data = harness.generate(list(harness.TARGETS), 9, 552870)
+    assert name == "metadata" and json.loads(data)
