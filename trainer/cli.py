@@ -188,7 +188,7 @@ linear SVM (MLlib LinearSVC) and a no-context LSTM (centre second only) on the
 same split, plus a leave-one-family-out run per attack family.  Writes the
 report (report.md, report.json, PNG plots) and the quantized bundle RUN/bundle/.
 
-The split is by time (the last --test-fraction of each trace's seconds is held
+The split is by time (the last --test-fraction of each trace's time span is held
 out) unless --corpus names the corpus the features came from and something of
 it is held out: then training sees no trace of the --hold-out-families and no
 background of the --hold-out-sources, and the test is the held-out families on
@@ -281,7 +281,68 @@ examples:
     p.add_argument("--sources", metavar="LIST", help="with --sensor: benign sources to evaluate on (default: all)")
     p.add_argument("--jobs", type=int, default=0, metavar="N", help="sensor processes at a time (default: CPUs)")
     p.add_argument("--out", required=True, metavar="DIR")
+
+    p = sub.add_parser(
+        "site",
+        help="fit the sensor to one network from its own benign captures",
+        formatter_class=fmt,
+        epilog=EXIT_CODES,
+        description="""\
+Fit the sensor to your network in one command.  Point --captures at a directory
+of its benign traffic (pcap/pcapng, compressed or not: header captures are
+enough, e.g. 'tcpdump -s 128 -w'); flowlstm-train builds site backgrounds from
+them beside the public ones of --data, injects every attack family of the
+attack library into them, extracts features on Spark, trains both heads (the
+supervised LSTM and the normal-behaviour LSTM) and the baselines with
+thresholds for the false-alert budget, and runs the real sensor on your traces
+with the new bundle and the shipped one side by side.
+
+  RUN/train/bundle     the bundle: flowlstm-sensor run --model RUN/train/bundle
+  RUN/train/report.md  training report (window level)
+  RUN/alerts/report.md alert level on your traces (detections per family,
+                       false alerts per hour and per 10k flows, collateral)
+
+examples:
+  flowlstm-train site --captures /srv/pcaps/office --data ../shared/data --name office --out runs/office
+""",
+    )
+    p.add_argument("--captures", required=True, metavar="DIR", help="your network's benign captures")
+    p.add_argument(
+        "--data", required=True, metavar="DIR", help="shared/data: the attack library and public backgrounds"
+    )
+    p.add_argument("--name", required=True, metavar="NAME", help="the site's name (letters, digits, '-')")
+    p.add_argument("--out", required=True, metavar="RUN")
+    p.add_argument("--sites", type=int, default=2, metavar="N", help="site backgrounds built from your captures")
+    p.add_argument("--epochs", type=int, default=TrainJob.epochs)
+    p.add_argument("--no-public", action="store_true", help="train on your site only, not beside the public sources")
+    _add_master(p)
     return parser
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from .site import fit_site
+
+    if args.sites < 1 or args.epochs < 1:
+        raise UsageError("--sites and --epochs must be at least 1")
+    report = fit_site(
+        Path(args.captures),
+        Path(args.data),
+        Path(args.out),
+        args.name,
+        args.sites,
+        args.master,
+        args.epochs,
+        not args.no_public,
+        say=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    for name, m in report["models"].items():
+        print(
+            f"{name}: families {m['families_detected']}/{m['families_total']}, instances "
+            f"{m['instances_detected']}/{m['instances_total']}, false/10k flows {m['false_per_10k_flows']}"
+        )
+    out = Path(args.out)
+    print(f"bundle: {out / 'train' / 'bundle'}; reports: {out / 'train' / 'report.md'}, {out / 'alerts' / 'report.md'}")
+    return 0
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
@@ -503,6 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "features": cmd_features,
             "train": cmd_train,
             "evaluate": cmd_evaluate,
+            "site": cmd_site,
         }[args.command](args)
     except FlowlstmError as exc:
         print(f"flowlstm-train: error: {exc}", file=sys.stderr)

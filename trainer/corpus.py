@@ -94,6 +94,9 @@ class CorpusConfig:
     families: tuple[str, ...] = FAMILIES
     # sources whose captures are benign traces as they are (too few or too short for a site)
     standalone: tuple[str, ...] = ("caida-netshare", "netshare-test")
+    # more benign sources from outside the data directory: name → directory of captures (a
+    # site's own traffic); each needs an entry in ``sites``
+    extra: dict[str, str] = field(default_factory=dict)
     max_captures: int = 0  # per site (0: all); small corpora for tests
 
 
@@ -127,8 +130,8 @@ def find_captures(data: Path) -> tuple[dict[str, list[Capture]], dict[str, list[
             benign.setdefault(source, []).append(Capture(rel, source))
         elif (fam := _family(rel)) is not None:
             attacks.setdefault(fam, []).append(Capture(rel, fam))
-    if not benign or not attacks:
-        raise UsageError(f"{data}: no benign/ or attacks/ captures found; is this shared/data?")
+    if not attacks:
+        raise UsageError(f"{data}: no attacks/ captures found; is this shared/data?")
     return benign, attacks
 
 
@@ -362,9 +365,34 @@ def build_mix(
     )
 
 
+def site_captures(directory: Path, source: str) -> list[Capture]:
+    """Every capture file under ``directory`` (a site's own benign traffic), by absolute path."""
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: no such directory of captures")
+    caps = [
+        Capture(str(p.resolve()), source)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and _CAPTURE_NAME.search(p.name)
+    ]
+    if not caps:
+        raise UsageError(f"{directory}: no capture files (*.pcap, *.pcapng, *.cap, optionally .gz/.xz/.bz2)")
+    return caps
+
+
+def families_in(data: Path) -> tuple[str, ...]:
+    """The attack families that have captures under ``data``."""
+    return tuple(f for f in FAMILIES if f in find_captures(data)[1])
+
+
 def build(data: Path, out: Path, cfg: CorpusConfig, say: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Build the corpus under ``out``; return (and write) its corpus.json."""
     benign, attack_caps = find_captures(data)
+    for source, directory in cfg.extra.items():
+        if source in benign:
+            raise UsageError(f"source name {source} is taken by {data}/benign/{source}; name the site otherwise")
+        benign[source] = site_captures(Path(directory), source)
+    if not benign:
+        raise UsageError(f"{data}: no benign/ captures found, and no site given; is this shared/data?")
     unknown = set(cfg.families) - set(FAMILIES)
     if unknown:
         raise UsageError(f"unknown attack family {', '.join(sorted(unknown))}; known: {', '.join(FAMILIES)}")

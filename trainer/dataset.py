@@ -110,12 +110,17 @@ def load_windows(
 
 
 def time_split(w: Windows, test_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Per trace, the last ``test_fraction`` of its seconds is test; returns (train, test) masks."""
+    """Per trace, the last ``test_fraction`` of its time span is test; returns (train, test) masks.
+
+    By time, not by count of seconds with windows: a trace whose traffic is dense in one
+    stretch (a busy capture placed inside a quiet site) would otherwise put every second
+    outside that stretch, and the attacks there, on one side.
+    """
     test = np.zeros(len(w), bool)
     for name in np.unique(w.trace):
         m = w.trace == name
-        secs = np.unique(w.sec[m])
-        cut = secs[min(len(secs) - 1, int(np.floor(len(secs) * (1 - test_fraction))))]
+        lo, hi = int(w.sec[m].min()), int(w.sec[m].max())
+        cut = max(lo + int(np.ceil((hi - lo) * (1 - test_fraction))), lo + 1) if hi > lo else hi
         test |= m & (w.sec >= cut)
     return ~test, test
 

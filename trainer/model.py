@@ -7,11 +7,13 @@ The normal-behaviour head is the paper's "network language" taken literally: an
 LSTM encoder-decoder (64 units, ReLU, same optimizer) trained on benign windows only
 to reproduce the [t−1, t, t+1] sequence.  Its score is how badly it reproduces a
 window: the squared error of every feature of every second, each divided by that
-feature's mean squared error on benign training windows, averaged — about 1 for the
-windows it learned — squashed to [0, 1) as 1 − exp(−e / s), s the largest e of the
-benign training windows.  The scorer is built from stock layers that are TFLite
-builtins (subtract, multiply, fixed dense sums, exp), so the sensor runs it like any
-other head.  A Keras-3 LSTM as
+feature's mean squared error on benign training windows, the largest of them taken,
+squashed to [0, 1) as 1 − exp(−e / s), s the largest e of the benign training
+windows.  The scorer is built from stock layers that are TFLite builtins (subtract,
+multiply, fixed dense maps, max pooling, exp), so the sensor runs it like any other
+head.
+
+A Keras-3 LSTM as
 trained (cuDNN-style fused loop) does not convert to TFLite, so export copies
 the weights into an unrolled, dropout-free twin — dropout is inactive at
 inference anyway, so the twin computes the same function — and converts that
@@ -81,11 +83,12 @@ def normal_scorer(
 ) -> keras.Model:
     """The normal head as the sensor runs it: window → 1 − exp(−e / error_scale).
 
-    e is the mean over seconds and features of the squared reconstruction error, each
-    feature's divided by ``feature_mse`` (F,), its mean on benign training windows;
-    ``error_scale`` is the largest e on those windows, so the score stays well inside
-    float32's resolution below 1 where thresholds fall.  Only TFLite builtins (subtract, mul,
-    fully-connected, exp) — the sensor runs it like any other head.  Weights are copied.
+    e is the largest, over seconds and features, squared reconstruction error divided by
+    that feature's mean on benign training windows (``feature_mse``, (F,)): the one feature
+    most unlike normal decides, so a scanner's port fan-out is not averaged away among 240
+    ordinary values (the mean did that: scans scored like background).  ``error_scale`` is
+    the largest e on those windows, so the score stays well inside float32's resolution
+    below 1 where thresholds fall.  Weights are copied.
     """
     import keras
     from keras import layers
@@ -97,11 +100,15 @@ def normal_scorer(
     rec = ae(inp)
     diff = layers.Subtract()([rec, inp])
     sq = layers.Multiply()([diff, diff])
-    neg = layers.Dense(1, use_bias=False, name="neg_relative_error")(layers.Flatten()(sq))
+    # each feature's squared error over its benign mean (and the scale): a fixed diagonal
+    rel = layers.Dense(n_features, use_bias=False, name="relative_error")(sq)
+    worst = layers.GlobalMaxPooling1D()(layers.Reshape((window * n_features, 1))(rel))
+    neg = layers.Dense(1, use_bias=False, name="negate")(worst)
     score = layers.Dense(1, name="one_minus")(layers.Activation("exponential")(neg))
     model = keras.Model(inp, score)
-    kernel = -np.tile(1.0 / feature_mse, window) / (window * n_features * error_scale)
-    model.get_layer("neg_relative_error").set_weights([kernel.reshape(-1, 1).astype(np.float32)])
+    diag = np.diag(1.0 / (feature_mse * error_scale)).astype(np.float32)
+    model.get_layer("relative_error").set_weights([diag])
+    model.get_layer("negate").set_weights([np.array([[-1.0]], np.float32)])
     model.get_layer("one_minus").set_weights([np.array([[-1.0]], np.float32), np.array([1.0], np.float32)])
     return model
 

@@ -157,7 +157,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
     else:
         w = load_windows(args.features, None, args.max_benign_per_trace, args.max_anomalous_per_trace, args.seed)
         train_m, test_m = time_split(w, args.test_fraction)
-        split_text = f"time: last {args.test_fraction:.0%} of each trace's seconds held out"
+        split_text = f"time: last {args.test_fraction:.0%} of each trace's time span held out"
     if w.y[test_m].sum() == 0:
         raise UsageError(
             "the held-out windows contain no anomalous one; inject attacks that span the split, "

@@ -131,7 +131,7 @@ def train_normal(
     rec = trained.predict(x, batch_size=4096, verbose=0)
     sq = (rec - x) ** 2
     mse = np.maximum(sq.mean(axis=(0, 1)), NORMAL_MSE_FLOOR).astype(np.float64)
-    rel = (sq / mse).mean(axis=(1, 2))
+    rel = (sq / mse).max(axis=(1, 2))
     scale = float(max(rel.max(), 1e-6))
     return trained, mse, scale
 

@@ -8,6 +8,7 @@ trainer's windows (Spark task, trainer venv, NumPy 1.26) with the sensor's
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -139,6 +140,11 @@ def test_train_evaluate_export_and_load(workdir):
     q = report["quantization"]
     assert q["agreement"] >= 0.99 and 10_000 < q["bytes"] < 200_000
 
+    # readable by a sensor running as its own user (the export starts in a private temp dir)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (run / "bundle").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert all(f.stat().st_mode & 0o777 == 0o666 & ~umask for f in (run / "bundle").iterdir())
     bundle = ModelBundle(run / "bundle")
     assert bundle.name == "e2e" and 0 < bundle.threshold < 1
     assert bundle.head_names == ("supervised", "normal") and np.all((bundle.thresholds > 0) & (bundle.thresholds < 1))

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from sensor.model import DEFAULT_BUNDLE
+from sensor.model import DEFAULT_BUNDLE, ModelBundle
 from trainer.cli import main as train_main
 from trainer.fieldtest import Alert, Tally, TraceRun, default_sensor, read_eve, run_sensor
 from trainer.labels import NS
 
-from ..conftest import ATTACKS
+from ..conftest import ATTACKS, DATA, MAWI_PCAP
 from .test_corpus import CFG, LAYOUT
 
 
@@ -163,3 +163,45 @@ def test_a_model_trained_without_a_family_is_evaluated_at_the_alert_level_on_it(
     assert "| no-scan |" in md and "| scan |" in md
     for png in report["plots"]:
         assert (out / png).stat().st_size > 5_000
+
+
+def test_a_site_is_fitted_in_one_command(tmp_path):
+    """flowlstm-train site: a site's own captures (here the MAWI excerpt and a Zeek trace) →
+    corpus, features, both heads, the alert-level report on its traces beside the shipped bundle."""
+    data = tmp_path / "data"
+    for rel, src in LAYOUT.items():
+        if rel.startswith("attacks/"):
+            (data / rel).parent.mkdir(parents=True, exist_ok=True)
+            (data / rel).symlink_to(src)
+    own = tmp_path / "office"
+    own.mkdir()
+    (own / "ftp.pcap").symlink_to(DATA / "zeek" / "ftp_bruteforce.pcap")
+    (own / "uplink.pcap").symlink_to(MAWI_PCAP)
+    run = tmp_path / "run"
+    code = train_main(
+        [
+            "site",
+            "--captures",
+            str(own),
+            "--data",
+            str(data),
+            "--name",
+            "office",
+            "--sites",
+            "1",
+            "--epochs",
+            "1",
+            "--no-public",
+            "--master",
+            "local[2]",
+            "--out",
+            str(run),
+        ]
+    )
+    assert code == 0
+    bundle = ModelBundle(run / "train" / "bundle")
+    assert bundle.name == "flowlstm-office" and bundle.head_names == ("supervised", "normal")
+    report = json.loads((run / "alerts" / "report.json").read_text())
+    assert set(report["models"]) == {"office", "shipped"} and report["sources"] == ["office"]
+    assert report["mixes"] == 2 and report["benign"] == 1  # the site, with each family of the library in it
+    assert (run / "train" / "report.md").exists() and (run / "alerts" / "report.md").exists()
