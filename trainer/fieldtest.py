@@ -258,48 +258,46 @@ def field_test(
     }
 
 
-def plot(report: dict[str, Any], out: Path) -> list[str]:
-    """Per-family detection bars and false alerts per benign source, one bar per model."""
+def _bars(out: Path, name: str, labels: list[str], values: dict[str, list[float]], ylabel: str) -> str:
+    """One grouped bar chart: a group per label, a bar per model; written as ``out/name``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
+    fig, ax = plt.subplots(figsize=(max(6, len(labels) * 0.85), 3.5))
+    width = 0.8 / max(len(values), 1)
+    at = np.arange(len(labels))
+    for i, (model, v) in enumerate(values.items()):
+        ax.bar(at + i * width, v, width, label=model)
+    ax.set_xticks(at + width * (len(values) - 1) / 2, labels, rotation=35, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def plot(report: dict[str, Any], out: Path) -> list[str]:
+    """Per-family detection bars and false alerts per benign source, one bar per model."""
     models = report["models"]
-    names = list(models)
     files = []
     fams = sorted({f for m in models.values() for f in m["families"]})
     if fams:
-        fig, ax = plt.subplots(figsize=(max(6, len(fams) * 0.8), 3.5))
-        width = 0.8 / max(len(names), 1)
-        for i, n in enumerate(names):
-            fm = models[n]["families"]
-            v = [fm[f]["detected"] / fm[f]["instances"] if f in fm else 0 for f in fams]
-            ax.bar(np.arange(len(fams)) + i * width, v, width, label=n)
-        ax.set_xticks(np.arange(len(fams)) + width * (len(names) - 1) / 2, fams, rotation=40, ha="right")
-        ax.set_ylabel("instances detected")
-        ax.set_ylim(0, 1.05)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "alerts_detection.png", dpi=110)
-        plt.close(fig)
-        files.append("alerts_detection.png")
+        detected = {
+            n: [m["families"][f]["detected"] / m["families"][f]["instances"] if f in m["families"] else 0 for f in fams]
+            for n, m in models.items()
+        }
+        files.append(_bars(out, "alerts_detection.png", fams, detected, "share of instances detected"))
     sources = sorted({s for m in models.values() for s in m["sources"]})
     if sources:
-        fig, ax = plt.subplots(figsize=(max(6, len(sources) * 0.9), 3.5))
-        width = 0.8 / max(len(names), 1)
-        for i, n in enumerate(names):
-            sm = models[n]["sources"]
-            v = [(sm[s]["per_10k_flows"] or 0) if s in sm else 0 for s in sources]
-            ax.bar(np.arange(len(sources)) + i * width, v, width, label=n)
-        ax.set_xticks(np.arange(len(sources)) + width * (len(names) - 1) / 2, sources, rotation=30, ha="right")
-        ax.set_ylabel("false alerts per 10k flows")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "alerts_false_by_source.png", dpi=110)
-        plt.close(fig)
-        files.append("alerts_false_by_source.png")
+        false = {
+            n: [(m["sources"][s]["per_10k_flows"] or 0) if s in m["sources"] else 0 for s in sources]
+            for n, m in models.items()
+        }
+        files.append(_bars(out, "alerts_false_by_source.png", sources, false, "false alerts per 10k flows"))
     return files
 
 
