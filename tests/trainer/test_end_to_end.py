@@ -149,12 +149,13 @@ def test_train_evaluate_export_and_load(workdir):
     assert bundle.name == "e2e" and 0 < bundle.threshold < 1
     assert bundle.head_names == ("supervised", "normal") and np.all((bundle.thresholds > 0) & (bundle.thresholds < 1))
     w = read_windows(str(workdir / "feat" / "trace=mix" / "part-0.parquet"))
-    scores = bundle.score_all(w.x[:5000])
-    assert scores.shape == (5000, 2) and np.all((scores >= 0) & (scores <= 1))
-    # the normal head, trained on benign windows only, scores the flood above the background
-    y = w.table.column("label").to_numpy()[:5000] == 1
+    scores = bundle.score_all(w.x)
+    assert scores.shape == (len(w.x), 2) and np.all((scores >= 0) & (scores <= 1))
+    # the normal head's threshold, set for the false-alert budget on benign training flows,
+    # leaves the benign windows of its own training trace (nearly) all quiet
+    y = w.table.column("label").to_numpy() == 1
     assert y.any() and (~y).any()
-    assert np.median(scores[y, 1]) > np.median(scores[~y, 1])
+    assert np.mean(scores[~y, 1] >= bundle.thresholds[1]) < 0.01
 
     assert (
         train_main(
