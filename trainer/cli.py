@@ -531,7 +531,7 @@ def _evaluate_alerts(args: argparse.Namespace) -> int:
     traces = fieldtest.select(c, families, sources)
     out = Path(args.out)
     report = fieldtest.field_test(
-        c, models, traces, out, jobs=args.jobs, progress=lambda m: print(m, file=sys.stderr, flush=True)
+        models, traces, out, jobs=args.jobs, progress=lambda m: print(m, file=sys.stderr, flush=True)
     )
     report["families"], report["sources"] = families, sources
     report["created"] = dt.datetime.now(dt.UTC).isoformat()

@@ -222,7 +222,6 @@ def default_sensor() -> list[str]:
 
 
 def field_test(
-    corpus: dict[str, Any],
     models: dict[str, str],
     traces: list[dict[str, Any]],
     out: Path,

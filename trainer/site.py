@@ -62,7 +62,7 @@ def fit_site(
         families=corpus_mod.families_in(data),
     )
     say(f"[1/4] corpus: {name} ({captures}) as {sites} site background(s), every attack family injected")
-    corpus = corpus_mod.build(data, out / "corpus", cfg, say=lambda m: say(f"      {m}"))
+    corpus_mod.build(data, out / "corpus", cfg, say=lambda m: say(f"      {m}"))
     traces = corpus_mod.load(out / "corpus")["traces"]
     say(f"[2/4] features of {len(traces)} traces on Spark ({master})")
     with spark_context(master) as sc:
@@ -93,7 +93,7 @@ def fit_site(
     say(f"[4/4] the real sensor on {name}'s traces: the new bundle and the shipped one")
     own = fieldtest.select(corpus_mod.load(out / "corpus"), None, [name])
     report = fieldtest.field_test(
-        corpus, {name: str(bundle), "shipped": str(DEFAULT_BUNDLE)}, own, out / "alerts", progress=say
+        {name: str(bundle), "shipped": str(DEFAULT_BUNDLE)}, own, out / "alerts", progress=say
     )
     report["families"], report["sources"] = None, [name]
     report["created"] = dt.datetime.now(dt.UTC).isoformat()
