@@ -260,7 +260,9 @@ def sensor_config(values: dict[str, Any]) -> SensorConfig:
     return SensorConfig(
         values=values,
         pipeline=pipeline_config(values),
-        alerts=AlertConfig(host=values["sensor-name"], in_iface=iface, signatures=signatures(values)),
+        alerts=AlertConfig(
+            host=values["sensor-name"], in_iface=iface, signatures=signatures(values), per=values["alerts.per"]
+        ),
         capture=capture,
         pcaps=pcaps,
         eve_path=values["outputs.eve.filename"],

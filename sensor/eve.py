@@ -15,8 +15,10 @@ Splunk take them like Suricata's own:
   ``icmp_code`` (their first packet's) instead of ports, as Suricata writes them;
 - ``alert``: gid 9330 (flowlstm's own generator id, clear of Suricata's 1 and
   the preprocessor range), one signature per anomaly kind; ``metadata`` carries
-  the model's score, the model, the window and any alerts folded into this one
-  by thresholding, each as an array of strings like ET rule metadata.
+  the model's score, the model, the window, the anomalous aggregate the alert
+  stands for (member flows, packets, bytes, source and destination prefixes) and
+  any alerts folded into this one by thresholding, each as an array of strings
+  like ET rule metadata.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import communityid
 import numpy as np
 
 from .addresses import format_addresses
+from .aggregate.render import render_prefix
 from .features import SCHEMA
+from .grouping import AGGREGATE, group_windows
 from .hashing import endpoint_order, mix64
 from .signatures import DEFAULT_SIGNATURES, Signature
 from .threshold import Thresholder
@@ -51,6 +55,7 @@ class AlertConfig:
     in_iface: str = ""
     signatures: dict[str, Signature] = field(default_factory=lambda: dict(DEFAULT_SIGNATURES))
     rev: int = 1
+    per: str = AGGREGATE  # one alert per anomalous aggregate, or "flow": one per window
 
 
 def classify(x_center: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -132,10 +137,13 @@ def alert_records(
     """EVE alert dicts for the windows of ``batch`` that any head scores at or above its threshold.
 
     ``scores`` is (N,) for one head or (N, heads) and ``threshold`` one number or one per
-    head.  Each alert's metadata has every head's score (``flowlstm_score``, in the order of
-    ``heads``) and the heads that fired (``flowlstm_head``).  With a ``thresholder``, only
-    the candidates it lets through become records (the rest are counted there), so the cost
-    follows the alerts written, not the anomalies.
+    head.  The anomalous windows are grouped into one candidate per anomalous aggregate
+    (``sensor.grouping``; ``config.per``), named by its heaviest member.  Each alert's
+    metadata has every head's highest score among the members (``flowlstm_score``, in the
+    order of ``heads``), the heads that fired (``flowlstm_head``), the members' flow, packet
+    and byte counts and the prefixes they span.  With a ``thresholder``, only the candidates
+    it lets through become records (the rest are counted there), so the cost follows the
+    alerts written, not the anomalies.
     """
     per_head = scores.reshape(len(scores), -1)
     cut = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (per_head.shape[1],))
@@ -143,16 +151,18 @@ def alert_records(
     hit = np.flatnonzero(fired.any(axis=1))
     if len(hit) == 0:
         return []
-    keys = batch.keys[hit]
-    kinds = classify(batch.x[hit, 1], keys)
-    folded = np.zeros(len(hit), dtype=np.int64)
+    kinds_hit = classify(batch.x[hit, 1], batch.keys[hit])
+    g = group_windows(batch.keys[hit], kinds_hit, per_head[hit], fired[hit], config.per)
+    keys, kinds = batch.keys[hit[g.rep]], kinds_hit[g.rep]
+    chosen = np.arange(len(g))
+    folded = np.zeros(len(g), dtype=np.int64)
     if thresholder is not None:
-        sids = np.empty(len(hit), dtype=np.int64)
+        sids = np.empty(len(g), dtype=np.int64)
         for kind in set(kinds.tolist()):
             sids[kinds == kind] = (config.signatures.get(kind) or config.signatures["anomaly"]).sid
         keep, folded = thresholder.decide(batch.sec, sids, keys["src"], keys["dst"])
-        hit, keys, kinds, folded = hit[keep], keys[keep], kinds[keep], folded[keep]
-        if len(hit) == 0:
+        chosen, keys, kinds, folded = chosen[keep], keys[keep], kinds[keep], folded[keep]
+        if len(chosen) == 0:
             return []
     src = format_addresses(keys["src"])
     dst = format_addresses(keys["dst"])
@@ -161,10 +171,11 @@ def alert_records(
     window = f"{batch.sec - 1}..{batch.sec + 1}"
     cids = community_ids(keys)
     out = []
-    for i in range(len(hit)):
+    for i, gi in enumerate(chosen.tolist()):
         k = keys[i]
         proto = int(k["proto"])
         sig = config.signatures.get(kinds[i]) or config.signatures["anomaly"]
+        fam = int(g.family[gi])
         rec = {
             "timestamp": stamp,
             "flow_id": int(fids[i]),
@@ -184,11 +195,16 @@ def alert_records(
                 "category": sig.category,
                 "severity": sig.severity,
                 "metadata": {
-                    "flowlstm_score": [f"{float(v):.4f}" for v in per_head[hit[i]]],
-                    "flowlstm_head": [h for h, f in zip(heads, fired[hit[i]], strict=True) if f],
+                    "flowlstm_score": [f"{float(v):.4f}" for v in g.scores[gi]],
+                    "flowlstm_head": [h for h, f in zip(heads, g.fired[gi], strict=True) if f],
                     "flowlstm_model": [model_label],
                     "flowlstm_window": [window],
                     "flowlstm_kind": [str(kinds[i])],
+                    "flowlstm_flows": [str(int(g.members[gi]))],
+                    "flowlstm_pkts": [str(int(g.pkts[gi]))],
+                    "flowlstm_bytes": [str(int(g.bytes[gi]))],
+                    "flowlstm_src_prefix": [render_prefix(g.src_prefix[gi].tobytes(), int(g.src_len[gi]), fam)],
+                    "flowlstm_dest_prefix": [render_prefix(g.dst_prefix[gi].tobytes(), int(g.dst_len[gi]), fam)],
                 },
             },
             "flow": {

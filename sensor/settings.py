@@ -467,6 +467,19 @@ TABLE: tuple[Setting, ...] = (
         metavar="OUT.parquet",
         required=("features",),
     ),
+    Setting(
+        "alerts.per",
+        str,
+        "aggregate",
+        "one alert per anomalous aggregate (victim, scanner, host pair; default) or per flow",
+        "--alert-per",
+        choices=("aggregate", "flow"),
+        metavar="WHAT",
+        doc="aggregate: the anomalous flows of a second become one alert per victim (floods,\n"
+        "reflections), scanner (scans) or host pair (other anomalies), named by its heaviest\n"
+        "flow, with the members' flow/packet/byte counts and prefixes in alert.metadata.\n"
+        "flow: one alert per anomalous flow.",
+    ),
 )
 
 _SIG_FIELDS = (

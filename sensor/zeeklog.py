@@ -2,8 +2,8 @@
 
 Columns and types are those of Zeek's notice.log, so zat, zeek-cut and
 Zeek-aware SIEM parsers read it: ``note`` is ``FlowLSTM::<Kind>``, ``msg`` the
-signature and score, ``sub`` the window, ``n`` how many alerts thresholding
-folded into this one.  Lines are appended whole, like the EVE file.
+signature, score and the aggregate the alert stands for, ``sub`` the window,
+``n`` how many alerts thresholding folded into this one.  Lines are appended whole, like the EVE file.
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ def _field(v: object) -> str:
     return "(empty)" if s == "" else s.replace("\t", "\\x09").replace("\n", "\\x0a")
 
 
+def _members(md: dict[str, list[str]]) -> str:
+    """'; 1200 flows, 1300 pkts from 10.0.0.0/8' for an alert that stands for an aggregate."""
+    if "flowlstm_flows" not in md:
+        return ""
+    out = f"; {md['flowlstm_flows'][0]} flows, {md['flowlstm_pkts'][0]} pkts"
+    return out + f" from {md['flowlstm_src_prefix'][0]} to {md['flowlstm_dest_prefix'][0]}"
+
+
 def format_notices(records: list[dict[str, Any]], suppress_for: float = 60.0) -> bytes:
     """Zeek notice rows for EVE alert records, as whole lines (``suppress_for``: the thresholding period)."""
     lines = []
@@ -62,7 +70,7 @@ def format_notices(records: list[dict[str, Any]], suppress_for: float = 60.0) ->
             "-",
             r["proto"].lower().replace("ipv6-icmp", "icmp"),
             f"FlowLSTM::{kind.capitalize()}",
-            f"{a['signature']} (score {'/'.join(md.get('flowlstm_score', ['?']))})",
+            f"{a['signature']} (score {'/'.join(md.get('flowlstm_score', ['?']))}{_members(md)})",
             f"window {md.get('flowlstm_window', ['?'])[0]}",
             r["src_ip"],
             r["dest_ip"],

@@ -28,6 +28,8 @@ def test_notice_log_matches_zeek_and_parses_with_zat(tmp_path):
             "0",
             "--limit",
             "5",
+            "--alert-per",
+            "flow",  # every flow kind, ICMP included, gets its own row
             "--pcap",
             str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
             "--eve",
