@@ -291,16 +291,17 @@ _DECODED = (
 def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: np.ndarray, linktype: int) -> None:
     """The general decoder: any supported link type, VLAN tags, IPv4 options, IPv6 extension headers."""
     n = len(data)
-    f = _Frames(buf, data, caplen)
+    f = _Frames(buf, data, caplen, out["wire_len"])
     l3, et = _link_layer(f, linktype, n, False)
     first = f.u8(l3)
     version = first >> 4
 
     is4 = (et == ETH_IPV4) & (version == 4) & f.has(l3, 20) & ((first & 0x0F) >= 5)
     is6 = (et == ETH_IPV6) & (version == 6) & f.has(l3, 40)
-    # An IP EtherType whose header the snaplen cut short is still a truncated IP packet.
+    # An IP EtherType whose header the snaplen cut short is still a truncated IP packet, and
+    # a link header damaged or cut before the network header (802.11, radiotap) is cut too.
     wanted_ip = (et == ETH_IPV4) | (et == ETH_IPV6)
-    hdr = np.where(wanted_ip & ~(is4 | is6), HDR_TRUNC, 0).astype(np.uint8)
+    hdr = np.where((wanted_ip & ~(is4 | is6)) | f.cut, HDR_TRUNC, 0).astype(np.uint8)
 
     proto = np.zeros(n, dtype=np.uint8)
     l4 = np.zeros(n, dtype=np.int64)

@@ -42,9 +42,18 @@ def capinfos(path) -> tuple[int, int]:
     return int(fields[-2]), int(fields[-1])
 
 
-# Every frame is counted as it is on the wire: no IP reassembly (flowlstm does none; with
-# it, tshark moves a fragmented datagram's ports to its last fragment).
-_NO_REASSEMBLY = ("-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE", "-o", "tcp.desegment_tcp_streams:FALSE")
+# Every frame is counted as it is on the wire: no IP (or 802.11) reassembly (flowlstm does
+# none; with it, tshark moves a fragmented datagram's ports to its last fragment).
+_NO_REASSEMBLY = (
+    "-o",
+    "ip.defragment:FALSE",
+    "-o",
+    "ipv6.defragment:FALSE",
+    "-o",
+    "tcp.desegment_tcp_streams:FALSE",
+    "-o",
+    "wlan.defragment:FALSE",
+)
 
 
 # -- tshark -T fields -------------------------------------------------------------

@@ -45,7 +45,7 @@ SEEDS = {
     "pcapng-hping3": (ATTACKS / "hping3.pcapng").read_bytes()[:SIZE],
 }
 SEEDS["pcap-amp"] = AMP.read_bytes()[:24] + SEEDS["pcap-amp"]  # mid-file: starts mid-record
-LINKTYPES = [None, 0, 1, 12, 101, 108, 113, 228, 229, 276, 105, 65535]
+LINKTYPES = [None, 0, 1, 12, 101, 108, 113, 228, 229, 276, 105, 119, 127, 163, 192, 65535]
 MAPPED = np.frombuffer(IPV4_MAPPED_PREFIX, dtype=np.uint8)
 
 
