@@ -3,7 +3,7 @@
 #   packaging/build-deb.sh [OUTDIR]        → OUTDIR/flowlstm-sensor_VERSION_amd64.deb
 # The package carries its own virtualenv under /opt/flowlstm (NumPy 2, LiteRT,
 # pcapy-ng, ...) built against Debian's /usr/bin/python3, the systemd unit, the
-# documented configuration (a conffile), the logrotate snippet and the model.
+# documented configuration (a conffile), the logrotate snippet, the manual pages and the model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out}
@@ -27,6 +27,14 @@ install -D -m 644 etc/default/flowlstm-sensor "$stage/etc/default/flowlstm-senso
 install -D -m 644 packaging/logrotate-flowlstm "$stage/etc/logrotate.d/flowlstm"
 install -D -m 644 README.md "$stage/usr/share/doc/flowlstm/README.md"
 for d in docs/*.md; do install -D -m 644 "$d" "$stage/usr/share/doc/flowlstm/$(basename "$d")"; done
+# The manual pages of what the package puts on PATH (flowlstm-train(1) stays out: the package
+# has no trainer, whose commands need Spark and TensorFlow).  gzip -n: no name or time stamp,
+# so two builds of one tree give the same package.
+for page in docs/man/flowlstm-sensor.8 docs/man/sensor.yaml.5; do
+    dest=$stage/usr/share/man/man${page##*.}/$(basename "$page")
+    install -D -m 644 "$page" "$dest"
+    gzip -9n "$dest"
+done
 mkdir -p "$stage/usr/bin"
 ln -s $prefix/venv/sensor/bin/flowlstm-sensor "$stage/usr/bin/flowlstm-sensor"
 

@@ -12,8 +12,9 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 # tcpreplay and fever are for the tests: replaying fixtures onto a veth pair, and a real
-# EVE consumer reading our unix_stream output; netsniff-ng (trafgen) for bench/live.py.
-apt_pkgs=(python3 python3-venv python3-dev gcc libc6-dev libpcap0.8-dev tshark tcpreplay fever netsniff-ng)
+# EVE consumer reading our unix_stream output; netsniff-ng (trafgen) for bench/live.py;
+# man-db and groff-base render the manual pages in docs/man for their test.
+apt_pkgs=(python3 python3-venv python3-dev gcc libc6-dev libpcap0.8-dev tshark tcpreplay fever netsniff-ng man-db groff-base)
 [ "$what" = trainer ] && apt_pkgs+=(openjdk-17-jre-headless)
 missing=()
 for p in "${apt_pkgs[@]}"; do

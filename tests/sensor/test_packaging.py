@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -75,6 +76,16 @@ def test_package_tree_runs_the_sensor(deb, tmp_path):
     )
     events = [json.loads(x) for x in eve.read_text().splitlines()]
     assert events[-1]["event_type"] == "stats" and events[-1]["stats"]["decoder"]["pkts"] == 8000
+
+
+def test_manual_pages(deb, tmp_path):
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    for page in ("man8/flowlstm-sensor.8", "man5/sensor.yaml.5"):
+        packed = (root / "usr/share/man" / f"{page}.gz").read_bytes()
+        # gzip -n: no file name (FLG bit 3) and a zero time stamp, for a reproducible build.
+        assert packed[3] & 0x08 == 0 and packed[4:8] == bytes(4)
+        assert gzip.decompress(packed) == (ROOT / "docs" / "man" / page.split("/")[1]).read_bytes()
 
 
 def installed(package: str) -> bool:
