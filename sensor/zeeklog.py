@@ -39,6 +39,13 @@ def _field(v: object) -> str:
     return "(empty)" if s == "" else s.replace("\t", "\\x09").replace("\n", "\\x0a")
 
 
+def _transport(proto: str) -> str:
+    """Zeek's transport_proto enum: tcp, udp, icmp (ICMPv6 too) or unknown_transport; another
+    value would make Zeek's own reader drop the line."""
+    p = proto.lower().replace("ipv6-icmp", "icmp")
+    return p if p in ("tcp", "udp", "icmp") else "unknown_transport"
+
+
 def _members(md: dict[str, list[str]]) -> str:
     """'; 1200 flows, 1300 pkts from 10.0.0.0/8' for an alert that stands for an aggregate."""
     if "flowlstm_flows" not in md:
@@ -68,7 +75,7 @@ def format_notices(records: list[dict[str, Any]], suppress_for: float = 60.0) ->
             "-",
             "-",
             "-",
-            r["proto"].lower().replace("ipv6-icmp", "icmp"),
+            _transport(r["proto"]),
             f"FlowLSTM::{kind.capitalize()}",
             f"{a['signature']} (score {'/'.join(md.get('flowlstm_score', ['?']))}{_members(md)})",
             f"window {md.get('flowlstm_window', ['?'])[0]}",

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 from zat.log_to_dataframe import LogToDataFrame
+
+from sensor.zeeklog import FIELDS, format_notices
 
 from ..conftest import ATTACKS, DATA
 
@@ -58,3 +61,20 @@ def test_notice_log_matches_zeek_and_parses_with_zat(tmp_path):
     assert list(df["id.resp_p"].astype(int)) == [a.get("icmp_code", a.get("dest_port")) for a in alerts]
     assert any("icmp_type" in a for a in alerts)
     assert open(notice).read().rstrip("\n").splitlines()[-1].startswith("#close")
+
+
+@pytest.mark.parametrize(
+    ("eve", "zeek"), [("TCP", "tcp"), ("IPv6-ICMP", "icmp"), ("SCTP", "unknown_transport"), ("47", "unknown_transport")]
+)
+def test_proto_is_a_value_of_zeeks_transport_proto(eve, zeek):
+    """Zeek's reader drops a line whose enum value its type lacks: GRE, SCTP, ESP... are unknown_transport."""
+    rec = {
+        "timestamp": "2019-11-21T05:00:26.000000+0000",
+        "flow_id": 5,
+        "src_ip": "10.0.0.1",
+        "dest_ip": "10.0.0.2",
+        "proto": eve,
+        "alert": {"signature": "x", "metadata": {"flowlstm_kind": ["anomaly"], "flowlstm_score": ["0.9"]}},
+    }
+    row = format_notices([rec]).decode().rstrip("\n").split("\t")
+    assert row[FIELDS.index("proto")] == zeek

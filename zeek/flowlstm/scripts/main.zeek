@@ -54,9 +54,9 @@ export {
 		ts: time;
 		uid: string;
 		id: Endpoints;
-		# A string, not transport_proto: the sensor also writes protocols
-		# Zeek's enum lacks (sctp, gre, esp), and an enum value the type
-		# does not have makes the reader drop the whole line.
+		# A string, not transport_proto: sensors up to 0.1.0 wrote protocols
+		# Zeek's enum lacks (sctp, gre, esp; now unknown_transport), and an
+		# enum value the type does not have makes the reader drop the line.
 		proto: string;
 		note: Notice::Type;
 		## The alert's signature and every head's score.
