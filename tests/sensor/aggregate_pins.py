@@ -3,9 +3,10 @@
 ``python -m tests.sensor.aggregate_pins`` writes ``tests/data/aggregate/pinned.txt.gz``:
 for every second of every bundled IP capture under a few configurations, a digest of
 ``second_lines``: the totals, each aggregate in rank order (prefixes, bytes, packets) with
-its protocol/port entries, and the pair → aggregate table. (The lines themselves would
-take 3.6 MB.) The file in the repository was written by the pure-Python search of commit 34cc826 (numpy recursion over groups),
-which ``sensor/aggregate/_lattice.c`` replaced; the test compares the C search with it.
+its protocol/port entries, and the pair → aggregate table (the lines themselves would
+take 3.6 MB). The file in the repository was written by the pure-Python search of
+commit 34cc826 (numpy recursion over groups), which ``sensor/aggregate/_lattice.c``
+replaced; the test compares the C search with it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from ..conftest import DATA
 
 PINNED = DATA / "aggregate" / "pinned.txt.gz"
 
+# The bundled captures hold 15 IPv6 packets in all: this one is the MAWI excerpt with about
+# half its packets moved into IPv6 (see ``_to_ipv6``), so both families share each second.
+MIXED6 = "mawi/201911211400_headers.pcap+ipv6"
+
 # Every capture with IP traffic (the link-type samples carry almost none and are covered elsewhere).
 CAPTURES = [
     "mawi/201911211400_headers.pcap",
@@ -37,6 +42,7 @@ CAPTURES = [
     "attacks/zmap_tcp_5k.pcapng",
     "zeek/ftp_bruteforce.pcap",
     "zeek/ssh_sshguess.pcap",
+    MIXED6,
 ]
 
 # The default with and without protocol breakdowns (the pipeline runs without), then the
@@ -50,9 +56,33 @@ CONFIGS = {
 }
 
 
+def _to_ipv6(p: np.ndarray) -> np.ndarray:
+    """Packets whose address pair has an even sum of last bytes, moved into IPv6.
+
+    a.b.c.d becomes 2001:db8:aabb:cc00:(d ^ a)00:0:0:dd (hex bytes), so /64s hold many
+    hosts (the interface identifier the search never splits) and prefixes share the
+    excerpt's structure on both sides of the /64.
+    """
+    p = p.copy()
+    six = (p["l3"] == 4) & ((p["src"][:, 15].astype(int) + p["dst"][:, 15]) % 2 == 0)
+    for col in ("src", "dst"):
+        v4 = p[col][six, 12:].copy()
+        a = np.zeros((len(v4), 16), dtype=np.uint8)
+        a[:, :4] = (0x20, 0x01, 0x0D, 0xB8)
+        a[:, 4:7] = v4[:, :3]
+        a[:, 8] = v4[:, 3] ^ v4[:, 0]
+        a[:, 15] = v4[:, 3]
+        p[col][six] = a
+    p["l3"][six] = 6
+    return p
+
+
 def capture_seconds(path: Path) -> Iterator[tuple[int, np.ndarray]]:
     """(epoch second, its packets in time order) for every second of a capture with packets."""
-    p = np.concatenate(list(read_packets(str(path))))
+    derived = path.name.endswith("+ipv6")
+    p = np.concatenate(list(read_packets(str(path.with_name(path.name.removesuffix("+ipv6"))))))
+    if derived:
+        p = _to_ipv6(p)
     p = p[np.argsort(p["ts"], kind="stable")]
     sec = p["ts"] // NS
     cuts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1], True])
