@@ -17,7 +17,7 @@ from ..hashing import pair_hash
 from .config import BYTE, PACKET, AggregateConfig
 from .ports import aguri_ports
 from .results import Aggregate, AggregateSet, ProtoAggregate
-from .search import Node, Space, group_rows, hhh_addresses, hhh_protocols
+from .search import Found, group_rows, hhh_addresses, hhh_protocols
 
 
 def _words(addr: np.ndarray, family: int) -> np.ndarray:
@@ -48,11 +48,11 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CON
     proto = ip["proto"].astype(np.uint64)
     ports = aguri_ports(ip) if config.protocols else None
 
-    nodes: list[tuple[int, Node, _PacketCols | None]] = []  # no packet columns without config.protocols
+    aggs: list[Aggregate] = []
     pair_keys: list[np.ndarray] = []
     pair_agg: list[np.ndarray] = []
     inputs: dict[int, int] = {}
-    for family, bits, words in ((4, 32, 1), (6, 128, 2)):
+    for family in (4, 6):
         sel = np.flatnonzero(ip["l3"] == family)
         inputs[family] = 0
         if len(sel) == 0:
@@ -66,35 +66,26 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CON
         wb = ip["wire_len"][sel][order].astype(np.int64)
         fb = np.add.reduceat(wb, starts)
         fp = np.diff(np.append(starts, len(order)))
-        space = Space(bits, words)
-        found = hhh_addresses(
-            space, keys[order][starts, :words], keys[order][starts, words:], fb, fp, tb, tp, config.criterion
-        )
+        found = hhh_addresses(family, keys[order][starts], fb, fp, tb, tp, config.criterion)
         # Which aggregate took each packet's input flow, for the protocol summaries.
-        agg_of_flow = np.full(len(starts), -1, dtype=np.int64)
-        for k, node in enumerate(found):
-            agg_of_flow[node.members] = k
+        agg_of_flow = found.owner
         rep = sel[order[starts]]  # one packet per input flow
         pair_keys.append(pair_hash(ip["src"][rep], ip["dst"][rep]))
-        pair_agg.append(agg_of_flow + len(nodes))
-        if ports is None:
-            nodes += [(family, node, None) for node in found]
-            continue
-        sport, dport = ports
-        pkt_agg = np.empty(len(sel), dtype=np.int64)
-        pkt_agg[order] = agg_of_flow[gid]
-        by_agg = np.argsort(pkt_agg, kind="stable")
-        cuts = np.searchsorted(pkt_agg[by_agg], np.arange(len(found) + 1))
-        for k, node in enumerate(found):
-            rows = sel[by_agg[cuts[k] : cuts[k + 1]]]
-            nodes.append((family, node, (proto[rows], sport[rows], dport[rows], ip["wire_len"][rows].astype(np.int64))))
+        pair_agg.append(agg_of_flow + len(aggs))
+        cols: list[_PacketCols | None] = [None] * len(found)
+        if ports is not None:
+            sport, dport = ports
+            pkt_agg = np.empty(len(sel), dtype=np.int64)
+            pkt_agg[order] = agg_of_flow[gid]
+            by_agg = np.argsort(pkt_agg, kind="stable")
+            cuts = np.searchsorted(pkt_agg[by_agg], np.arange(len(found) + 1))
+            for k in range(len(found)):
+                rows = sel[by_agg[cuts[k] : cuts[k + 1]]]
+                cols[k] = (proto[rows], sport[rows], dport[rows], ip["wire_len"][rows].astype(np.int64))
+        aggs += _aggregates(family, found, cols, config)
 
-    aggs = [
-        _with_protocols(family, node, *cols, config) if cols is not None else _aggregate(family, node, ())
-        for family, node, cols in nodes
-    ]
     key = _rank_key(config.criterion, total_b, total_p)
-    rank = sorted(range(len(aggs)), key=lambda i: -key(aggs[i]))
+    rank = sorted(range(len(aggs)), key=lambda i: -key(aggs[i].bytes, aggs[i].packets))
     new_index = np.empty(len(aggs), dtype=np.int64)
     new_index[rank] = np.arange(len(aggs))
     keys = np.concatenate(pair_keys)
@@ -103,9 +94,26 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CON
     return AggregateSet(total_b, total_p, inputs, tuple(aggs[i] for i in rank), keys[by_key], owner[by_key])
 
 
-def _with_protocols(
-    family: int, node: Node, pr: np.ndarray, sp: np.ndarray, dp: np.ndarray, wb: np.ndarray, config: AggregateConfig
-) -> Aggregate:
+def _aggregates(family: int, found: Found, cols: list[_PacketCols | None], config: AggregateConfig) -> list[Aggregate]:
+    """One family's aggregates in extraction order, each with its protocol entries when ``cols`` has its packets."""
+    out = []
+    for k, (sl, dl, nb, npk) in enumerate(
+        zip(found.src_len.tolist(), found.dst_len.tolist(), found.bytes.tolist(), found.packets.tolist(), strict=True)
+    ):
+        c = cols[k]
+        protos = _protocols(nb, npk, *c, config) if c is not None else ()
+        out.append(
+            Aggregate(
+                family, _addr_bytes(found.src[k], family), sl, _addr_bytes(found.dst[k], family), dl, nb, npk, protos
+            )
+        )
+    return out
+
+
+def _protocols(
+    nbytes: int, npkts: int, pr: np.ndarray, sp: np.ndarray, dp: np.ndarray, wb: np.ndarray, config: AggregateConfig
+) -> tuple[ProtoAggregate, ...]:
+    """The protocol/port entries of one aggregate of ``nbytes`` and ``npkts`` (residual), in rank order."""
     protos: tuple[ProtoAggregate, ...] = ()
     if len(pr):
         ps = (pr << np.uint64(16) | sp) << np.uint64(40)
@@ -113,30 +121,37 @@ def _with_protocols(
         keys = np.stack([ps, pd], axis=1)
         if np.all(keys == keys[0]):
             # A single protocol/port pair (most host-to-host aggregates): it is the answer.
-            key = int(keys[0, 0]) >> 40, int(keys[0, 1]) >> 40
-            protos = (_proto(key[0] >> 16, key[0] & 0xFFFF, 16, key[1] & 0xFFFF, 16, int(wb.sum()), len(wb), node),)
-            return _aggregate(family, node, protos)
+            s, d = int(keys[0, 0]) >> 40, int(keys[0, 1]) >> 40
+            return (_proto(s >> 16, s & 0xFFFF, 16, d & 0xFFFF, 16, int(wb.sum()), len(wb), nbytes, npkts),)
         order, starts, _ = group_rows(keys)
         fb = np.add.reduceat(wb[order], starts)
         fp = np.diff(np.append(starts, len(order)))
-        tb, tp = config.protocol_limits(node.bytes, node.packets)
-        found = hhh_protocols(ps[order][starts, None], pd[order][starts, None], fb, fp, tb, tp, config.criterion)
-        rank_key = _rank_key(config.criterion, node.bytes, node.packets)
-        found.sort(key=lambda n: -rank_key(n))
-        out = []
-        for n in found:
-            s, d = int(n.src[0]) >> 40, int(n.dst[0]) >> 40
-            out.append(_proto(s >> 16, s & 0xFFFF, n.src_len - 8, d & 0xFFFF, n.dst_len - 8, n.bytes, n.packets, node))
-        protos = tuple(out)
+        tb, tp = config.protocol_limits(nbytes, npkts)
+        found = hhh_protocols(keys[order][starts], fb, fp, tb, tp, config.criterion)
+        rank_key = _rank_key(config.criterion, nbytes, npkts)
+        entries = zip(
+            (found.src[:, 0] >> np.uint64(40)).tolist(),
+            (found.dst[:, 0] >> np.uint64(40)).tolist(),
+            found.src_len.tolist(),
+            found.dst_len.tolist(),
+            found.bytes.tolist(),
+            found.packets.tolist(),
+            strict=True,
+        )
+        ranked = sorted(entries, key=lambda e: -rank_key(e[4], e[5]))
+        protos = tuple(
+            _proto(s >> 16, s & 0xFFFF, sl - 8, d & 0xFFFF, dl - 8, b, p, nbytes, npkts)
+            for s, d, sl, dl, b, p in ranked
+        )
     if not protos:
         # aguri3 prints "[*:*:*] 100.00% 100.00%" for an aggregate without entries
         # (the catch-all when nothing is left over for it).
-        protos = (ProtoAggregate(0, 0, 0, 0, 0, node.bytes, node.packets, 1.0, 1.0),)
-    return _aggregate(family, node, protos)
+        protos = (ProtoAggregate(0, 0, 0, 0, 0, nbytes, npkts, 1.0, 1.0),)
+    return protos
 
 
 def _proto(
-    proto: int, sport: int, slen: int, dport: int, dlen: int, nbytes: int, npkts: int, node: Node
+    proto: int, sport: int, slen: int, dport: int, dlen: int, nbytes: int, npkts: int, agg_b: int, agg_p: int
 ) -> ProtoAggregate:
     return ProtoAggregate(
         proto,
@@ -146,33 +161,20 @@ def _proto(
         dlen,
         nbytes,
         npkts,
-        nbytes / node.bytes if node.bytes else 0.0,
-        npkts / node.packets if node.packets else 0.0,
+        nbytes / agg_b if agg_b else 0.0,
+        npkts / agg_p if agg_p else 0.0,
     )
 
 
-def _rank_key(criterion: str, total_b: int, total_p: int) -> Callable[[Aggregate | Node], int]:
-    """aguri3's ranking: bytes, packets, or for "combination" the larger of the
-    bytes and the packets scaled by the mean packet size (truncated to an integer)."""
+def _rank_key(criterion: str, total_b: int, total_p: int) -> Callable[[int, int], int]:
+    """aguri3's ranking of (bytes, packets): bytes, packets, or for "combination" the larger of
+    the bytes and the packets scaled by the mean packet size (truncated to an integer)."""
     if criterion == BYTE:
-        return lambda a: a.bytes
+        return lambda b, p: b
     if criterion == PACKET:
-        return lambda a: a.packets
+        return lambda b, p: p
     ratio = total_b / total_p if total_p else 0.0
-    return lambda a: max(a.bytes, int(ratio * a.packets))
-
-
-def _aggregate(family: int, node: Node, protos: tuple[ProtoAggregate, ...]) -> Aggregate:
-    return Aggregate(
-        family,
-        _addr_bytes(node.src, family),
-        node.src_len,
-        _addr_bytes(node.dst, family),
-        node.dst_len,
-        node.bytes,
-        node.packets,
-        protos,
-    )
+    return lambda b, p: max(b, int(ratio * p))
 
 
 def _addr_bytes(words: np.ndarray, family: int) -> bytes:
