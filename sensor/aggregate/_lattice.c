@@ -32,19 +32,28 @@ typedef struct {
     int64_t bytes, pkts; /* residual */
 } group_t;
 
+/* Sort entries: a group's member and its masked key.  Keys of one word a side
+   and at most 32 bits (IPv4, protocol/port) pack into one integer, as the
+   Python search packed them for its 1-D sort; IPv6 keys compare word by word. */
+typedef struct {
+    uint64_t k;
+    Py_ssize_t idx;
+} narrow_t;
+
 typedef struct {
     uint64_t k[2 * MAX_WORDS];
     Py_ssize_t idx;
-} entry_t;
+} wide_t;
 
 typedef struct {
     const uint64_t *keys; /* n x 2W: source words, then destination words */
     const int64_t *vol;   /* n x 2: bytes, packets */
     int words, bits, maxsize, crit, minsize, cutoff, cutoffres;
     int64_t tb, tp;
+    int packed; /* keys pack into narrow_t */
     Py_ssize_t *perm;
     unsigned char *dead;
-    entry_t *scratch;
+    void *scratch; /* 2N sort entries: the entries and the merge buffer */
     group_t *stack;
     Py_ssize_t nstack, capstack;
     int64_t *owner;     /* per input flow: the extracted group that took it, or -1 */
@@ -73,38 +82,65 @@ static int heavy(const lattice_t *L, const group_t *g)
     return ok || (g->src_len == 0 && g->dst_len == 0);
 }
 
-static int cmp_entry(const void *x, const void *y)
+static int narrow_less(const narrow_t *a, const narrow_t *b)
 {
-    const entry_t *a = x, *b = y;
-    for (int i = 0; i < 2 * MAX_WORDS; i++)
-        if (a->k[i] != b->k[i])
-            return a->k[i] < b->k[i] ? -1 : 1;
-    return 0;
+    return a->k < b->k;
 }
 
-static int entry_less(const entry_t *a, const entry_t *b, int nk)
+static int wide_less(const wide_t *a, const wide_t *b)
 {
-    for (int i = 0; i < nk; i++)
+    for (int i = 0; i < 2 * MAX_WORDS; i++)
         if (a->k[i] != b->k[i])
             return a->k[i] < b->k[i];
     return 0;
 }
 
-static void sort_entries(entry_t *e, Py_ssize_t n, int nk)
-{
-    /* Most groups deep in the lattice have a handful of members. */
-    if (n > 24) {
-        qsort(e, (size_t)n, sizeof *e, cmp_entry);
-        return;
+/*
+ * A stable merge sort (insertion-sorted runs of 16, merged bottom up through
+ * tmp).  Most groups deep in the lattice have a handful of members, and many
+ * arrive already in order (a longer source prefix keeps the order of a
+ * shorter one), so that is checked first.
+ */
+#define DEFINE_SORT(NAME, T, LESS)                                                                     \
+    static void NAME(T *a, T *tmp, Py_ssize_t n)                                                       \
+    {                                                                                                  \
+        Py_ssize_t i = 1;                                                                              \
+        while (i < n && !LESS(&a[i], &a[i - 1]))                                                       \
+            i++;                                                                                       \
+        if (i >= n)                                                                                    \
+            return;                                                                                    \
+        for (Py_ssize_t lo = 0; lo < n; lo += 16) {                                                    \
+            Py_ssize_t hi = lo + 16 < n ? lo + 16 : n;                                                 \
+            for (Py_ssize_t j = lo + 1; j < hi; j++) {                                                 \
+                T t = a[j];                                                                            \
+                Py_ssize_t q = j;                                                                      \
+                for (; q > lo && LESS(&t, &a[q - 1]); q--)                                             \
+                    a[q] = a[q - 1];                                                                   \
+                a[q] = t;                                                                              \
+            }                                                                                          \
+        }                                                                                              \
+        T *src = a, *dst = tmp;                                                                        \
+        for (Py_ssize_t w = 16; w < n; w *= 2) {                                                       \
+            for (Py_ssize_t lo = 0; lo < n; lo += 2 * w) {                                             \
+                Py_ssize_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;        \
+                Py_ssize_t p = lo, q = mid, o = lo;                                                    \
+                while (p < mid && q < hi)                                                              \
+                    dst[o++] = LESS(&src[q], &src[p]) ? src[q++] : src[p++];                           \
+                while (p < mid)                                                                        \
+                    dst[o++] = src[p++];                                                               \
+                while (q < hi)                                                                         \
+                    dst[o++] = src[q++];                                                               \
+            }                                                                                          \
+            T *t = src;                                                                                \
+            src = dst;                                                                                 \
+            dst = t;                                                                                   \
+        }                                                                                              \
+        if (src != a)                                                                                  \
+            memcpy(a, src, (size_t)n * sizeof *a);                                                     \
     }
-    for (Py_ssize_t i = 1; i < n; i++) {
-        entry_t t = e[i];
-        Py_ssize_t j = i;
-        for (; j > 0 && entry_less(&t, &e[j - 1], nk); j--)
-            e[j] = e[j - 1];
-        e[j] = t;
-    }
-}
+
+DEFINE_SORT(sort_narrow, narrow_t, narrow_less)
+DEFINE_SORT(sort_wide, wide_t, wide_less)
 
 static int push(lattice_t *L, const group_t *g)
 {
@@ -120,11 +156,14 @@ static int push(lattice_t *L, const group_t *g)
     return 0;
 }
 
-/*
- * Pushes the groups of parent's live members under (pl0, pl1) that reach the
- * threshold (all of them at [0, 0]); residual volume only shrinks, so a group
- * below it now could neither recurse nor be extracted.
- */
+/* Pushes g when it can still matter: residual volume only shrinks, so a group
+   below the threshold now could neither recurse nor be extracted. */
+static int offer(lattice_t *L, const group_t *g, int root)
+{
+    return root || heavy(L, g) ? push(L, g) : 0;
+}
+
+/* Pushes the groups of parent's live members under (pl0, pl1) that can still matter (all at [0, 0]). */
 static int group(lattice_t *L, Py_ssize_t parent, int pl0, int pl1)
 {
     const int W = L->words, nk = 2 * W;
@@ -136,42 +175,63 @@ static int group(lattice_t *L, Py_ssize_t parent, int pl0, int pl1)
             L->perm[k++] = t;
         }
     }
-    if (k == a)
+    Py_ssize_t n = k - a;
+    if (n == 0)
         return 0;
     uint64_t m[2 * MAX_WORDS];
     mask(m, W, pl0);
     mask(m + W, W, pl1);
-    entry_t *s = L->scratch;
-    Py_ssize_t n = k - a;
+    int root = pl0 == 0 && pl1 == 0;
+    group_t g;
+    memset(&g, 0, sizeof g);
+    g.src_len = pl0;
+    g.dst_len = pl1;
+    if (L->packed) {
+        narrow_t *s = L->scratch;
+        const int low = 64 - L->bits, bits = L->bits;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const uint64_t *key = L->keys + L->perm[a + i] * 2;
+            s[i].k = ((key[0] & m[0]) >> low) << bits | (key[1] & m[1]) >> low;
+            s[i].idx = L->perm[a + i];
+        }
+        sort_narrow(s, s + n, n);
+        for (Py_ssize_t i = 0, j; i < n; i = j) {
+            g.a = a + i;
+            g.bytes = g.pkts = 0;
+            for (j = i; j < n && s[j].k == s[i].k; j++) {
+                L->perm[a + j] = s[j].idx;
+                g.bytes += L->vol[2 * s[j].idx];
+                g.pkts += L->vol[2 * s[j].idx + 1];
+            }
+            g.e = a + j;
+            g.src[0] = (s[i].k >> bits) << low;
+            g.dst[0] = (s[i].k & (((uint64_t)1 << bits) - 1)) << low;
+            if (offer(L, &g, root) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    wide_t *s = L->scratch;
     for (Py_ssize_t i = 0; i < n; i++) {
         const uint64_t *key = L->keys + L->perm[a + i] * nk;
-        for (int w = 0; w < nk; w++)
-            s[i].k[w] = key[w] & m[w];
-        for (int w = nk; w < 2 * MAX_WORDS; w++)
-            s[i].k[w] = 0;
+        for (int w = 0; w < 2 * MAX_WORDS; w++)
+            s[i].k[w] = w < nk ? key[w] & m[w] : 0;
         s[i].idx = L->perm[a + i];
     }
-    sort_entries(s, n, nk);
-    for (Py_ssize_t i = 0; i < n; i++)
-        L->perm[a + i] = s[i].idx;
-    int root = pl0 == 0 && pl1 == 0;
-    for (Py_ssize_t i = 0; i < n;) {
-        group_t g;
+    sort_wide(s, s + n, n);
+    for (Py_ssize_t i = 0, j; i < n; i = j) {
         g.a = a + i;
         g.bytes = g.pkts = 0;
-        Py_ssize_t j = i;
-        for (; j < n && (j == i || !cmp_entry(&s[j], &s[i])); j++) {
+        for (j = i; j < n && !wide_less(&s[i], &s[j]); j++) {
+            L->perm[a + j] = s[j].idx;
             g.bytes += L->vol[2 * s[j].idx];
             g.pkts += L->vol[2 * s[j].idx + 1];
         }
         g.e = a + j;
-        g.src_len = pl0;
-        g.dst_len = pl1;
         memcpy(g.src, s[i].k, W * sizeof(uint64_t));
         memcpy(g.dst, s[i].k + W, W * sizeof(uint64_t));
-        if ((root || heavy(L, &g)) && push(L, &g) < 0)
+        if (offer(L, &g, root) < 0)
             return -1;
-        i = j;
     }
     return 0;
 }
@@ -376,7 +436,8 @@ static PyObject *hhh(PyObject *self, PyObject *args)
         L.owner[i] = -1;
     L.perm = malloc((size_t)(n + 1) * sizeof *L.perm);
     L.dead = calloc((size_t)(n + 1), 1);
-    L.scratch = malloc((size_t)(n + 1) * sizeof *L.scratch);
+    L.packed = words == 1 && bits <= 32;
+    L.scratch = malloc(2 * (size_t)(n + 1) * (L.packed ? sizeof(narrow_t) : sizeof(wide_t)));
     if (L.perm == NULL || L.dead == NULL || L.scratch == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -415,14 +476,139 @@ done:
     return result;
 }
 
+static uint64_t be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/*
+ * odflows(records, itemsize, off_l3, off_src, off_dst, off_wire, family,
+ *         keys_out, vol_out, first_out, flow_out) -> number of flows
+ *
+ * aguri3's input odflows of one family: one per (source, destination) address
+ * pair among the records whose l3 is family (4 or 6), in ascending pair order.
+ * For flow i: keys_out[i] (uint64[R, 2W]) its search keys (IPv4 top-aligned in
+ * one word a side, IPv6 in two), vol_out[i] (int64[R, 2]) its wire bytes and
+ * packets, first_out[i] (int64[R]) its first record.  flow_out (int64[R]):
+ * each record's flow, -1 for another family.  R is the number of records.
+ */
+static PyObject *odflows(PyObject *self, PyObject *args)
+{
+    PyObject *rec_o, *keys_o, *vol_o, *first_o, *flow_o;
+    Py_ssize_t isz, o_l3, o_src, o_dst, o_wire;
+    int family;
+    Py_buffer rec, keys, vol, first, flow;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OnnnnniOOOO", &rec_o, &isz, &o_l3, &o_src, &o_dst, &o_wire, &family, &keys_o,
+                          &vol_o, &first_o, &flow_o))
+        return NULL;
+    if (isz <= 0 || o_l3 < 0 || o_l3 >= isz || o_src < 0 || o_src + 16 > isz || o_dst < 0 || o_dst + 16 > isz ||
+        o_wire < 0 || o_wire + 4 > isz) {
+        PyErr_SetString(PyExc_ValueError, "field offsets do not fit the record size");
+        return NULL;
+    }
+    if (family != 4 && family != 6) {
+        PyErr_SetString(PyExc_ValueError, "family must be 4 or 6");
+        return NULL;
+    }
+    const int W = family == 4 ? 1 : 2;
+    Py_buffer *views[] = {&rec, &keys, &vol, &first, &flow};
+    PyObject *objs[] = {rec_o, keys_o, vol_o, first_o, flow_o};
+    const int writable[] = {0, 1, 1, 1, 1};
+    const Py_ssize_t sizes[] = {isz, 16 * W, 16, 8, 8};
+    const char *names[] = {"records", "keys_out", "vol_out", "first_out", "flow_out"};
+    int got = 0;
+    void *scratch = NULL;
+    PyObject *result = NULL;
+    for (; got < 5; got++)
+        if (get(objs[got], views[got], writable[got], sizes[got], names[got]) < 0)
+            goto done;
+    Py_ssize_t r = rec.len / isz, n = 0, nf = 0;
+    if (keys.len / (16 * W) != r || vol.len / 16 != r || first.len / 8 != r || flow.len / 8 != r) {
+        PyErr_SetString(PyExc_ValueError, "array lengths disagree");
+        goto done;
+    }
+    const unsigned char *b = rec.buf;
+    uint64_t *ko = keys.buf;
+    int64_t *vo = vol.buf, *fo = first.buf, *flow_of = flow.buf;
+    /* The sort is stable, so each flow's first entry is its first record. */
+    scratch = malloc(2 * (size_t)(r + 1) * (W == 1 ? sizeof(narrow_t) : sizeof(wide_t)));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (W == 1) {
+        narrow_t *s = scratch;
+        for (Py_ssize_t i = 0; i < r; i++) {
+            const unsigned char *p = b + i * isz;
+            flow_of[i] = -1;
+            if (p[o_l3] != family)
+                continue;
+            /* The low 32 bits of the 16-byte (IPv4-mapped) addresses: source above destination. */
+            s[n].k = be64(p + o_src + 8) << 32 | (be64(p + o_dst + 8) & 0xFFFFFFFFu);
+            s[n++].idx = i;
+        }
+        sort_narrow(s, s + n, n);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i == 0 || s[i].k != s[i - 1].k) {
+                ko[2 * nf] = s[i].k & ~(uint64_t)0xFFFFFFFFu;
+                ko[2 * nf + 1] = s[i].k << 32;
+                vo[2 * nf] = vo[2 * nf + 1] = 0;
+                fo[nf++] = s[i].idx;
+            }
+            const unsigned char *w = b + s[i].idx * isz + o_wire;
+            vo[2 * (nf - 1)] += (int64_t)w[0] | (int64_t)w[1] << 8 | (int64_t)w[2] << 16 | (int64_t)w[3] << 24;
+            vo[2 * (nf - 1) + 1]++;
+            flow_of[s[i].idx] = nf - 1;
+        }
+    } else {
+        wide_t *s = scratch;
+        for (Py_ssize_t i = 0; i < r; i++) {
+            const unsigned char *p = b + i * isz;
+            flow_of[i] = -1;
+            if (p[o_l3] != family)
+                continue;
+            s[n].k[0] = be64(p + o_src);
+            s[n].k[1] = be64(p + o_src + 8);
+            s[n].k[2] = be64(p + o_dst);
+            s[n].k[3] = be64(p + o_dst + 8);
+            s[n++].idx = i;
+        }
+        sort_wide(s, s + n, n);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i == 0 || wide_less(&s[i - 1], &s[i])) {
+                memcpy(ko + 4 * nf, s[i].k, 4 * sizeof(uint64_t));
+                vo[2 * nf] = vo[2 * nf + 1] = 0;
+                fo[nf++] = s[i].idx;
+            }
+            const unsigned char *w = b + s[i].idx * isz + o_wire;
+            vo[2 * (nf - 1)] += (int64_t)w[0] | (int64_t)w[1] << 8 | (int64_t)w[2] << 16 | (int64_t)w[3] << 24;
+            vo[2 * (nf - 1) + 1]++;
+            flow_of[s[i].idx] = nf - 1;
+        }
+    }
+    result = PyLong_FromSsize_t(nf);
+done:
+    free(scratch);
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(views[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"hhh", hhh, METH_VARARGS,
      "hhh(keys, vol, words, bits, tb, tp, criterion, minsize, cutoff, cutoffres, passes, owner) -> (keys, meta)"},
+    {"odflows", odflows, METH_VARARGS,
+     "odflows(records, itemsize, off_l3, off_src, off_dst, off_wire, family, keys_out, vol_out, first_out, "
+     "flow_out) -> number of flows"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_lattice", "The lattice search of aguri3's hhh.c.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_lattice", "aguri3's input odflows and the lattice search of its hhh.c.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

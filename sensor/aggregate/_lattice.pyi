@@ -20,3 +20,17 @@ def hhh(
     owner: np.ndarray,
     /,
 ) -> tuple[bytes, bytes]: ...
+def odflows(
+    records: np.ndarray,
+    itemsize: int,
+    off_l3: int,
+    off_src: int,
+    off_dst: int,
+    off_wire: int,
+    family: int,
+    keys_out: np.ndarray,
+    vol_out: np.ndarray,
+    first_out: np.ndarray,
+    flow_out: np.ndarray,
+    /,
+) -> int: ...

@@ -18,10 +18,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..capture.records import PACKET_DTYPE
 from . import _lattice
 from .config import BYTE, COMBINATION, PACKET
 
 _CRITERIA = {COMBINATION: _lattice.COMBINATION, BYTE: _lattice.BYTE, PACKET: _lattice.PACKET}
+
+
+def _offset(name: str) -> int:
+    """Byte offset of a PACKET_DTYPE field within a record, where the C grouping reads it."""
+    fields = PACKET_DTYPE.fields
+    assert fields is not None  # PACKET_DTYPE is a structured dtype
+    return fields[name][1]
+
+
+_ODFLOW_OFFSETS = (_offset("l3"), _offset("src"), _offset("dst"), _offset("wire_len"))
 
 
 @dataclass(frozen=True)
@@ -40,10 +51,26 @@ class Found:
         return len(self.bytes)
 
 
+def odflows(ip: np.ndarray, family: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """aguri3's input odflows of one family's packets in ``ip`` (``PACKET_DTYPE`` records):
+    one per (source, destination) address pair, in ascending pair order.
+
+    Returns (keys (F, 2W) source then destination words, vol (F, 2) wire bytes and
+    packets, first (F,) each flow's first record, flow (N,) each record's flow or -1).
+    """
+    ip = np.ascontiguousarray(ip, dtype=PACKET_DTYPE)
+    n, words = len(ip), 1 if family == 4 else 2
+    keys = np.empty((n, 2 * words), dtype=np.uint64)
+    vol = np.empty((n, 2), dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    flow = np.empty(n, dtype=np.int64)
+    f = _lattice.odflows(ip, ip.itemsize, *_ODFLOW_OFFSETS, family, keys, vol, first, flow)
+    return keys[:f], vol[:f], first[:f], flow
+
+
 def _search(
     keys: np.ndarray,
-    nbytes: np.ndarray,
-    npkts: np.ndarray,
+    vol: np.ndarray,
     bits: int,
     tb: int,
     tp: int,
@@ -51,11 +78,12 @@ def _search(
     steps: tuple[int, int, int],
     passes: list[tuple[int, int, int, int]],
 ) -> Found:
-    """``keys``: (N, 2W) source then destination words; ``steps``: (minsize, cutoff, cutoffres);
-    each pass starts at (source length, destination length) with a step, on an edge length."""
+    """``keys``: (N, 2W) source then destination words; ``vol``: (N, 2) bytes and packets;
+    ``steps``: (minsize, cutoff, cutoffres); each pass starts at (source length, destination
+    length) with a step, on an edge length."""
     words = keys.shape[1] // 2
     keys = np.ascontiguousarray(keys, dtype=np.uint64)
-    vol = np.stack([nbytes, npkts], axis=1).astype(np.int64, copy=False)
+    vol = np.ascontiguousarray(vol, dtype=np.int64)
     owner = np.empty(len(keys), dtype=np.int64)
     minsize, cutoff, cutoffres = steps
     k, m = _lattice.hhh(
@@ -67,12 +95,10 @@ def _search(
     return Found(out_keys[:, :words], out_keys[:, words:], meta[:, 0], meta[:, 1], meta[:, 2], meta[:, 3], owner)
 
 
-def hhh_addresses(
-    family: int, keys: np.ndarray, nbytes: np.ndarray, npkts: np.ndarray, tb: int, tp: int, criterion: str
-) -> Found:
+def hhh_addresses(family: int, keys: np.ndarray, vol: np.ndarray, tb: int, tp: int, criterion: str) -> Found:
     """Address aggregates of one family's input flows, in the order aguri3 extracts them.
 
-    ``keys``: (N, 2W) source then destination words (IPv4 one word a side, IPv6 two).
+    ``keys``, ``vol``: as ``odflows`` gives them.
     The bottom edges first (full source with every destination prefix, then full
     destination), then the whole lattice. IPv4 prefixes shorter than /16 move in
     8-bit steps; IPv6 ones shorter than /32 in 16-bit steps, and IPv6 searches
@@ -80,15 +106,16 @@ def hhh_addresses(
     """
     if family == 4:
         passes = [(32, 0, 32, 32), (0, 32, 32, 32), (0, 0, 32, 32)]
-        return _search(keys, nbytes, npkts, 32, tb, tp, criterion, (1, 16, 8), passes)
+        return _search(keys, vol, 32, tb, tp, criterion, (1, 16, 8), passes)
     passes = [(128, 0, 128, 128), (0, 128, 128, 128), (64, 0, 64, 64), (0, 64, 64, 64), (0, 0, 64, 64)]
-    return _search(keys, nbytes, npkts, 128, tb, tp, criterion, (1, 32, 16), passes)
+    return _search(keys, vol, 128, tb, tp, criterion, (1, 32, 16), passes)
 
 
-def hhh_protocols(keys: np.ndarray, nbytes: np.ndarray, npkts: np.ndarray, tb: int, tp: int, criterion: str) -> Found:
-    """Protocol/port aggregation: (N, 2) keys are proto<<16|port, 24 bits each side, top-aligned."""
+def hhh_protocols(keys: np.ndarray, vol: np.ndarray, tb: int, tp: int, criterion: str) -> Found:
+    """Protocol/port aggregation: (N, 2) keys are proto<<16|port, 24 bits each side, top-aligned;
+    ``vol``: (N, 2) bytes and packets."""
     passes = [(24, 8, 16, 24), (8, 24, 16, 24), (8, 8, 16, 24)]
-    return _search(keys, nbytes, npkts, 24, tb, tp, criterion, (16, 0, 1), passes)
+    return _search(keys, vol, 24, tb, tp, criterion, (16, 0, 1), passes)
 
 
 def group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,22 +12,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..addresses import IPV4_MAPPED_PREFIX, address_words
+from ..addresses import IPV4_MAPPED_PREFIX
 from ..hashing import pair_hash
 from .config import BYTE, PACKET, AggregateConfig
 from .ports import aguri_ports
 from .results import Aggregate, AggregateSet, ProtoAggregate
-from .search import Found, group_rows, hhh_addresses, hhh_protocols
-
-
-def _words(addr: np.ndarray, family: int) -> np.ndarray:
-    """(N, 16) addresses → (N, W) search keys: IPv4's 32 bits top-aligned in one word, IPv6's 128 in two."""
-    hi, lo = address_words(addr)
-    if family == 4:
-        # The IPv4 address sits in the low 32 bits of the second word: move it to the top.
-        return ((lo & np.uint64(0xFFFFFFFF)) << np.uint64(32))[:, None]
-    return np.stack([hi, lo], axis=1)
-
+from .search import Found, group_rows, hhh_addresses, hhh_protocols, odflows
 
 _DEFAULT_CONFIG = AggregateConfig()
 
@@ -53,30 +43,19 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CON
     pair_agg: list[np.ndarray] = []
     inputs: dict[int, int] = {}
     for family in (4, 6):
-        sel = np.flatnonzero(ip["l3"] == family)
-        inputs[family] = 0
-        if len(sel) == 0:
+        keys, vol, first, flow = odflows(ip, family)
+        inputs[family] = len(keys)
+        if len(keys) == 0:
             continue
-        src = _words(ip["src"][sel], family)
-        dst = _words(ip["dst"][sel], family)
-        # Input odflows: one per address pair.
-        keys = np.concatenate([src, dst], axis=1)
-        order, starts, gid = group_rows(keys)
-        inputs[family] = len(starts)
-        wb = ip["wire_len"][sel][order].astype(np.int64)
-        fb = np.add.reduceat(wb, starts)
-        fp = np.diff(np.append(starts, len(order)))
-        found = hhh_addresses(family, keys[order][starts], fb, fp, tb, tp, config.criterion)
-        # Which aggregate took each packet's input flow, for the protocol summaries.
-        agg_of_flow = found.owner
-        rep = sel[order[starts]]  # one packet per input flow
-        pair_keys.append(pair_hash(ip["src"][rep], ip["dst"][rep]))
-        pair_agg.append(agg_of_flow + len(aggs))
+        found = hhh_addresses(family, keys, vol, tb, tp, config.criterion)
+        pair_keys.append(pair_hash(ip["src"][first], ip["dst"][first]))
+        pair_agg.append(found.owner + len(aggs))
         cols: list[_PacketCols | None] = [None] * len(found)
         if ports is not None:
+            # Each aggregate's packets, in arrival order, for its protocol summary.
             sport, dport = ports
-            pkt_agg = np.empty(len(sel), dtype=np.int64)
-            pkt_agg[order] = agg_of_flow[gid]
+            sel = np.flatnonzero(flow >= 0)
+            pkt_agg = found.owner[flow[sel]]
             by_agg = np.argsort(pkt_agg, kind="stable")
             cuts = np.searchsorted(pkt_agg[by_agg], np.arange(len(found) + 1))
             for k in range(len(found)):
@@ -97,23 +76,24 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CON
 def _aggregates(family: int, found: Found, cols: list[_PacketCols | None], config: AggregateConfig) -> list[Aggregate]:
     """One family's aggregates in extraction order, each with its protocol entries when ``cols`` has its packets."""
     out = []
-    for k, (sl, dl, nb, npk) in enumerate(
-        zip(found.src_len.tolist(), found.dst_len.tolist(), found.bytes.tolist(), found.packets.tolist(), strict=True)
+    for c, src, dst, sl, dl, nb, npk in zip(
+        cols,
+        _addresses(found.src, family),
+        _addresses(found.dst, family),
+        found.src_len.tolist(),
+        found.dst_len.tolist(),
+        found.bytes.tolist(),
+        found.packets.tolist(),
+        strict=True,
     ):
-        c = cols[k]
-        protos = _protocols(nb, npk, *c, config) if c is not None else ()
-        out.append(
-            Aggregate(
-                family, _addr_bytes(found.src[k], family), sl, _addr_bytes(found.dst[k], family), dl, nb, npk, protos
-            )
-        )
+        protos = () if c is None else _protocols(nb, npk, c, config)
+        out.append(Aggregate(family, src, sl, dst, dl, nb, npk, protos))
     return out
 
 
-def _protocols(
-    nbytes: int, npkts: int, pr: np.ndarray, sp: np.ndarray, dp: np.ndarray, wb: np.ndarray, config: AggregateConfig
-) -> tuple[ProtoAggregate, ...]:
+def _protocols(nbytes: int, npkts: int, cols: _PacketCols, config: AggregateConfig) -> tuple[ProtoAggregate, ...]:
     """The protocol/port entries of one aggregate of ``nbytes`` and ``npkts`` (residual), in rank order."""
+    pr, sp, dp, wb = cols
     protos: tuple[ProtoAggregate, ...] = ()
     if len(pr):
         ps = (pr << np.uint64(16) | sp) << np.uint64(40)
@@ -124,10 +104,9 @@ def _protocols(
             s, d = int(keys[0, 0]) >> 40, int(keys[0, 1]) >> 40
             return (_proto(s >> 16, s & 0xFFFF, 16, d & 0xFFFF, 16, int(wb.sum()), len(wb), nbytes, npkts),)
         order, starts, _ = group_rows(keys)
-        fb = np.add.reduceat(wb[order], starts)
-        fp = np.diff(np.append(starts, len(order)))
+        vol = np.stack([np.add.reduceat(wb[order], starts), np.diff(np.append(starts, len(order)))], axis=1)
         tb, tp = config.protocol_limits(nbytes, npkts)
-        found = hhh_protocols(keys[order][starts], fb, fp, tb, tp, config.criterion)
+        found = hhh_protocols(keys[order][starts], vol, tb, tp, config.criterion)
         rank_key = _rank_key(config.criterion, nbytes, npkts)
         entries = zip(
             (found.src[:, 0] >> np.uint64(40)).tolist(),
@@ -177,7 +156,13 @@ def _rank_key(criterion: str, total_b: int, total_p: int) -> Callable[[int, int]
     return lambda b, p: max(b, int(ratio * p))
 
 
-def _addr_bytes(words: np.ndarray, family: int) -> bytes:
+def _addresses(words: np.ndarray, family: int) -> list[bytes]:
+    """(M, W) search words → each one's 16-byte address (IPv4 mapped into ::ffff:0:0/96)."""
     if family == 4:
-        return IPV4_MAPPED_PREFIX + int(words[0] >> np.uint64(32)).to_bytes(4, "big")
-    return int(words[0]).to_bytes(8, "big") + int(words[1]).to_bytes(8, "big")
+        out = np.empty((len(words), 16), dtype=np.uint8)
+        out[:, :12] = np.frombuffer(IPV4_MAPPED_PREFIX, dtype=np.uint8)
+        out[:, 12:] = (words[:, 0] >> np.uint64(32)).astype(">u4").view(np.uint8).reshape(-1, 4)
+    else:
+        out = words.astype(">u8").view(np.uint8).reshape(-1, 16)
+    raw = out.tobytes()
+    return [raw[i : i + 16] for i in range(0, len(raw), 16)]
