@@ -76,7 +76,7 @@ def _search(
     tp: int,
     criterion: str,
     steps: tuple[int, int, int],
-    passes: list[tuple[int, int, int, int]],
+    passes: np.ndarray,
 ) -> Found:
     """``keys``: (N, 2W) source then destination words; ``vol``: (N, 2) bytes and packets;
     ``steps``: (minsize, cutoff, cutoffres); each pass starts at (source length, destination
@@ -86,43 +86,36 @@ def _search(
     vol = np.ascontiguousarray(vol, dtype=np.int64)
     owner = np.empty(len(keys), dtype=np.int64)
     minsize, cutoff, cutoffres = steps
-    k, m = _lattice.hhh(
-        keys, vol, words, bits, tb, tp, _CRITERIA[criterion], minsize, cutoff, cutoffres,
-        np.array(passes, dtype=np.int64), owner,
-    )  # fmt: skip
+    k, m = _lattice.hhh(keys, vol, words, bits, tb, tp, _CRITERIA[criterion], minsize, cutoff, cutoffres, passes, owner)
     out_keys = np.frombuffer(k, dtype=np.uint64).reshape(-1, 2 * words)
     meta = np.frombuffer(m, dtype=np.int64).reshape(-1, 4)
     return Found(out_keys[:, :words], out_keys[:, words:], meta[:, 0], meta[:, 1], meta[:, 2], meta[:, 3], owner)
 
 
+# Each pass: (source length, destination length, step, edge length).  IPv6's last three
+# have their edge at /64: the first two searched the interface identifiers whole.
+_IPV4_PASSES = np.array([(32, 0, 32, 32), (0, 32, 32, 32), (0, 0, 32, 32)], dtype=np.int64)
+_IPV6_PASSES = np.array(
+    [(128, 0, 128, 128), (0, 128, 128, 128), (64, 0, 64, 64), (0, 64, 64, 64), (0, 0, 64, 64)], dtype=np.int64
+)
+_PROTOCOL_PASSES = np.array([(24, 8, 16, 24), (8, 24, 16, 24), (8, 8, 16, 24)], dtype=np.int64)
+
+
 def hhh_addresses(family: int, keys: np.ndarray, vol: np.ndarray, tb: int, tp: int, criterion: str) -> Found:
     """Address aggregates of one family's input flows, in the order aguri3 extracts them.
 
-    ``keys``, ``vol``: as ``odflows`` gives them.
-    The bottom edges first (full source with every destination prefix, then full
-    destination), then the whole lattice. IPv4 prefixes shorter than /16 move in
-    8-bit steps; IPv6 ones shorter than /32 in 16-bit steps, and IPv6 searches
-    /64../128 apart from the rest so an interface identifier is never split.
+    ``keys``, ``vol``: as ``odflows`` gives them. The bottom edges first (full source
+    with every destination prefix, then full destination), then the whole lattice.
+    IPv4 prefixes shorter than /16 move in 8-bit steps; IPv6 ones shorter than /32 in
+    16-bit steps, and IPv6 searches /64../128 apart from the rest so an interface
+    identifier is never split.
     """
     if family == 4:
-        passes = [(32, 0, 32, 32), (0, 32, 32, 32), (0, 0, 32, 32)]
-        return _search(keys, vol, 32, tb, tp, criterion, (1, 16, 8), passes)
-    passes = [(128, 0, 128, 128), (0, 128, 128, 128), (64, 0, 64, 64), (0, 64, 64, 64), (0, 0, 64, 64)]
-    return _search(keys, vol, 128, tb, tp, criterion, (1, 32, 16), passes)
+        return _search(keys, vol, 32, tb, tp, criterion, (1, 16, 8), _IPV4_PASSES)
+    return _search(keys, vol, 128, tb, tp, criterion, (1, 32, 16), _IPV6_PASSES)
 
 
 def hhh_protocols(keys: np.ndarray, vol: np.ndarray, tb: int, tp: int, criterion: str) -> Found:
     """Protocol/port aggregation: (N, 2) keys are proto<<16|port, 24 bits each side, top-aligned;
     ``vol``: (N, 2) bytes and packets."""
-    passes = [(24, 8, 16, 24), (8, 24, 16, 24), (8, 8, 16, 24)]
-    return _search(keys, vol, 24, tb, tp, criterion, (16, 0, 1), passes)
-
-
-def group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort rows of keys; return (order, group starts, group id per sorted row)."""
-    order = np.lexsort(keys.T[::-1])
-    ks = keys[order]
-    new = np.empty(len(ks), dtype=bool)
-    new[0] = True
-    new[1:] = np.any(ks[1:] != ks[:-1], axis=1)
-    return order, np.flatnonzero(new), np.cumsum(new) - 1
+    return _search(keys, vol, 24, tb, tp, criterion, (16, 0, 1), _PROTOCOL_PASSES)

@@ -17,7 +17,7 @@ from ..hashing import pair_hash
 from .config import BYTE, PACKET, AggregateConfig
 from .ports import aguri_ports
 from .results import Aggregate, AggregateSet, ProtoAggregate
-from .search import Found, group_rows, hhh_addresses, hhh_protocols, odflows
+from .search import Found, hhh_addresses, hhh_protocols, odflows
 
 _DEFAULT_CONFIG = AggregateConfig()
 
@@ -96,17 +96,23 @@ def _protocols(nbytes: int, npkts: int, cols: _PacketCols, config: AggregateConf
     pr, sp, dp, wb = cols
     protos: tuple[ProtoAggregate, ...] = ()
     if len(pr):
-        ps = (pr << np.uint64(16) | sp) << np.uint64(40)
-        pd = (pr << np.uint64(16) | dp) << np.uint64(40)
-        keys = np.stack([ps, pd], axis=1)
-        if np.all(keys == keys[0]):
+        # (proto, sport) above (proto, dport), 24 bits each: sorting this sorts the pairs.
+        flat = (pr << np.uint64(16) | sp) << np.uint64(24) | (pr << np.uint64(16) | dp)
+        if np.all(flat == flat[0]):
             # A single protocol/port pair (most host-to-host aggregates): it is the answer.
-            s, d = int(keys[0, 0]) >> 40, int(keys[0, 1]) >> 40
+            s, d = int(flat[0]) >> 24, int(flat[0]) & 0xFFFFFF
             return (_proto(s >> 16, s & 0xFFFF, 16, d & 0xFFFF, 16, int(wb.sum()), len(wb), nbytes, npkts),)
-        order, starts, _ = group_rows(keys)
+        order = np.argsort(flat, kind="stable")
+        fs = flat[order]
+        new = np.empty(len(fs), dtype=bool)
+        new[0] = True
+        np.not_equal(fs[1:], fs[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        pairs = fs[starts]
+        keys = np.stack([pairs >> np.uint64(24) << np.uint64(40), pairs << np.uint64(40)], axis=1)
         vol = np.stack([np.add.reduceat(wb[order], starts), np.diff(np.append(starts, len(order)))], axis=1)
         tb, tp = config.protocol_limits(nbytes, npkts)
-        found = hhh_protocols(keys[order][starts], vol, tb, tp, config.criterion)
+        found = hhh_protocols(keys, vol, tb, tp, config.criterion)
         rank_key = _rank_key(config.criterion, nbytes, npkts)
         entries = zip(
             (found.src[:, 0] >> np.uint64(40)).tolist(),
