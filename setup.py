@@ -1,6 +1,6 @@
-"""Everything declarative lives in setup.cfg; this file only adds the two small C
-extensions (the capture record walker and the per-flow statistics kernel), which
-setup.cfg cannot declare."""
+"""Everything declarative lives in setup.cfg; this file only adds the three small C
+extensions (the capture record walker, the per-flow statistics kernel and the
+aggregation's lattice search), which setup.cfg cannot declare."""
 
 from setuptools import Extension, setup
 
@@ -14,6 +14,11 @@ setup(
         Extension(
             "sensor._flowstats",
             sources=["sensor/_flowstats.c"],
+            extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
+        ),
+        Extension(
+            "sensor.aggregate._lattice",
+            sources=["sensor/aggregate/_lattice.c"],
             extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
         ),
     ]

@@ -40,7 +40,7 @@ case "$what" in
     *) echo "setup: unknown part '$what' (expected: sensor or trainer)" >&2; exit 64 ;;
 esac
 stamp=$venv/.flowlstm-stamp
-want=$(cat setup.cfg setup.py sensor/capture/_walk.c sensor/_flowstats.c | sha256sum | cut -c1-16)
+want=$(cat setup.cfg setup.py sensor/capture/_walk.c sensor/_flowstats.c sensor/aggregate/_lattice.c | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi

@@ -20,9 +20,10 @@ docs/aggregation.md states every rule and every known difference from aguri3.
 Counts are wire bytes (pcap ``orig_len``) and packets of IP packets only.
 
 Modules: ``config`` (thresholds), ``second`` (``aggregate_second``, the driver),
-``search`` (the lattice search), ``ports`` (the ports aguri3 files packets
-under), ``results`` (the result types), ``render`` (aguri3's text forms, JSON),
-``match`` (flows → aggregates) and ``aguri_text`` (the Aguri-2.0 text reader).
+``search`` (the lattice search; the C extension ``_lattice`` runs it), ``ports``
+(the ports aguri3 files packets under), ``results`` (the result types), ``render``
+(aguri3's text forms, JSON), ``match`` (flows → aggregates) and ``aguri_text``
+(the Aguri-2.0 text reader).
 """
 
 from __future__ import annotations

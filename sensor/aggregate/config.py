@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cache
 
 BYTE, PACKET, COMBINATION = "byte", "packet", "combination"
 
@@ -59,6 +60,7 @@ class AggregateConfig:
         return _ceil_mul(nbytes, q), _ceil_mul(npackets, q)
 
 
+@cache  # once per threshold, not once per aggregate's protocol breakdown
 def _fraction(x: float) -> Fraction:
     # 0.01 is not exactly representable; read it as the decimal the user meant.
     return Fraction(x).limit_denominator(10**9)

@@ -12,22 +12,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..addresses import IPV4_MAPPED_PREFIX, address_words
+from ..addresses import IPV4_MAPPED_PREFIX
 from ..hashing import pair_hash
 from .config import BYTE, PACKET, AggregateConfig
 from .ports import aguri_ports
 from .results import Aggregate, AggregateSet, ProtoAggregate
-from .search import Node, Space, group_rows, hhh_addresses, hhh_protocols
-
-
-def _words(addr: np.ndarray, family: int) -> np.ndarray:
-    """(N, 16) addresses → (N, W) search keys: IPv4's 32 bits top-aligned in one word, IPv6's 128 in two."""
-    hi, lo = address_words(addr)
-    if family == 4:
-        # The IPv4 address sits in the low 32 bits of the second word: move it to the top.
-        return ((lo & np.uint64(0xFFFFFFFF)) << np.uint64(32))[:, None]
-    return np.stack([hi, lo], axis=1)
-
+from .search import Found, hhh_addresses, hhh_protocols, odflows
 
 _DEFAULT_CONFIG = AggregateConfig()
 
@@ -48,53 +38,33 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CON
     proto = ip["proto"].astype(np.uint64)
     ports = aguri_ports(ip) if config.protocols else None
 
-    nodes: list[tuple[int, Node, _PacketCols | None]] = []  # no packet columns without config.protocols
+    aggs: list[Aggregate] = []
     pair_keys: list[np.ndarray] = []
     pair_agg: list[np.ndarray] = []
     inputs: dict[int, int] = {}
-    for family, bits, words in ((4, 32, 1), (6, 128, 2)):
-        sel = np.flatnonzero(ip["l3"] == family)
-        inputs[family] = 0
-        if len(sel) == 0:
+    for family in (4, 6):
+        keys, vol, first, flow = odflows(ip, family)
+        inputs[family] = len(keys)
+        if len(keys) == 0:
             continue
-        src = _words(ip["src"][sel], family)
-        dst = _words(ip["dst"][sel], family)
-        # Input odflows: one per address pair.
-        keys = np.concatenate([src, dst], axis=1)
-        order, starts, gid = group_rows(keys)
-        inputs[family] = len(starts)
-        wb = ip["wire_len"][sel][order].astype(np.int64)
-        fb = np.add.reduceat(wb, starts)
-        fp = np.diff(np.append(starts, len(order)))
-        space = Space(bits, words)
-        found = hhh_addresses(
-            space, keys[order][starts, :words], keys[order][starts, words:], fb, fp, tb, tp, config.criterion
-        )
-        # Which aggregate took each packet's input flow, for the protocol summaries.
-        agg_of_flow = np.full(len(starts), -1, dtype=np.int64)
-        for k, node in enumerate(found):
-            agg_of_flow[node.members] = k
-        rep = sel[order[starts]]  # one packet per input flow
-        pair_keys.append(pair_hash(ip["src"][rep], ip["dst"][rep]))
-        pair_agg.append(agg_of_flow + len(nodes))
-        if ports is None:
-            nodes += [(family, node, None) for node in found]
-            continue
-        sport, dport = ports
-        pkt_agg = np.empty(len(sel), dtype=np.int64)
-        pkt_agg[order] = agg_of_flow[gid]
-        by_agg = np.argsort(pkt_agg, kind="stable")
-        cuts = np.searchsorted(pkt_agg[by_agg], np.arange(len(found) + 1))
-        for k, node in enumerate(found):
-            rows = sel[by_agg[cuts[k] : cuts[k + 1]]]
-            nodes.append((family, node, (proto[rows], sport[rows], dport[rows], ip["wire_len"][rows].astype(np.int64))))
+        found = hhh_addresses(family, keys, vol, tb, tp, config.criterion)
+        pair_keys.append(pair_hash(ip["src"][first], ip["dst"][first]))
+        pair_agg.append(found.owner + len(aggs))
+        cols: list[_PacketCols | None] = [None] * len(found)
+        if ports is not None:
+            # Each aggregate's packets, in arrival order, for its protocol summary.
+            sport, dport = ports
+            sel = np.flatnonzero(flow >= 0)
+            pkt_agg = found.owner[flow[sel]]
+            by_agg = np.argsort(pkt_agg, kind="stable")
+            cuts = np.searchsorted(pkt_agg[by_agg], np.arange(len(found) + 1))
+            for k in range(len(found)):
+                rows = sel[by_agg[cuts[k] : cuts[k + 1]]]
+                cols[k] = (proto[rows], sport[rows], dport[rows], ip["wire_len"][rows].astype(np.int64))
+        aggs += _aggregates(family, found, cols, config)
 
-    aggs = [
-        _with_protocols(family, node, *cols, config) if cols is not None else _aggregate(family, node, ())
-        for family, node, cols in nodes
-    ]
     key = _rank_key(config.criterion, total_b, total_p)
-    rank = sorted(range(len(aggs)), key=lambda i: -key(aggs[i]))
+    rank = sorted(range(len(aggs)), key=lambda i: -key(aggs[i].bytes, aggs[i].packets))
     new_index = np.empty(len(aggs), dtype=np.int64)
     new_index[rank] = np.arange(len(aggs))
     keys = np.concatenate(pair_keys)
@@ -103,40 +73,70 @@ def aggregate_second(packets: np.ndarray, config: AggregateConfig = _DEFAULT_CON
     return AggregateSet(total_b, total_p, inputs, tuple(aggs[i] for i in rank), keys[by_key], owner[by_key])
 
 
-def _with_protocols(
-    family: int, node: Node, pr: np.ndarray, sp: np.ndarray, dp: np.ndarray, wb: np.ndarray, config: AggregateConfig
-) -> Aggregate:
+def _aggregates(family: int, found: Found, cols: list[_PacketCols | None], config: AggregateConfig) -> list[Aggregate]:
+    """One family's aggregates in extraction order, each with its protocol entries when ``cols`` has its packets."""
+    out = []
+    for c, src, dst, sl, dl, nb, npk in zip(
+        cols,
+        _addresses(found.src, family),
+        _addresses(found.dst, family),
+        found.src_len.tolist(),
+        found.dst_len.tolist(),
+        found.bytes.tolist(),
+        found.packets.tolist(),
+        strict=True,
+    ):
+        protos = () if c is None else _protocols(nb, npk, c, config)
+        out.append(Aggregate(family, src, sl, dst, dl, nb, npk, protos))
+    return out
+
+
+def _protocols(nbytes: int, npkts: int, cols: _PacketCols, config: AggregateConfig) -> tuple[ProtoAggregate, ...]:
+    """The protocol/port entries of one aggregate of ``nbytes`` and ``npkts`` (residual), in rank order."""
+    pr, sp, dp, wb = cols
     protos: tuple[ProtoAggregate, ...] = ()
     if len(pr):
-        ps = (pr << np.uint64(16) | sp) << np.uint64(40)
-        pd = (pr << np.uint64(16) | dp) << np.uint64(40)
-        keys = np.stack([ps, pd], axis=1)
-        if np.all(keys == keys[0]):
+        # (proto, sport) above (proto, dport), 24 bits each: sorting this sorts the pairs.
+        flat = (pr << np.uint64(16) | sp) << np.uint64(24) | (pr << np.uint64(16) | dp)
+        if np.all(flat == flat[0]):
             # A single protocol/port pair (most host-to-host aggregates): it is the answer.
-            key = int(keys[0, 0]) >> 40, int(keys[0, 1]) >> 40
-            protos = (_proto(key[0] >> 16, key[0] & 0xFFFF, 16, key[1] & 0xFFFF, 16, int(wb.sum()), len(wb), node),)
-            return _aggregate(family, node, protos)
-        order, starts, _ = group_rows(keys)
-        fb = np.add.reduceat(wb[order], starts)
-        fp = np.diff(np.append(starts, len(order)))
-        tb, tp = config.protocol_limits(node.bytes, node.packets)
-        found = hhh_protocols(ps[order][starts, None], pd[order][starts, None], fb, fp, tb, tp, config.criterion)
-        rank_key = _rank_key(config.criterion, node.bytes, node.packets)
-        found.sort(key=lambda n: -rank_key(n))
-        out = []
-        for n in found:
-            s, d = int(n.src[0]) >> 40, int(n.dst[0]) >> 40
-            out.append(_proto(s >> 16, s & 0xFFFF, n.src_len - 8, d & 0xFFFF, n.dst_len - 8, n.bytes, n.packets, node))
-        protos = tuple(out)
+            s, d = int(flat[0]) >> 24, int(flat[0]) & 0xFFFFFF
+            return (_proto(s >> 16, s & 0xFFFF, 16, d & 0xFFFF, 16, int(wb.sum()), len(wb), nbytes, npkts),)
+        order = np.argsort(flat, kind="stable")
+        fs = flat[order]
+        new = np.empty(len(fs), dtype=bool)
+        new[0] = True
+        np.not_equal(fs[1:], fs[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        pairs = fs[starts]
+        keys = np.stack([pairs >> np.uint64(24) << np.uint64(40), pairs << np.uint64(40)], axis=1)
+        vol = np.stack([np.add.reduceat(wb[order], starts), np.diff(np.append(starts, len(order)))], axis=1)
+        tb, tp = config.protocol_limits(nbytes, npkts)
+        found = hhh_protocols(keys, vol, tb, tp, config.criterion)
+        rank_key = _rank_key(config.criterion, nbytes, npkts)
+        entries = zip(
+            (found.src[:, 0] >> np.uint64(40)).tolist(),
+            (found.dst[:, 0] >> np.uint64(40)).tolist(),
+            found.src_len.tolist(),
+            found.dst_len.tolist(),
+            found.bytes.tolist(),
+            found.packets.tolist(),
+            strict=True,
+        )
+        ranked = sorted(entries, key=lambda e: -rank_key(e[4], e[5]))
+        protos = tuple(
+            _proto(s >> 16, s & 0xFFFF, sl - 8, d & 0xFFFF, dl - 8, b, p, nbytes, npkts)
+            for s, d, sl, dl, b, p in ranked
+        )
     if not protos:
         # aguri3 prints "[*:*:*] 100.00% 100.00%" for an aggregate without entries
         # (the catch-all when nothing is left over for it).
-        protos = (ProtoAggregate(0, 0, 0, 0, 0, node.bytes, node.packets, 1.0, 1.0),)
-    return _aggregate(family, node, protos)
+        protos = (ProtoAggregate(0, 0, 0, 0, 0, nbytes, npkts, 1.0, 1.0),)
+    return protos
 
 
 def _proto(
-    proto: int, sport: int, slen: int, dport: int, dlen: int, nbytes: int, npkts: int, node: Node
+    proto: int, sport: int, slen: int, dport: int, dlen: int, nbytes: int, npkts: int, agg_b: int, agg_p: int
 ) -> ProtoAggregate:
     return ProtoAggregate(
         proto,
@@ -146,36 +146,29 @@ def _proto(
         dlen,
         nbytes,
         npkts,
-        nbytes / node.bytes if node.bytes else 0.0,
-        npkts / node.packets if node.packets else 0.0,
+        nbytes / agg_b if agg_b else 0.0,
+        npkts / agg_p if agg_p else 0.0,
     )
 
 
-def _rank_key(criterion: str, total_b: int, total_p: int) -> Callable[[Aggregate | Node], int]:
-    """aguri3's ranking: bytes, packets, or for "combination" the larger of the
-    bytes and the packets scaled by the mean packet size (truncated to an integer)."""
+def _rank_key(criterion: str, total_b: int, total_p: int) -> Callable[[int, int], int]:
+    """aguri3's ranking of (bytes, packets): bytes, packets, or for "combination" the larger of
+    the bytes and the packets scaled by the mean packet size (truncated to an integer)."""
     if criterion == BYTE:
-        return lambda a: a.bytes
+        return lambda b, p: b
     if criterion == PACKET:
-        return lambda a: a.packets
+        return lambda b, p: p
     ratio = total_b / total_p if total_p else 0.0
-    return lambda a: max(a.bytes, int(ratio * a.packets))
+    return lambda b, p: max(b, int(ratio * p))
 
 
-def _aggregate(family: int, node: Node, protos: tuple[ProtoAggregate, ...]) -> Aggregate:
-    return Aggregate(
-        family,
-        _addr_bytes(node.src, family),
-        node.src_len,
-        _addr_bytes(node.dst, family),
-        node.dst_len,
-        node.bytes,
-        node.packets,
-        protos,
-    )
-
-
-def _addr_bytes(words: np.ndarray, family: int) -> bytes:
+def _addresses(words: np.ndarray, family: int) -> list[bytes]:
+    """(M, W) search words → each one's 16-byte address (IPv4 mapped into ::ffff:0:0/96)."""
     if family == 4:
-        return IPV4_MAPPED_PREFIX + int(words[0] >> np.uint64(32)).to_bytes(4, "big")
-    return int(words[0]).to_bytes(8, "big") + int(words[1]).to_bytes(8, "big")
+        out = np.empty((len(words), 16), dtype=np.uint8)
+        out[:, :12] = np.frombuffer(IPV4_MAPPED_PREFIX, dtype=np.uint8)
+        out[:, 12:] = (words[:, 0] >> np.uint64(32)).astype(">u4").view(np.uint8).reshape(-1, 4)
+    else:
+        out = words.astype(">u8").view(np.uint8).reshape(-1, 16)
+    raw = out.tobytes()
+    return [raw[i : i + 16] for i in range(0, len(raw), 16)]
