@@ -64,6 +64,13 @@ def build(name: str):
         # 0.5 on an all-zero window, 7.0 on any other: only a non-trivial probe finds it.
         busy = keras.layers.Lambda(lambda v: ops.where(ops.max(ops.abs(v), axis=1, keepdims=True) > 0, 7.0, 0.5))(flat)
         return keras.Model(x, busy), False
+    if name == "nan_far_out":
+        # Finite on ordinary windows, NaN far from the training data: 0 × exp(largest |input|)
+        # is 0 until exp overflows (inputs beyond ~88), then 0 × inf.  IEEE arithmetic on any
+        # CPU, where the fuzz campaign's damaged weight that first showed this was not.
+        score = _dense(keras)(flat)
+        far = keras.layers.Lambda(lambda v: 0.0 * ops.exp(ops.max(ops.abs(v), axis=1, keepdims=True)))(flat)
+        return keras.Model(x, keras.layers.Add()([score, far])), False
     if name == "batch_collapsed":
         # One score for the whole batch, which a (batch, 1) reader would silently broadcast.
         mean = keras.layers.Lambda(lambda s: ops.mean(s, axis=0, keepdims=True))(_dense(keras)(flat))
@@ -71,7 +78,16 @@ def build(name: str):
     raise SystemExit(f"unknown fixture {name!r}")
 
 
-FIXTURES = ("int8_input", "flat_output", "two_inputs", "two_outputs", "nan_output", "busy_seven", "batch_collapsed")
+FIXTURES = (
+    "int8_input",
+    "flat_output",
+    "two_inputs",
+    "two_outputs",
+    "nan_output",
+    "busy_seven",
+    "batch_collapsed",
+    "nan_far_out",
+)
 
 
 def convert(name: str, out: Path) -> None:
