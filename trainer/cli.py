@@ -87,7 +87,8 @@ what 'features --corpus' extracts and what an evaluation holds out.
 
 Families: """
         + ", ".join(FAMILIES)
-        + """.
+        + """; and, for training only, synthetic families: random
+captures of the generic shapes of floods, scans and reflections (--synthetic).
 
 examples:
   flowlstm-train corpus --data ../shared/data --out out/corpus
@@ -111,6 +112,14 @@ examples:
     )
     p.add_argument("--site-seconds", type=float, default=CorpusConfig.site_seconds, metavar="S")
     p.add_argument("--max-captures", type=int, default=0, metavar="N", help="at most N captures per site (0: all)")
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        default=CorpusConfig.synthetic,
+        metavar="N",
+        help="random captures per synthetic family (synth-fanin, synth-fanout, synth-replies: the generic "
+        "shapes of floods, scans and reflections, for training; 0: none; default %(default)s)",
+    )
 
     p = sub.add_parser(
         "inject",
@@ -356,14 +365,15 @@ def cmd_corpus(args: argparse.Namespace) -> int:
             if not source or not n.isdigit() or int(n) < 1:
                 raise UsageError(f"--site {item}: expected SOURCE=N with N >= 1 (e.g. iot-sentinel=3)")
             sites[source] = int(n)
-    if args.site_seconds <= 0 or args.max_captures < 0:
-        raise UsageError("--site-seconds must be > 0 and --max-captures >= 0")
+    if args.site_seconds <= 0 or args.max_captures < 0 or args.synthetic < 0:
+        raise UsageError("--site-seconds must be > 0, --max-captures and --synthetic >= 0")
     cfg = CorpusConfig(
         seed=args.seed,
         site_seconds=args.site_seconds,
         sites=sites,
         families=tuple(f for f in args.families.split(",") if f),
         max_captures=args.max_captures,
+        synthetic=args.synthetic,
     )
     corpus = build(Path(args.data), Path(args.out), cfg, say=lambda m: print(m, file=sys.stderr, flush=True))
     kinds = Counter(t["kind"] for t in corpus["traces"])

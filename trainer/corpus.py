@@ -46,6 +46,7 @@ from sensor.errors import FlowlstmError, UsageError
 
 from .inject import AttackSpec, _ipv4s_of, _is_local, _read, _remap_frame, _write_pcap, inject
 from .labels import NS
+from .synth import SYNTHETIC, write_capture
 
 log = logging.getLogger("flowlstm.corpus")
 
@@ -98,6 +99,7 @@ class CorpusConfig:
     # site's own traffic); each needs an entry in ``sites``
     extra: dict[str, str] = field(default_factory=dict)
     max_captures: int = 0  # per site (0: all); small corpora for tests
+    synthetic: int = 6  # random captures per synthetic family (``trainer/synth.py``); 0: none
 
 
 @dataclass(frozen=True)
@@ -461,11 +463,27 @@ def build(data: Path, out: Path, cfg: CorpusConfig, say: Callable[[str], None] =
         for family in cfg.families:
             traces.append(build_mix(bg, bg_path, family, prepared[family], out, cfg, rng))
         say(f"background {bg.name}: {len(cfg.families)} mixes")
+    # Synthetic families from a stream of their own, so the real mixes are the same with or without them.
+    synth_rng = np.random.default_rng([cfg.seed, 1])
+    synth_families = SYNTHETIC if cfg.synthetic else ()
+    for family in synth_families:
+        got = []
+        for i in range(cfg.synthetic):
+            path = out / "synthetic" / family / f"{family}-{i + 1}.pcap"
+            write_capture(family, path, int(synth_rng.integers(1 << 31)))
+            if a := prepare_attack(Capture(str(path.resolve()), family), data, out, cfg):
+                got.append(a)
+        prepared[family] = got
+        say(f"family {family}: {len(got)} synthetic captures")
+    for bg in backgrounds if synth_families else []:
+        bg_path = Path(bg.path) if os.path.isabs(bg.path) else out / bg.path
+        for family in synth_families:
+            traces.append(build_mix(bg, bg_path, family, prepared[family], out, cfg, synth_rng))
     corpus = {
         "version": CORPUS_VERSION,
         "config": dataclasses.asdict(cfg),
         "data": str(data.resolve()),
-        "families": list(cfg.families),
+        "families": [*cfg.families, *synth_families],
         "sources": sorted({t.source for t in traces}),
         "traces": [dataclasses.asdict(t) for t in traces],
     }

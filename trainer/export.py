@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -23,12 +25,25 @@ from sensor.model import (
 )
 from sensor.windows import WINDOW_SECONDS
 
-from .model import inference_twin, to_tflite
-
-NORMAL_FILE = "normal.tflite"
+from .model import to_tflite
 
 if TYPE_CHECKING:
     import keras
+
+
+@dataclass(frozen=True)
+class Head:
+    """One head as exported: a TFLite-convertible scorer (normalized (3, F) window → score in
+    [0, 1]), its threshold, and the ``model`` description written into the metadata."""
+
+    name: str
+    scorer: keras.Model
+    threshold: float
+    model: dict[str, Any]
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.tflite"
 
 
 class QuantizationReport(TypedDict):
@@ -41,43 +56,41 @@ class QuantizationReport(TypedDict):
 
 
 def export_bundle(
-    model: keras.Model,
+    heads: Sequence[Head],
     out_dir: str | Path,
     normalization: Normalization,
-    threshold: float,
     *,
     name: str,
     provenance: dict[str, Any],
     metrics: dict[str, dict[str, float]],
     check_x: np.ndarray,
-    temperature: float = 1.0,
-    normal: tuple[keras.Model, float] | None = None,
 ) -> QuantizationReport:
     """Write the bundle atomically, load it back with the sensor's loader and compare
-    its decisions with the float model's on ``check_x`` (normalized by the caller's
+    its decisions with the float models' on ``check_x`` (normalized by the caller's
     normalization inside the bundle).  Returns the quantization report.
 
-    The supervised head is exported as sigmoid(z / ``temperature``) (``inference_twin``).
-    ``normal`` is the normal-behaviour head's scorer (``trainer.model.normal_scorer``, built
-    unrolled) and its threshold: written as ``normal.tflite`` and listed in ``heads``.
+    The first head is the bundle's primary model (``model.tflite``, metadata ``head``);
+    the others are listed in ``heads``, each in its own ``NAME.tflite``.  The sensor
+    alerts when any head scores at or above its threshold.
     """
+    if not heads:
+        raise ValueError("a bundle needs at least one head")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
     try:
-        twin = inference_twin(model, temperature)
-        blob = to_tflite(model, tmp / MODEL_FILE, twin=twin)
-        heads: list[dict[str, Any]] = []
-        if normal is not None:
-            scorer, normal_threshold = normal
-            nblob = to_tflite(scorer, tmp / NORMAL_FILE, twin=scorer)
-            heads.append(
+        primary, *others = heads
+        blob = to_tflite(primary.scorer, tmp / MODEL_FILE, twin=primary.scorer)
+        extra: list[dict[str, Any]] = []
+        for h in others:
+            nblob = to_tflite(h.scorer, tmp / h.file, twin=h.scorer)
+            extra.append(
                 {
-                    "name": "normal",
-                    "file": NORMAL_FILE,
-                    "sha256": file_sha256(tmp / NORMAL_FILE),
-                    "threshold": float(normal_threshold),
-                    "model": {"type": "lstm-autoencoder", "units": 64, "activation": "relu", "bytes": len(nblob)},
+                    "name": h.name,
+                    "file": h.file,
+                    "sha256": file_sha256(tmp / h.file),
+                    "threshold": float(h.threshold),
+                    "model": {**h.model, "bytes": len(nblob)},
                 }
             )
         meta: dict[str, Any] = {
@@ -86,28 +99,19 @@ def export_bundle(
             "name": name,
             "schema": {**SCHEMA.to_dict(), "window": WINDOW_SECONDS},
             "normalization": normalization.to_dict(),
-            "threshold": float(threshold),
-            "model": {
-                "type": "lstm",
-                "units": 64,
-                "activation": "relu",
-                "quantization": "dynamic-range",
-                "temperature": float(temperature),
-            },
+            "threshold": float(primary.threshold),
+            "model": {**primary.model, "quantization": "dynamic-range"},
             "training": provenance,
             "metrics": metrics,
             "sha256": file_sha256(tmp / MODEL_FILE),
-            "head": "supervised",
-            "heads": heads,
+            "head": primary.name,
+            "heads": extra,
         }
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         bundle = ModelBundle(tmp)
         q = bundle.score_all(check_x)
         xn = normalization.apply(check_x)
-        floats = [twin.predict(xn, batch_size=4096, verbose=0).ravel()]
-        if normal is not None:
-            floats.append(normal[0].predict(xn, batch_size=4096, verbose=0).ravel())
-        f = np.stack(floats, axis=1)
+        f = np.stack([h.scorer.predict(xn, batch_size=4096, verbose=0).ravel() for h in heads], axis=1)
         thr = bundle.thresholds
         report: QuantizationReport = {
             "windows": int(len(check_x)),

@@ -125,6 +125,32 @@ def inference_twin(trained: keras.Model, temperature: float = 1.0, *, unroll: bo
     return twin
 
 
+def centre_only_twin(trained: keras.Model, temperature: float = 1.0) -> keras.Model:
+    """The no-context baseline (trained on the centre second alone) as the sensor runs it:
+    a (3, F) window cropped to its centre second, then the unrolled twin."""
+    import keras
+    from keras import layers
+
+    _, n_features = trained.input_shape[1:]
+    inp = keras.Input((3, n_features))
+    centre = layers.Cropping1D((1, 1))(inp)
+    return keras.Model(inp, inference_twin(trained, temperature)(centre))
+
+
+def linear_scorer(coef: np.ndarray, intercept: float, temperature: float, window: int, n_features: int) -> keras.Model:
+    """A linear model on flattened windows (the SVM baseline) as a head: sigmoid((w·x + b) / T)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((window, n_features))
+    dense = layers.Dense(1, activation="sigmoid", name="margin")
+    out = dense(layers.Flatten()(inp))
+    model = keras.Model(inp, out)
+    kernel = (np.asarray(coef, np.float64) / temperature).astype(np.float32).reshape(-1, 1)
+    dense.set_weights([kernel, np.array([intercept / temperature], np.float32)])
+    return model
+
+
 def logits(trained: keras.Model, x: np.ndarray) -> np.ndarray:
     """The supervised LSTM's pre-sigmoid outputs z on normalized windows: kernel · h + bias of
     its output layer, from that layer's input (float32, not saturated as sigmoid(z) is)."""

@@ -1,4 +1,4 @@
-"""The ``train`` command: splits, the three models, leave-family-out, report, bundle."""
+"""The ``train`` command: splits, the models, leave-family-out, report, the bundle and the baselines' bundles."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from .dataset import (
     write_summary,
 )
 from .evaluate import Scores, evaluate, plot, threshold_for_flow_budget, write_report
-from .export import export_bundle
+from .export import Head, export_bundle
 from .jobs import TrainJob
-from .model import logits, normal_scorer, temperature_for
+from .model import centre_only_twin, inference_twin, linear_scorer, logits, normal_scorer, temperature_for
 from .spark import spark_context
 from .train import TrainConfig, predict, squash, svm_margins, train_lstm, train_normal, train_svm
 
@@ -63,7 +63,7 @@ class Fitted:
     models: dict[str, Any]  # "lstm" (Keras), "normal" (Keras encoder-decoder), ...
     normal_mse: np.ndarray
     normal_scale: float
-    temperature: float  # the supervised head's (see trainer.model.temperature_for)
+    temperatures: dict[str, float]  # per supervised model (see trainer.model.temperature_for)
     scores: list[Scores]
     thresholds: dict[str, float]
     results: dict[str, dict[str, Any]]
@@ -103,6 +103,7 @@ def _fit_models(
     z = logits(lstm, xtr)
     temperature = temperature_for(z[benign])
     thresholds["lstm"] = _threshold(squash(z, temperature), benign, ktr, budget / 2)
+    temps = {"lstm": temperature}
     lstm_te = squash(logits(lstm, xte), temperature)
     scores.append(Scores("lstm", yte, lstm_te, tax))
 
@@ -121,18 +122,58 @@ def _fit_models(
 
     if with_baselines:
         nc = train_lstm(sc, xtr[:, 1:2], ytr, cfg, xtr[val][:, 1:2], ytr[val], _say, f"{label} no-context lstm")
+        models["lstm (no context)"] = nc
         z = logits(nc, xtr[:, 1:2])
-        t_nc = temperature_for(z[benign])
+        t_nc = temps["lstm (no context)"] = temperature_for(z[benign])
         thresholds["lstm (no context)"] = _threshold(squash(z, t_nc), benign, ktr, budget)
         scores.append(Scores("lstm (no context)", yte, squash(logits(nc, xte[:, 1:2]), t_nc), tax))
         _say(f"[{label} svm] training MLlib LinearSVC")
         svm = train_svm(sc, xtr, ytr, cfg)
+        # The weights as numpy: the MLlib model reads them through the Spark context, gone at export.
+        models["linear svm"] = (svm.coefficients.toArray(), float(svm.intercept))
         m = svm_margins(svm, xtr)
-        t_svm = temperature_for(m[benign])
+        t_svm = temps["linear svm"] = temperature_for(m[benign])
         thresholds["linear svm"] = _threshold(squash(m, t_svm), benign, ktr, budget)
         scores.append(Scores("linear svm", yte, squash(svm_margins(svm, xte), t_svm), tax))
     results = {s.name: evaluate(s, thresholds[s.name]) for s in scores}
-    return Fitted(norm, models, mse, scale, temperature, scores, thresholds, results)
+    return Fitted(norm, models, mse, scale, temps, scores, thresholds, results)
+
+
+def _heads(fit: Fitted, n_features: int) -> dict[str, Head]:
+    """Every trained model as an exportable head, with its threshold."""
+    lstm_info = {"type": "lstm", "units": 64, "activation": "relu"}
+    t = fit.temperatures
+    heads = {
+        "supervised": Head(
+            "supervised",
+            inference_twin(fit.models["lstm"], t["lstm"]),
+            fit.thresholds["lstm"],
+            {**lstm_info, "temperature": t["lstm"]},
+        ),
+        "normal": Head(
+            "normal",
+            normal_scorer(fit.models["normal"], fit.normal_mse, fit.normal_scale, unroll=True),
+            fit.thresholds["normal"],
+            {"type": "lstm-autoencoder", "units": 64, "activation": "relu"},
+        ),
+    }
+    if "lstm (no context)" in fit.models:
+        t_nc = t["lstm (no context)"]
+        heads["no-context"] = Head(
+            "no-context",
+            centre_only_twin(fit.models["lstm (no context)"], t_nc),
+            fit.thresholds["lstm (no context)"],
+            {**lstm_info, "temperature": t_nc, "input": "centre second only"},
+        )
+    if "linear svm" in fit.models:
+        coef, intercept = fit.models["linear svm"]
+        heads["linear-svm"] = Head(
+            "linear-svm",
+            linear_scorer(coef, intercept, t["linear svm"], 3, n_features),
+            fit.thresholds["linear svm"],
+            {"type": "linear-svm", "trainer": "MLlib LinearSVC", "temperature": t["linear svm"]},
+        )
+    return heads
 
 
 def train_all(args: TrainJob) -> dict[str, Any]:
@@ -212,20 +253,29 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         k: {m: v[m] for m in ("detection_rate", "fpr", "precision", "f1", "roc_auc", "pr_auc")}
         for k, v in report["splits"]["held out"].items()
     }
+    heads = _heads(fit, w.x.shape[2])
+    check = w.x[test_m]
     report["quantization"] = export_bundle(
-        fit.models["lstm"],
+        [heads["supervised"], heads["normal"]],
         out / "bundle",
         fit.norm,
-        fit.thresholds["lstm"],
         name=args.name,
         provenance=provenance,
         metrics=metrics,
-        check_x=w.x[test_m],
-        temperature=fit.temperature,
-        normal=(
-            normal_scorer(fit.models["normal"], fit.normal_mse, fit.normal_scale, unroll=True),
-            fit.thresholds["normal"],
-        ),
+        check_x=check,
     )
+    # Each head alone (at its threshold in the combined sensor) and the baselines (at the whole
+    # budget), as bundles of their own, so the real sensor can run them side by side with the
+    # combined one: 'flowlstm-train evaluate --sensor --model combined=RUN/bundle --model ...'.
+    for head in heads.values():
+        export_bundle(
+            [head],
+            out / "baselines" / head.name,
+            fit.norm,
+            name=f"{args.name}-{head.name}",
+            provenance=provenance,
+            metrics=metrics,
+            check_x=check[:2000],
+        )
     write_report(report, out)
     return report

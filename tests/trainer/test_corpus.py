@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -14,6 +15,7 @@ from sensor.capture import read_packets
 from trainer import corpus
 from trainer.corpus import CorpusConfig, build, key_host, squeeze
 from trainer.labels import NS, load_labels, match_packets
+from trainer.synth import SYNTHETIC
 
 from ..conftest import ATTACKS, DATA
 
@@ -33,6 +35,7 @@ CFG = CorpusConfig(
     sites={"zeek-misc": 1, "ppa-book": 1},
     families=("reflection", "scan"),
     instance_spacing=20,
+    synthetic=0,
 )
 
 
@@ -175,3 +178,27 @@ def test_a_corpus_split_trains_on_nothing_it_holds_out(built):
     assert only_family.test == {"scan--site-zeek-misc-1", "scan--site-ppa-book-1"}
     with pytest.raises(Exception, match="not in the corpus: nope"):
         corpus_split(c, ["nope"])
+
+
+def test_synthetic_families_add_mixes_and_leave_the_real_ones_as_they_were(data, built, tmp_path):
+    """Synthetic families come from a random stream of their own: with them, every real mix is
+    byte-for-byte the one built without them, and each background gets one mix per synthetic family."""
+    _, c0 = built
+    out = tmp_path / "synth"
+    build(data, out, dataclasses.replace(CFG, synthetic=1))
+    c = corpus.load(out)
+    assert c["families"] == ["reflection", "scan", *SYNTHETIC]
+    synth = [t for t in c["traces"] if t["kind"] == "mix" and t["family"] in SYNTHETIC]
+    assert {t["name"] for t in synth} == {
+        f"{f}--{b}" for f in SYNTHETIC for b in ("site-zeek-misc-1", "site-ppa-book-1")
+    }
+    now = {t["name"]: t for t in c["traces"]}
+    for t in c0["traces"]:
+        if t["kind"] == "mix":
+            digest = [hashlib.sha256(open(x["path"], "rb").read()).hexdigest() for x in (t, now[t["name"]])]
+            assert digest[0] == digest[1], t["name"]
+    for t in synth:
+        assert t["attacks"] and all(a["packets"] > 0 and a["hosts"] for a in t["attacks"])
+        p = _packets(t["path"])
+        hit = match_packets(load_labels(t["labels"]), p)
+        assert int((hit >= 0).sum()) >= min(a["packets"] for a in t["attacks"]) // 2

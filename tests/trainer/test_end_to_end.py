@@ -150,6 +150,18 @@ def test_train_evaluate_export_and_load(workdir):
     assert bundle.head_names == ("supervised", "normal") and np.all((bundle.thresholds > 0) & (bundle.thresholds < 1))
     w = read_windows(str(workdir / "feat" / "trace=mix" / "part-0.parquet"))
     scores = bundle.score_all(w.x)
+    # each head alone and the baselines, as bundles the sensor runs side by side with the combined one
+    alone = {
+        name: ModelBundle(run / "baselines" / name) for name in ("supervised", "normal", "no-context", "linear-svm")
+    }
+    for name, b in alone.items():
+        assert b.head_names == (name,) and b.name == f"e2e-{name}"
+    for i, name in enumerate(("supervised", "normal")):  # the combined sensor's heads, at its thresholds
+        assert alone[name].threshold == pytest.approx(float(bundle.thresholds[i]))
+        assert np.abs(alone[name].score_all(w.x[:500])[:, 0] - scores[:500, i]).max() < 1e-6
+    for name in ("no-context", "linear-svm"):
+        q = alone[name].score_all(w.x[:2000])[:, 0]
+        assert np.all((q >= 0) & (q <= 1)) and np.ptp(q) > 0
     assert scores.shape == (len(w.x), 2) and np.all((scores >= 0) & (scores <= 1))
     # the normal head's threshold, set for the false-alert budget on benign training flows,
     # leaves the benign windows of its own training trace (nearly) all quiet

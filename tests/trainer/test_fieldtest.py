@@ -94,6 +94,8 @@ def chain(tmp_path_factory):
                 "ppa-book=1",
                 "--site-seconds",
                 "60",
+                "--synthetic",
+                "0",
             ]
         )
         == 0
