@@ -13,8 +13,12 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 
 # tcpreplay and fever are for the tests: replaying fixtures onto a veth pair, and a real
 # EVE consumer reading our unix_stream output; netsniff-ng (trafgen) for bench/live.py;
-# man-db and groff-base render the manual pages in docs/man for their test.
-apt_pkgs=(python3 python3-venv python3-dev gcc libc6-dev libpcap0.8-dev tshark tcpreplay fever netsniff-ng man-db groff-base)
+# man-db and groff-base render the manual pages in docs/man for their test;
+# python3-seccomp (libseccomp for Debian's python3) lets tests/sensor/confine.py apply the
+# unit's system call and address family filters without systemd; build-essential,
+# debhelper and lintian build and check the .deb (dpkg-buildpackage, debian/).
+apt_pkgs=(python3 python3-venv python3-dev gcc libc6-dev libpcap0.8-dev tshark tcpreplay fever netsniff-ng man-db groff-base
+          python3-seccomp build-essential debhelper lintian)
 [ "$what" = trainer ] && apt_pkgs+=(openjdk-17-jre-headless)
 missing=()
 for p in "${apt_pkgs[@]}"; do
