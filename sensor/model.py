@@ -70,6 +70,10 @@ MAX_HEADS = 4
 _HEAD_FILE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\.tflite")
 _HEAD_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _SCORE_BATCH = 1024  # a fixed input shape avoids re-allocating tensors per call
+# A second interpreter for the seconds with few windows: a 1024-window invoke costs ~6 ms
+# however few are real, and a quiet link or a slow scan has one or two windows a second
+# (hping3.pcapng: 6,000 seconds of one window, 149 s of 1024-batch invokes for two heads).
+_SMALL_BATCH = 32
 VET_TIMEOUT_S = 30.0  # the shipped model loads and scores in ~50 ms
 log = logging.getLogger("flowlstm.model")
 _vetted: set[str] = set()  # digests of (model, normalization) a child loaded and scored cleanly
@@ -399,22 +403,31 @@ class Head:
     def _load_and_smoke(self, path: Path, content: bytes, norm: Normalization) -> None:
         with _check(path, "loading the model in LiteRT"):
             self._interp = self._load(path, content)
+            self._small = self._load(path, content, _SMALL_BATCH)
         with _check(path, "the smoke inference"):
             self._smoke(path, norm)
 
     def _smoke(self, path: Path, norm: Normalization) -> None:
         """Score the probe windows once: the output must follow the batch, and be finite in [0, 1]."""
         probe = _probe_windows(norm)
-        buf = np.zeros((_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
-        norm.apply(probe, out=buf[: len(probe)])
-        # Output shapes are known only once the model has run on the resized input.
-        raw = self.run(buf)
-        if list(raw.shape) not in ([_SCORE_BATCH, 1], [_SCORE_BATCH]):
-            raise ModelError(
-                f"{path}: model output is {list(raw.shape)} for a batch of {_SCORE_BATCH} windows; "
-                "expected [batch, 1] or [batch], one score per window"
-            )
-        got = raw.reshape(-1)[: len(probe)]
+        got = None
+        for batch in (_SCORE_BATCH, _SMALL_BATCH):
+            buf = np.zeros((batch, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
+            norm.apply(probe, out=buf[: len(probe)])
+            # Output shapes are known only once the model has run on the resized input.
+            raw = self.run(buf)
+            if list(raw.shape) not in ([batch, 1], [batch]):
+                raise ModelError(
+                    f"{path}: model output is {list(raw.shape)} for a batch of {batch} windows; "
+                    "expected [batch, 1] or [batch], one score per window"
+                )
+            scores = raw.reshape(-1)[: len(probe)]
+            if got is not None and not np.array_equal(got, scores, equal_nan=True):
+                raise ModelError(
+                    f"{path}: the same windows score differently in a batch of {batch} and of {_SCORE_BATCH}; "
+                    "a window's score must not depend on the others in its batch"
+                )
+            got = scores
         silent, busy = got[:2]
         if not all(np.isfinite(v) and 0 <= v <= 1 for v in (silent, busy)):
             raise ModelError(
@@ -428,7 +441,7 @@ class Head:
                 "scores must be finite and within [0, 1] for every input (a damaged weight?)"
             )
 
-    def _load(self, path: Path, content: bytes) -> Any:
+    def _load(self, path: Path, content: bytes, batch: int = _SCORE_BATCH) -> Any:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -452,7 +465,7 @@ class Head:
                 "(export with dynamic-range quantization, which keeps a float interface)"
             )
         try:
-            interp.resize_tensor_input(inp["index"], [_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size])
+            interp.resize_tensor_input(inp["index"], [batch, WINDOW_SECONDS, SCHEMA.size])
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path}: LiteRT cannot load it: {_one_line(exc)}") from None
@@ -464,10 +477,11 @@ class Head:
         return interp
 
     def run(self, buf: np.ndarray) -> np.ndarray:
-        """The model's output tensor for one full, normalized input batch."""
-        self._interp.set_tensor(self._in, buf)
-        self._interp.invoke()
-        out: np.ndarray = self._interp.get_tensor(self._out)
+        """The model's output tensor for one full, normalized input batch (of either size)."""
+        interp = self._small if len(buf) == _SMALL_BATCH else self._interp
+        interp.set_tensor(self._in, buf)
+        interp.invoke()
+        out: np.ndarray = interp.get_tensor(self._out)
         return out
 
 
@@ -534,9 +548,10 @@ class ModelBundle:
         """Every head's scores in [0, 1], (N, heads), for raw windows x of shape (N, 3, F)."""
         n = len(x)
         out = np.empty((n, len(self.heads)), dtype=np.float32)
-        buf = np.zeros((_SCORE_BATCH, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
-        for i in range(0, n, _SCORE_BATCH):
-            part = x[i : i + _SCORE_BATCH]
+        size = _SMALL_BATCH if n <= _SMALL_BATCH else _SCORE_BATCH
+        buf = np.zeros((size, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
+        for i in range(0, n, size):
+            part = x[i : i + size]
             # Normalizing batch by batch keeps the working set in cache; every head reads the same batch.
             self.normalization.apply(part, out=buf[: len(part)])
             buf[len(part) :] = 0

@@ -435,3 +435,13 @@ def test_any_json_in_any_field_loads_or_is_a_model_error(copy, key, value):
         ModelBundle(copy)
     except ModelError as exc:
         assert str(exc).startswith(f"{copy / METADATA_FILE}: ") and "\n" not in str(exc)
+
+
+def test_a_window_scores_the_same_whatever_the_batch_it_is_scored_in(flood_windows):
+    """Seconds with few windows go through the small-batch interpreter: bit-identical scores."""
+    b = ModelBundle(DEFAULT_BUNDLE)
+    x = np.concatenate([w.x for w in flood_windows])[:3000]
+    whole = b.score_all(x)
+    for step in (1, 5, 32, 33, 1500):
+        parts = np.concatenate([b.score_all(x[i : i + step]) for i in range(0, len(x), step)])
+        assert np.array_equal(parts, whole), step
