@@ -410,7 +410,7 @@ class Head:
     def _smoke(self, path: Path, norm: Normalization) -> None:
         """Score the probe windows once: the output must follow the batch, and be finite in [0, 1]."""
         probe = _probe_windows(norm)
-        got = None
+        runs = []
         for batch in (_SCORE_BATCH, _SMALL_BATCH):
             buf = np.zeros((batch, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
             norm.apply(probe, out=buf[: len(probe)])
@@ -421,13 +421,13 @@ class Head:
                     f"{path}: model output is {list(raw.shape)} for a batch of {batch} windows; "
                     "expected [batch, 1] or [batch], one score per window"
                 )
-            scores = raw.reshape(-1)[: len(probe)]
-            if got is not None and not np.array_equal(got, scores, equal_nan=True):
-                raise ModelError(
-                    f"{path}: the same windows score differently in a batch of {batch} and of {_SCORE_BATCH}; "
-                    "a window's score must not depend on the others in its batch"
-                )
-            got = scores
+            runs.append(raw.reshape(-1)[: len(probe)])
+        got = runs[0]
+        if not np.array_equal(got, runs[1], equal_nan=True):
+            raise ModelError(
+                f"{path}: the same windows score differently in a batch of {_SMALL_BATCH} and of {_SCORE_BATCH}; "
+                "a window's score must not depend on the others in its batch"
+            )
         silent, busy = got[:2]
         if not all(np.isfinite(v) and 0 <= v <= 1 for v in (silent, busy)):
             raise ModelError(
