@@ -203,13 +203,8 @@ def sensor_page() -> str:
     lines += [".SH DESCRIPTION", *prose(intro)]
     lines += [".PP", esc("Every option of run can also be set in the configuration file; see"), ".BR sensor.yaml (5)."]
     lines += [".SH OPTIONS", *options(parser)]
-    lines += [".SH COMMANDS"]
-    examples: list[str] = []
-    for name, p, summary in cmds:
-        body, ex = split_examples(p.description or "")
-        examples += ex
-        lines += [f".SS {bold(name)} \\- {esc(summary)}", *prose(body)]
-        lines += [".PP", f"\\fIOptions of {name}:\\fR", *options(p)]
+    section, examples = commands_section(cmds)
+    lines += section
     lines += [
         ".SH FILES",
         ".TP",
@@ -236,6 +231,18 @@ def sensor_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+def commands_section(cmds: list[tuple[str, argparse.ArgumentParser, str]]) -> tuple[list[str], list[str]]:
+    """The COMMANDS section (each subcommand's prose and options) and the examples their help holds."""
+    lines = [".SH COMMANDS"]
+    examples: list[str] = []
+    for name, p, summary in cmds:
+        body, ex = split_examples(p.description or "")
+        examples += ex
+        lines += [f".SS {bold(name)} \\- {esc(summary)}", *prose(body)]
+        lines += [".PP", f"\\fIOptions of {name}:\\fR", *options(p)]
+    return lines, examples
+
+
 def train_page() -> str:
     """flowlstm-train(1)."""
     parser = train_parser()
@@ -252,13 +259,8 @@ def train_page() -> str:
     if spark:
         lines += prose("Spark:" + spark)
     lines += [".SH OPTIONS", *options(parser)]
-    lines += [".SH COMMANDS"]
-    examples: list[str] = []
-    for name, p, summary in cmds:
-        body, ex = split_examples(p.description or "")
-        examples += ex
-        lines += [f".SS {bold(name)} \\- {esc(summary)}", *prose(body)]
-        lines += [".PP", f"\\fIOptions of {name}:\\fR", *options(p)]
+    section, examples = commands_section(cmds)
+    lines += section
     lines += [
         ".SH FILES",
         ".TP",
