@@ -56,7 +56,9 @@ def group_windows(keys: np.ndarray, kinds: np.ndarray, scores: np.ndarray, fired
     if per == FLOW:
         inv = np.arange(n)
     elif per == AGGREGATE:
-        how = np.array([_GROUPED_BY.get(str(k), _BY_PAIR) for k in kinds.tolist()], dtype=np.uint8)
+        how = np.full(n, _BY_PAIR, dtype=np.uint8)
+        for kind, by in _GROUPED_BY.items():
+            how[kinds == kind] = by
         src = np.where((how == _BY_DST)[:, None], 0, keys["src"]).astype(np.uint8)
         dst = np.where((how == _BY_SRC)[:, None], 0, keys["dst"]).astype(np.uint8)
         # The kind is part of the key: a victim of a flood and of a reflection in the same second
