@@ -38,6 +38,7 @@ from typing import Any
 from sensor.errors import FlowlstmError, UsageError
 
 from .labels import NS
+from .synth import SYNTHETIC
 
 GRACE_S = 3.0  # an alert this long after an instance's last packet still belongs to it
 DETECT_WITHIN_S = 3.0
@@ -105,7 +106,7 @@ def select(
     corpus: dict[str, Any], families: Iterable[str] | None, sources: Iterable[str] | None
 ) -> list[dict[str, Any]]:
     """The corpus traces an evaluation runs: mixes of ``families`` on backgrounds of
-    ``sources``, and the benign traces of ``sources`` (None: all)."""
+    ``sources``, and the benign traces of ``sources`` (None: all real families, all sources)."""
     fam = set(families) if families is not None else None
     src = set(sources) if sources is not None else None
     out = []
@@ -114,6 +115,8 @@ def select(
             continue
         if t["kind"] == "mix" and fam is not None and t["family"] not in fam:
             continue
+        if t["kind"] == "mix" and fam is None and t["family"] in SYNTHETIC:
+            continue  # training-only shapes: an evaluation is on real attacks
         out.append(t)
     return out
 

@@ -173,6 +173,9 @@ def main(argv: list[str]) -> None:
         raise SystemExit("usage: confine.py UNIT -- COMMAND...")
     svc = service_section(unit)
     if not stage2:
+        # Stage two runs from this file's text, not its path: PrivateTmp= hides a checkout under /tmp.
+        with open(SELF, encoding="utf-8") as f:
+            source = f.read()
         mounts(svc)
         caps = ",".join(f"+{c}" for c in capabilities(svc))
         user, group = svc["User"][-1], svc.get("Group", svc["User"])[-1]
@@ -180,7 +183,7 @@ def main(argv: list[str]) -> None:
         setpriv += [f"--inh-caps=-all,{caps}", f"--ambient-caps=-all,{caps}", f"--bounding-set=-all,{caps}"]
         if yes(svc, "NoNewPrivileges"):
             setpriv.append("--no-new-privs")
-        os.execvp("setpriv", [*setpriv, sys.executable, SELF, "--as-user", unit, "--", *command])
+        os.execvp("setpriv", [*setpriv, sys.executable, "-c", source, "--as-user", unit, "--", *command])
     if "UMask" in svc:
         os.umask(int(svc["UMask"][-1], 8))
     seccomp_filters(svc)

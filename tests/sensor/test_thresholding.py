@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensor.eve import alert_records
+from sensor.eve import AlertConfig, alert_records
 from sensor.threshold import Thresholder, ThresholdRule, default_rules
 
 
 @pytest.mark.slow
 def test_thresholding_bounds_a_37000_source_flood(flood_windows):
     ones = lambda w: np.ones(len(w), np.float32)  # noqa: E731
-    candidates = sum(len(alert_records(w, ones(w), 0.5, "t@0")) for w in flood_windows)
+    flow = AlertConfig(per="flow")  # thresholding on its own: every anomalous window a candidate
+    candidates = sum(len(alert_records(w, ones(w), 0.5, "t@0", flow)) for w in flood_windows)
     th = Thresholder(default_rules(count=1, seconds=60))
-    kept = [r for w in flood_windows for r in alert_records(w, ones(w), 0.5, "t@0", thresholder=th)]
+    kept = [r for w in flood_windows for r in alert_records(w, ones(w), 0.5, "t@0", flow, thresholder=th)]
     folded = sum(int(r["alert"]["metadata"].get("flowlstm_suppressed", ["0"])[0]) for r in kept)
     pending = sum(st.folded for st in th._state.values())
     assert candidates > 30_000
@@ -22,7 +23,7 @@ def test_thresholding_bounds_a_37000_source_flood(flood_windows):
     assert len(kept) + th.suppressed == candidates
     assert len(kept) + folded + pending == candidates  # every candidate is accounted for once
     by_src = Thresholder([ThresholdRule("limit", "by_src", 1, 60, 0)], max_per_second=10**6)
-    n = sum(len(alert_records(w, ones(w), 0.5, "t@0", thresholder=by_src)) for w in flood_windows)
+    n = sum(len(alert_records(w, ones(w), 0.5, "t@0", flow, thresholder=by_src)) for w in flood_windows)
     assert n > 1000  # spoofed sources: by_src is per source, as in Suricata
 
 

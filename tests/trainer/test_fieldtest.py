@@ -9,7 +9,7 @@ import pytest
 
 from sensor.model import DEFAULT_BUNDLE, ModelBundle
 from trainer.cli import main as train_main
-from trainer.fieldtest import Alert, Tally, TraceRun, default_sensor, read_eve, run_sensor
+from trainer.fieldtest import Alert, Tally, TraceRun, default_sensor, read_eve, run_sensor, select
 from trainer.labels import NS
 
 from ..conftest import ATTACKS, DATA, MAWI_PCAP
@@ -207,3 +207,15 @@ def test_a_site_is_fitted_in_one_command(tmp_path):
     assert set(report["models"]) == {"office", "shipped"} and report["sources"] == ["office"]
     assert report["mixes"] == 2 and report["benign"] == 1  # the site, with each family of the library in it
     assert (run / "train" / "report.md").exists() and (run / "alerts" / "report.md").exists()
+
+
+def test_synthetic_families_are_never_evaluated_unless_asked_for():
+    corpus = {
+        "traces": [
+            {"kind": "mix", "family": "scan", "source": "s"},
+            {"kind": "mix", "family": "synth-fanin", "source": "s"},
+            {"kind": "benign", "source": "s"},
+        ]
+    }
+    assert [t.get("family") for t in select(corpus, None, None)] == ["scan", None]
+    assert [t.get("family") for t in select(corpus, ["synth-fanin"], None)] == ["synth-fanin", None]
