@@ -29,7 +29,8 @@ import socket
 import subprocess
 import sys
 
-SELF = os.path.abspath(__file__)
+# Stage two runs from this file's text (python -c), where there is no __file__.
+SELF = os.path.abspath(globals().get("__file__", "confine.py"))
 
 
 def service_section(unit: str) -> dict[str, list[str]]:
