@@ -15,7 +15,9 @@ input is bad and the reader says so in one line); anything else is a finding:
 
 - crash: any other exception; a batch or an error breaking an invariant; two reads of one
   input (tiny chunks and batches, and one chunk) giving different records or errors;
-- hang: one input running over ``--hang-s`` seconds (the parent's watchdog kills it);
+- hang: one input using over ``--hang-s`` seconds of CPU, or blocking for ``HANG_WALL_FACTOR``
+  times that on the clock (the parent's watchdog kills it).  CPU time, not the clock, so that a
+  campaign run at ``nice 19`` beside other work does not call a starved worker hung;
 - memory: ``MemoryError`` under ``RLIMIT_AS`` set ``--mem-mb`` above the worker's size at
   start, or the worker's peak RSS growing by more than that;
 - signal: the worker process died (a fault in C code).
@@ -78,6 +80,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 SEED_BYTES = 4000  # bytes of records per seed window (after the file's header blocks)
 MAX_INPUT = 1 << 16  # a mutated input is cut to this
 FINDINGS = ("crash", "hang", "memory", "signal")
+HANG_WALL_FACTOR = 4  # a worker blocked (no CPU used) this many times --hang-s on the clock hangs too
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _DEFAULT_CHUNK = files.CHUNK_BYTES
 _EXIT_MEMORY = 3  # a worker that reported a memory finding exits with this to be replaced
 _SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -1071,7 +1075,8 @@ def _worker(
     scratch: str,
     deadline: float,
 ) -> None:
-    """Run inputs first, first + step, ... below stop; publish the current one in ``progress``.
+    """Run inputs first, first + step, ... below stop; publish the current one in ``progress``
+    (its number, the clock and this process's CPU time when it began).
 
     Each input's (outcome, signature, finding) goes to the parent as soon as it is known,
     so that a worker killed for a hang loses nothing but the input it hung on.
@@ -1084,11 +1089,12 @@ def _worker(
     for i in range(first, stop, step):
         if time.monotonic() > deadline:
             break
-        progress[2 * slot] = i
-        progress[2 * slot + 1] = time.monotonic()
+        progress[3 * slot] = i
+        progress[3 * slot + 2] = time.process_time()
+        progress[3 * slot + 1] = time.monotonic()
         name, data = generate(names, seed, i)
         outcome, sig, detail = execute(TARGETS[name], data)
-        progress[2 * slot + 1] = 0.0
+        progress[3 * slot + 1] = 0.0
         if outcome not in FINDINGS and _peak_rss_mb() - base_rss > mem_mb:
             outcome, sig = "memory", f"peak RSS grew by over {mem_mb} MB"
         finding = None
@@ -1100,6 +1106,21 @@ def _worker(
             conn.close()
             sys.exit(_EXIT_MEMORY)  # the parent starts a fresh worker at the next input
     conn.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (its threads included), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0  # gone: the parent sees it dead at its next look
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _hung(pid: int, since: float, cpu0: float, hang_s: float) -> bool:
+    """Whether the input a worker began at ``since`` (its CPU time then ``cpu0``) is a hang."""
+    wall = time.monotonic() - since
+    return wall > hang_s and (_cpu_seconds(pid) - cpu0 > hang_s or wall > HANG_WALL_FACTOR * hang_s)
 
 
 def _drain(conn: Connection, total: Summary) -> None:
@@ -1135,7 +1156,7 @@ def campaign(
     for name in names:
         TARGETS[name].seeds()  # built once here, inherited by every worker
     ctx = mp.get_context("fork")
-    progress = ctx.RawArray("d", 2 * jobs)
+    progress = ctx.RawArray("d", 3 * jobs)
     stop = start + inputs
     total = Summary()
     workers: dict[int, tuple[mp.Process, Connection]] = {}
@@ -1145,7 +1166,7 @@ def campaign(
     def spawn(slot: int, first: int) -> None:
         if first >= stop:
             return
-        progress[2 * slot], progress[2 * slot + 1] = first, 0.0
+        progress[3 * slot], progress[3 * slot + 1] = first, 0.0
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=_worker,
@@ -1172,7 +1193,7 @@ def campaign(
             time.sleep(0.2)
             for slot, (proc, conn) in list(workers.items()):
                 _drain(conn, total)
-                i, since = int(progress[2 * slot]), progress[2 * slot + 1]
+                i, since, cpu0 = int(progress[3 * slot]), progress[3 * slot + 1], progress[3 * slot + 2]
                 if not proc.is_alive():
                     proc.join()
                     _drain(conn, total)
@@ -1182,12 +1203,12 @@ def campaign(
                         if proc.exitcode != _EXIT_MEMORY:
                             record("signal", f"worker died with exit code {proc.exitcode}", i)
                         spawn(slot, i + jobs)
-                elif since and time.monotonic() - since > hang_s and int(progress[2 * slot]) == i:
+                elif since and _hung(proc.pid, since, cpu0, hang_s) and int(progress[3 * slot]) == i:
                     proc.kill()
                     proc.join()
                     conn.close()
                     del workers[slot]
-                    record("hang", f"one input ran over {hang_s:g} s", i)
+                    record("hang", f"one input ran over {hang_s:g} s", i)  # of CPU, or blocked
                     spawn(slot, i + jobs)
             if log and time.monotonic() - reported > 60:
                 reported = time.monotonic()
@@ -1226,7 +1247,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first input number (to continue a campaign)")
     ap.add_argument("--targets", default=",".join(TARGETS), help="comma-separated, of: " + ", ".join(TARGETS))
     ap.add_argument("--out", type=Path, default=Path("fuzz-findings"), help="where reproducers go")
-    ap.add_argument("--hang-s", type=float, default=10.0)
+    ap.add_argument(
+        "--hang-s",
+        type=float,
+        default=10.0,
+        help=f"CPU seconds one input may use (blocked: {HANG_WALL_FACTOR}x on the clock)",
+    )
     ap.add_argument("--mem-mb", type=int, default=1024)
     ap.add_argument("--minutes", type=float, default=0.0, help="stop starting inputs after this long")
     ap.add_argument("--replay", type=Path, nargs="+", metavar="FILE")

@@ -165,7 +165,10 @@ def _misbehave(data: bytes) -> None:
     if data == b"crash":
         raise ValueError("not a FlowlstmError")
     if data == b"hang":
-        time.sleep(60)
+        time.sleep(60)  # blocked: a hang by the clock
+    if data == b"spin":
+        while True:  # busy: a hang by CPU time, before the clock's limit
+            pass
     if data == b"memory":
         bytearray(4 << 30)
     if data == b"signal":
@@ -175,31 +178,35 @@ def _misbehave(data: bytes) -> None:
 
 
 def test_campaign_records_crashes_hangs_memory_and_deaths_with_reproducers(tmp_path, monkeypatch):
-    kinds = [b"crash", b"hang", b"memory", b"signal", b"fine", b"rejected"]
+    kinds = [b"crash", b"hang", b"memory", b"signal", b"fine", b"rejected", b"spin"]
     monkeypatch.setitem(
         harness.TARGETS, "misbehaving", harness.Target(lambda: kinds, lambda s, rng, seeds: s, _misbehave)
     )
-    summary = harness.campaign(["misbehaving"], 12, jobs=2, out=tmp_path, hang_s=1, mem_mb=256)
-    assert dict(summary.outcomes) == {"crash": 2, "hang": 2, "memory": 2, "signal": 2, "ok": 2, "rejected": 2}
+    summary = harness.campaign(["misbehaving"], 14, jobs=2, out=tmp_path, hang_s=1, mem_mb=256)
+    assert dict(summary.outcomes) == {"crash": 2, "hang": 4, "memory": 2, "signal": 2, "ok": 2, "rejected": 2}
     found = {(f["kind"], f["input"]) for f in summary.findings}
     assert found == {
         ("crash", 0),
-        ("crash", 6),
+        ("crash", 7),
         ("hang", 1),
-        ("hang", 7),
+        ("hang", 8),
+        ("hang", 6),
+        ("hang", 13),
         ("memory", 2),
-        ("memory", 8),
+        ("memory", 9),
         ("signal", 3),
-        ("signal", 9),
+        ("signal", 10),
     }
     for kind, i in found:
-        assert len(list(tmp_path.glob(f"{kind}-*-{i}.bin"))) == 1
+        assert len(list(tmp_path.glob(f"{kind}-*-{i}.bin"))) in ((0, 1) if kind == "hang" else (1,))
+    # the four hangs share a signature, which keeps at most 3 reproducers (whichever came first)
+    assert len(list(tmp_path.glob("hang-*.bin"))) == 3
     crash = next(tmp_path.glob("crash-*-0.bin"))
     assert (
         crash.read_bytes() == b"crash" and json.loads(crash.with_suffix(".json").read_text())["target"] == "misbehaving"
     )
     assert harness.replay([crash]) == 1
-    assert json.loads((tmp_path / "summary.json").read_text())["inputs"] == 12
+    assert json.loads((tmp_path / "summary.json").read_text())["inputs"] == 14
 
 
 def test_json_mutations_never_edit_their_table_of_values():
