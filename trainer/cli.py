@@ -227,6 +227,12 @@ examples:
     )
     p.add_argument("--seed", type=int, default=TrainJob.seed)
     p.add_argument("--no-family-holdout", action="store_true", help="skip the leave-family-out runs")
+    p.add_argument(
+        "--no-family-balance",
+        action="store_true",
+        help="train the supervised LSTMs on the windows as they come (default: each attack family "
+        "with fewer anomalous windows than the mean family is drawn up to the mean)",
+    )
     p.add_argument("--corpus", metavar="DIR", help="the corpus the features came from: split by its traces")
     p.add_argument(
         "--hold-out-families", metavar="LIST", default="", help="with --corpus: attack families never trained on"
@@ -458,6 +464,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             tuple(f for f in args.hold_out_sources.split(",") if f),
             args.max_benign_per_trace,
             args.max_anomalous_per_trace,
+            not args.no_family_balance,
         )
     )
     print(f"report: {Path(args.out) / 'report.md'}; bundle: {Path(args.out) / 'bundle'}")

@@ -109,6 +109,27 @@ def load_windows(
     )
 
 
+def family_balanced_rows(y: np.ndarray, family: np.ndarray, seed: int) -> np.ndarray:
+    """Row indices for supervised training in which no attack family is drowned by the big ones.
+
+    A flood or a scan gives thousands of anomalous windows a capture, a beacon or a DHCP
+    flood a few dozen: trained on the windows as they come, the supervised head learns
+    four families and scores the others as benign (recall 0 on ten of fourteen families in
+    the default model's own time split before this).  Every benign row is kept once; each
+    family with fewer anomalous windows than the mean family is drawn up to that mean, with
+    replacement (seeded), the bigger ones are kept as they are.  The order is ascending.
+    """
+    rng = np.random.default_rng(seed)
+    anomalous = np.flatnonzero(y == 1)
+    fams, inverse = np.unique(family[anomalous].astype(str), return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(fams))
+    target = int(np.ceil(counts.mean())) if len(counts) else 0
+    extra = [
+        rng.choice(anomalous[inverse == k], size=target - n, replace=True) for k, n in enumerate(counts) if n < target
+    ]
+    return np.sort(np.concatenate([np.arange(len(y)), *extra]))
+
+
 def time_split(w: Windows, test_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """Per trace, the last ``test_fraction`` of its time span is test; returns (train, test) masks.
 

@@ -182,7 +182,12 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
     lines += [
         f"Windows: {d.get('windows')} ({d.get('anomalous')} anomalous). "
         f"Thresholds: at most {report.get('false_alert_budget')} in 10,000 benign training flows alert "
-        "(half of it per head for the combined sensor).",
+        "(half of it per head for the combined sensor)."
+        + (
+            " Supervised LSTMs trained family-balanced (small attack families drawn up to the mean family)."
+            if report.get("config", {}).get("family_balance")
+            else ""
+        ),
         "",
     ]
     for split, models in report.get("splits", {}).items():

@@ -25,3 +25,4 @@ class TrainJob:
     hold_out_sources: tuple[str, ...] = ()  # with corpus: benign sources never trained on
     max_benign_per_trace: int = 0  # windows kept per trace (0: all), so a corpus fits the driver
     max_anomalous_per_trace: int = 0
+    family_balance: bool = True  # supervised LSTMs: small attack families drawn up to the mean family

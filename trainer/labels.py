@@ -331,6 +331,10 @@ CORPUS_CLASSES = {
     "dns-anomaly": "contextual",
     "dns-tunnel": "contextual",
     "malware-c2": "contextual",
+    # trainer/synth.py's training-only shapes (its SYNTHETIC; named here, since synth imports labels)
+    "synth-fanin": "collective",
+    "synth-fanout": "collective",
+    "synth-replies": "collective",
 }
 
 

@@ -18,6 +18,7 @@ from .dataset import (
     CorpusSplit,
     Windows,
     corpus_split,
+    family_balanced_rows,
     family_split,
     fit_normalization,
     load_windows,
@@ -97,8 +98,14 @@ def _fit_models(
     scores: list[Scores] = []
     thresholds: dict[str, float] = {}
     tax = w.taxonomy[test_m]
+    # The LSTMs see small families drawn up to the mean family; thresholds, the normal head and
+    # the linear SVM use the training windows as they are (the SVM trained on the balanced rows
+    # put benign and attack margins on top of each other: detection 0.006 against 0.90 at the
+    # same false-alert budget, in the default corpus's own time split).
+    rows = family_balanced_rows(ytr, w.family[train_m], cfg.seed) if cfg.family_balance else np.arange(len(ytr))
+    xsup, ysup = xtr[rows], ytr[rows]
 
-    lstm = train_lstm(sc, xtr, ytr, cfg, xtr[val], ytr[val], _say, f"{label} lstm")
+    lstm = train_lstm(sc, xsup, ysup, cfg, xtr[val], ytr[val], _say, f"{label} lstm")
     models["lstm"] = lstm
     z = logits(lstm, xtr)
     temperature = temperature_for(z[benign])
@@ -121,7 +128,7 @@ def _fit_models(
     thresholds["combined"] = 0.5
 
     if with_baselines:
-        nc = train_lstm(sc, xtr[:, 1:2], ytr, cfg, xtr[val][:, 1:2], ytr[val], _say, f"{label} no-context lstm")
+        nc = train_lstm(sc, xsup[:, 1:2], ysup, cfg, xtr[val][:, 1:2], ytr[val], _say, f"{label} no-context lstm")
         models["lstm (no context)"] = nc
         z = logits(nc, xtr[:, 1:2])
         t_nc = temps["lstm (no context)"] = temperature_for(z[benign])
@@ -204,7 +211,13 @@ def train_all(args: TrainJob) -> dict[str, Any]:
             "the held-out windows contain no anomalous one; inject attacks that span the split, "
             "lower --test-fraction or hold out a family"
         )
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, partitions=args.partitions, seed=args.seed)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        partitions=args.partitions,
+        seed=args.seed,
+        family_balance=args.family_balance,
+    )
     report: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "flowlstm": __version__,
@@ -217,6 +230,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
             "seed": cfg.seed,
             "master": args.master,
             "test_fraction": args.test_fraction,
+            "family_balance": cfg.family_balance,
         },
         "splits": {},
     }

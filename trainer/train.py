@@ -32,6 +32,7 @@ class TrainConfig:
     seed: int = 7
     svm_iterations: int = 100
     svm_reg: float = 0.01
+    family_balance: bool = True  # the LSTMs train on dataset.family_balanced_rows
 
 
 def class_weights(y: np.ndarray) -> dict[int, float]:

@@ -15,6 +15,7 @@ from trainer.labels import (
     read_xml,
     taxonomy_family,
 )
+from trainer.synth import SYNTHETIC
 
 from ..conftest import DATA, MAWI_PCAP
 
@@ -104,6 +105,12 @@ def test_taxonomy_mapping():
     assert anomaly_class("DDoSSYN") == "collective" and taxonomy_family("DDoSSYN") == "dos"
     assert anomaly_class("alphflHTTP") == "point"
     assert anomaly_class("mptp") == "contextual" and taxonomy_family("mptmp") == "multipoint"
+
+
+def test_synthetic_families_are_collective_and_their_own_family():
+    # they were reported as "contextual" and pooled as family "other" before
+    for name in SYNTHETIC:
+        assert anomaly_class(name) == "collective" and taxonomy_family(name) == name
 
 
 def test_load_labels_merges_files():
