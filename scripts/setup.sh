@@ -16,9 +16,10 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 # man-db and groff-base render the manual pages in docs/man for their test;
 # python3-seccomp (libseccomp for Debian's python3) lets tests/sensor/confine.py apply the
 # unit's system call and address family filters without systemd; build-essential,
-# debhelper and lintian build and check the .deb (dpkg-buildpackage, debian/).
+# debhelper and lintian build and check the .deb (dpkg-buildpackage, debian/); debootstrap
+# makes the Debian 12 tree tests/sensor/test_boot.py boots systemd in.
 apt_pkgs=(python3 python3-venv python3-dev gcc libc6-dev libpcap0.8-dev tshark tcpreplay fever netsniff-ng man-db groff-base
-          python3-seccomp build-essential debhelper lintian)
+          python3-seccomp build-essential debhelper lintian debootstrap)
 [ "$what" = trainer ] && apt_pkgs+=(openjdk-17-jre-headless)
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -52,10 +52,26 @@ class JournalFormatter(logging.Formatter):
         return f"<{self.PRIORITY.get(record.levelno, 6)}>{record.name}: {record.getMessage()}"
 
 
+def stderr_is_journal() -> bool:
+    """Whether stderr is journald's stream: systemd names it in ``JOURNAL_STREAM`` (device:inode), and
+    a process that inherited the variable but writes elsewhere (a pipe, a terminal) is not."""
+    try:
+        dev, ino = (int(x) for x in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        st = os.fstat(2)
+    except (ValueError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+def error_prefix() -> str:
+    """``<3>`` (LOG_ERR) before a line written straight to stderr, when that goes to the journal."""
+    return "<3>" if stderr_is_journal() else ""
+
+
 def setup_logging(prog: str, verbose: bool) -> None:
     """Log to stderr: with journald priorities under systemd, ``prog: LEVEL: message`` otherwise."""
     handler = logging.StreamHandler()
-    if os.environ.get("JOURNAL_STREAM"):
+    if stderr_is_journal():
         handler.setFormatter(JournalFormatter())
     else:
         handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from .. import __version__
 from ..errors import FlowlstmError, UsageError
-from ..systemd import setup_logging
+from ..systemd import error_prefix, setup_logging
 from . import features, inspect, run
 from .common import EXIT_CODES
 
@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 64
         return int(args.handler(args))
     except FlowlstmError as exc:
-        print(f"flowlstm-sensor: error: {exc}", file=sys.stderr)
+        # Under systemd at LOG_ERR: a refused 'systemctl reload' is an error in the journal.
+        print(f"{error_prefix()}flowlstm-sensor: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -1,9 +1,14 @@
-"""Fixtures the sensor's test modules share: the synflood's windows, a veth pair between two namespaces."""
+"""Fixtures the sensor's test modules share: the synflood's windows, a veth pair between two namespaces,
+the built .deb."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +23,8 @@ def flood_windows():
     return [w for o in run_files([ATTACKS / "pkt.TCP.synflood.spoofed.pcap"]) for w in o.windows]
 
 
-@pytest.fixture
-def veth():
+@contextlib.contextmanager
+def veth_pair() -> Iterator[tuple[str, str, str, str]]:
     """(ns_a, ns_b, a, b): namespaces ns_a and ns_b joined by veth links a and b, removed afterwards."""
     tag = uuid.uuid4().hex[:6]
     ns_a, ns_b, a, b = f"flA{tag}", f"flB{tag}", f"fla{tag}", f"flb{tag}"
@@ -43,3 +48,26 @@ def veth():
     finally:
         for ns in (ns_a, ns_b):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@pytest.fixture
+def veth():
+    """A veth pair for one test (``veth_pair``)."""
+    with veth_pair() as pair:
+        yield pair
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory):
+    """The .deb packaging/build-deb.sh builds, once per session (test_packaging, test_boot).
+    FLOWLSTM_TEST_DEB names one built already, to rerun those tests without the build."""
+    given = os.environ.get("FLOWLSTM_TEST_DEB")
+    if given:
+        return Path(given).resolve()
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path_factory.mktemp("deb")
+    proc = subprocess.run(
+        [str(root / "packaging" / "build-deb.sh"), str(out)], capture_output=True, text=True, cwd=root
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return Path(proc.stdout.strip().splitlines()[-1])

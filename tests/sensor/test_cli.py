@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -95,6 +96,20 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path, make, code, pattern):
     assert len(err) == 1 and err[0].startswith("flowlstm-sensor: error: ") and re.search(pattern, err[0])
     if code == 65:  # the packets before the damage were still reported
         assert len(proc.stdout.splitlines()) >= 1
+
+
+def test_errors_are_at_log_err_when_stderr_is_the_journal(tmp_path):
+    """Under systemd (JOURNAL_STREAM names stderr) an error line is prefixed <3>, so journald files it
+    at LOG_ERR; a process that only inherited the variable, its stderr elsewhere, writes it plain."""
+    argv = [sys.executable, "-m", "sensor.cli", "inspect", "--pcap", str(tmp_path / "missing.pcap")]
+    stream = tmp_path / "stream"
+    with stream.open("w") as err:
+        st = os.fstat(err.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        assert subprocess.run(argv, stderr=err, env=env).returncode == 66
+    assert stream.read_text().startswith("<3>flowlstm-sensor: error: ")
+    piped = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert piped.returncode == 66 and piped.stderr.startswith("flowlstm-sensor: error: "), piped.stderr
 
 
 @pytest.mark.parametrize(

@@ -33,20 +33,10 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def deb(tmp_path_factory):
-    out = tmp_path_factory.mktemp("deb")
-    proc = subprocess.run(
-        [str(ROOT / "packaging" / "build-deb.sh"), str(out)], capture_output=True, text=True, cwd=ROOT
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
-def test_control_and_conffiles(deb):
+def test_control_and_conffiles(deb, tmp_path):
     info = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, text=True, check=True).stdout
     assert "Package: flowlstm-sensor" in info and "Architecture: amd64" in info and "python3 (>= 3.11)" in info
-    tree = deb.parent / "ctl"
+    tree = tmp_path / "ctl"
     subprocess.run(["dpkg-deb", "--control", str(deb), str(tree)], check=True)
     assert set((tree / "conffiles").read_text().split()) == {
         "/etc/flowlstm/sensor.yaml",
