@@ -69,12 +69,16 @@ def error_prefix() -> str:
 
 
 def setup_logging(prog: str, verbose: bool) -> None:
-    """Log to stderr: with journald priorities under systemd, ``prog: LEVEL: message`` otherwise."""
+    """Log to stderr: with journald priorities and from INFO under systemd, ``prog: LEVEL: message``
+    from WARNING (INFO with ``verbose``) otherwise."""
     handler = logging.StreamHandler()
-    if stderr_is_journal():
+    journal = stderr_is_journal()
+    if journal:
         handler.setFormatter(JournalFormatter())
     else:
         handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))
     root = logging.getLogger("flowlstm")
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    # Our INFO lines are lifecycle events (capturing, reloaded, stopped), never per packet: a
+    # sysadmin expects them in 'journalctl -u' as Suricata's are; on a terminal they wait for -v.
+    root.setLevel(logging.INFO if verbose or journal else logging.WARNING)

@@ -112,6 +112,20 @@ def test_errors_are_at_log_err_when_stderr_is_the_journal(tmp_path):
     assert piped.returncode == 66 and piped.stderr.startswith("flowlstm-sensor: error: "), piped.stderr
 
 
+def test_lifecycle_lines_reach_the_journal_without_verbose(tmp_path):
+    """INFO lines (capturing, reloaded, stopped: here 'wrote N windows') go to the journal at <6>
+    by default; on a pipe they wait for -v."""
+    argv = [sys.executable, "-m", "sensor.cli", "features", "--pcap", str(ATTACKS / "hping3.pcapng")]
+    stream = tmp_path / "stream"
+    with stream.open("w") as err:
+        st = os.fstat(err.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        run = subprocess.run([*argv, "--out", str(tmp_path / "a.parquet")], stderr=err, env=env)
+    assert run.returncode == 0 and re.search(r"^<6>flowlstm\S*: wrote \d+ windows", stream.read_text(), re.M)
+    piped = subprocess.run([*argv, "--out", str(tmp_path / "b.parquet")], capture_output=True, text=True, env=env)
+    assert piped.returncode == 0 and "wrote" not in piped.stderr, piped.stderr
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
