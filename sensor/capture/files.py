@@ -437,6 +437,11 @@ class CaptureReader:
             if status in (_walk.FULL, _walk.SECTION):
                 continue
             if not s.fill():
+                if s.buf[s.pos : s.pos + 4] == _PCAPNG_SHB:
+                    # A cut section header: say so, as a read whose chunk ended just before
+                    # it does at the top of this loop (found by fuzzing: the message
+                    # depended on the read size).
+                    self._section_header(s)
                 s.end_of_data("block")
                 return
 

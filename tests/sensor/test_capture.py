@@ -929,3 +929,20 @@ def test_a_stream_cut_inside_the_file_header_is_damage_not_a_short_header(tmp_pa
         with pytest.raises(CorruptCaptureError, match="compressed stream is damaged"):
             list(read_packets(bad))
     assert any(4 <= n < 28 for n in decoded.values())  # cuts inside the file header were among them
+
+
+@pytest.mark.parametrize("chunk", [1, 64, files.CHUNK_BYTES])
+def test_a_cut_section_header_at_the_end_reads_the_same_at_any_read_size(tmp_path, monkeypatch, chunk):
+    # Found by the long fuzz campaign (seed 9, input 1674265): 11 bytes of a second section
+    # header at the end were "section header block is truncated" when a read's chunk ended
+    # just before them and "file ends inside a block" otherwise.
+    whole = (DATA / "wifi" / "wlan-mixed.pcapng").read_bytes()
+    path = tmp_path / "cut.pcapng"
+    path.write_bytes(whole + whole[:11])
+    monkeypatch.setattr(files, "CHUNK_BYTES", chunk)
+    reader = CaptureReader(path, batch_size=3)
+    got = []
+    with pytest.raises(CorruptCaptureError, match="section header block is truncated") as err:
+        got.extend(reader)
+    assert err.value.offset == len(whole)
+    same_records(np.concatenate(got), load(DATA / "wifi" / "wlan-mixed.pcapng"))
