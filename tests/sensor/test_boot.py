@@ -7,8 +7,10 @@ the daemon to the flowlstm user with CAP_NET_RAW alone; a stalled main loop miss
 pings and systemd kills and restarts it; ``systemctl reload`` swaps the model in the running
 process and refuses a broken file without touching it; journald files the daemon's lines at the
 priorities it prefixes; a logrotate run of the package's file, with its postrotate reload, loses
-and splits no EVE line under a steady stream of alerts; ``apt-get purge`` stops the instance and
-removes the package's files (the flowlstm user stays, as debian/postrm says).
+and splits no EVE line under a steady stream of alerts; an upgrade (a reinstall over a unit systemd
+loaded in another version) reloads the unit and restarts the instance on it; ``apt-get purge``
+stops the instance and removes the package's files and the instance's enablement link (the
+flowlstm user stays, as debian/postrm says).
 
 How it boots (not with systemd-nspawn, which failed on this project's CI machine, whose init is not
 systemd, for want of a host system bus): the tree is debootstrapped once and cached (``CACHE``,
@@ -555,6 +557,38 @@ def test_journal_files_the_daemons_lines_at_their_priorities(machine: Machine) -
     assert all(e.get("SYSLOG_IDENTIFIER") == "flowlstm-sensor" for e in sensor)
 
 
+def environ(machine: Machine, state: dict[str, str]) -> list[bytes]:
+    """The environment of the unit's main process."""
+    return Path(f"/proc/{machine.host_pid(int(state['MainPID']))}/environ").read_bytes().split(b"\0")
+
+
+def test_upgrade_reloads_the_unit_and_restarts_the_instance(machine: Machine) -> None:
+    # The unit systemd has loaded differs from the package's, as an older version's would: the
+    # reinstall's postinst (configure with the old version) must daemon-reload before it restarts
+    # the instance, or the instance restarts on the stale unit.  (systemd's own dpkg trigger
+    # reloads too, but at the end of the run, after the restart: NeedDaemonReload alone cannot
+    # tell.  The environment of the restarted process can.)
+    unit = machine.root / UNIT_FILE.lstrip("/")
+    text = unit.read_text()
+    assert text.count("\n[Service]\n") == 1
+    unit.write_text(text.replace("\n[Service]\n", "\n[Service]\nEnvironment=FLOWLSTM_OLD_UNIT=1\n"))
+    machine.run("systemctl", "daemon-reload")
+    machine.run("systemctl", "restart", machine.unit)
+    machine.wait(lambda s: s["SubState"] == "running", "restarted")
+    before = machine.show()
+    assert before["ActiveState"] == "active", before
+    assert b"FLOWLSTM_OLD_UNIT=1" in environ(machine, before)
+    deb = next((machine.root / "var/tmp").glob("flowlstm-sensor_*.deb")).name
+    confold = ("-o", "Dpkg::Options::=--force-confold")
+    machine.run("apt-get", "install", "-y", "-qq", "--reinstall", *confold, f"/var/tmp/{deb}")
+    assert "FLOWLSTM_OLD_UNIT" not in unit.read_text()
+    reload = machine.run("systemctl", "show", "-p", "NeedDaemonReload", machine.unit).stdout.strip()
+    assert reload == "NeedDaemonReload=no", reload
+    after = machine.wait(lambda s: s["SubState"] == "running" and s["MainPID"] != before["MainPID"], "restarted")
+    assert after["ActiveState"] == "active" and after["StatusText"], after
+    assert b"FLOWLSTM_OLD_UNIT=1" not in environ(machine, after), "restarted on the unit loaded before the upgrade"
+
+
 def test_purge_stops_the_instance_and_removes_the_package(machine: Machine) -> None:
     # What the test added is the administrator's to remove, as dpkg leaves it.
     for extra in (DROPIN, "/var/lib/flowlstm-boot-test", "/etc/flowlstm/sensor.yaml.dpkg-boot"):
@@ -584,3 +618,5 @@ def test_purge_stops_the_instance_and_removes_the_package(machine: Machine) -> N
         "/usr/lib/sysusers.d/flowlstm-sensor.conf",
     )
     assert not [p for p in gone if (machine.root / p.lstrip("/")).exists()]
+    # 'systemctl enable' made a link for the instance; the unit gone, it would point at nothing.
+    assert not [str(p) for p in (machine.root / "etc/systemd/system").glob("*.wants/flowlstm-sensor@*")]
