@@ -3,6 +3,7 @@ lintian, its sensor run from the package tree, installed, run confined as the un
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -11,6 +12,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -125,18 +127,30 @@ def confined_capture(unit: Path, veth) -> tuple[dict[str, str], list[dict]]:
     argv = [opts if w == "$FLOWLSTM_OPTS" else [w.replace("%i", b)] for w in svc["ExecStart"][0].split()]
     eve = Path("/var/log/flowlstm/eve.json")
     eve.unlink(missing_ok=True)
+    # Type=notify, as under systemd: the replay starts once READY=1 says the capture is open.  (The
+    # link turns promiscuous inside libpcap's activation, before its ring takes packets: waiting for
+    # that lost a replay's first packets on a loaded machine.)
+    notify = Path(f"/run/flowlstm-test-notify-{os.getpid()}")
+    notify.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    notify.chmod(0o666)  # the daemon sends as the flowlstm user
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns_b, "unshare", "--mount", "--propagation", "private", "/usr/bin/python3"]
         + [confine.SELF, str(unit), "--", *(w for ws in argv for w in ws)],
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "NOTIFY_SOCKET": str(notify)},
     )
     try:
-        # sensor.yaml has promiscuous: true; the capture is open once the link is promiscuous.
         end = time.monotonic() + 60
-        while promiscuity(ns_b, b) == 0 and proc.poll() is None and time.monotonic() < end:
-            time.sleep(0.2)
-        assert promiscuity(ns_b, b) == 1, proc.stderr.read() if proc.poll() is not None else "not promiscuous"
+        sock.settimeout(0.5)
+        ready = False
+        while not ready and proc.poll() is None and time.monotonic() < end:
+            with contextlib.suppress(TimeoutError):
+                ready = b"READY=1" in sock.recv(4096).split(b"\n")
+        assert ready, proc.stderr.read() if proc.poll() is not None else "no READY=1 in 60 s"
+        assert promiscuity(ns_b, b) == 1  # sensor.yaml has promiscuous: true
         status = dict(x.split(":", 1) for x in Path(f"/proc/{proc.pid}/status").read_text().splitlines())
         status = {k: v.strip() for k, v in status.items()}
         replay = ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "2000"]
@@ -146,6 +160,8 @@ def confined_capture(unit: Path, veth) -> tuple[dict[str, str], list[dict]]:
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+        sock.close()
+        notify.unlink(missing_ok=True)
     assert proc.returncode == 0, err
     st = eve.stat()
     assert (st.st_uid, st.st_gid) == (pwd.getpwnam("flowlstm").pw_uid, pwd.getpwnam("flowlstm").pw_gid)
@@ -196,8 +212,8 @@ def test_dpkg_installs_runs_confined_and_purges(deb, tmp_path, veth):
         assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
         sent = sum(len(b) for b in read_packets(DATA / "zeek" / "ssh_sshguess.pcap"))
         last = events[-1]["stats"]
-        assert events[-1]["event_type"] == "stats" and last["decoder"]["pkts"] == sent
-        assert last["capture"]["kernel_packets"] == sent and last["capture"]["kernel_drops"] == 0
+        assert events[-1]["event_type"] == "stats" and last["decoder"]["pkts"] == sent, (sent, last)
+        assert last["capture"]["kernel_packets"] == sent and last["capture"]["kernel_drops"] == 0, (sent, last)
     finally:
         purge = subprocess.run(["dpkg", "--purge", "flowlstm-sensor"], capture_output=True, text=True)
     assert purge.returncode == 0, purge.stderr
