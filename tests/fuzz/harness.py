@@ -988,6 +988,7 @@ class Summary:
     inputs: int = 0
     seconds: float = 0.0
     last_input: int = -1  # the highest input number run
+    next_input: int = 0  # every input below this one was run: where a campaign continues
     outcomes: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)  # rejected inputs by normalized error message
     findings: list[dict] = field(default_factory=list)
@@ -1003,6 +1004,7 @@ class Summary:
         lines = [
             f"{self.inputs} inputs in {self.seconds:.0f} s ({rate:.0f}/s): "
             + ", ".join(f"{k} {self.outcomes[k]}" for k in ("ok", "rejected", *FINDINGS))
+            + f"; next input {self.next_input}"
         ]
         lines += [f"  {n:8d}  {reason}" for reason, n in self.reasons.most_common(40)]
         by_sig = Counter((f["kind"], f["signature"]) for f in self.findings)
@@ -1014,6 +1016,7 @@ class Summary:
             "inputs": self.inputs,
             "seconds": round(self.seconds, 1),
             "last_input": self.last_input,
+            "next_input": self.next_input,
             "outcomes": dict(self.outcomes),
             "reasons": dict(self.reasons.most_common()),
             "findings": self.findings,
@@ -1040,6 +1043,7 @@ def run_quick(inputs: int = 300, seed: int = 0, names: list[str] | None = None, 
         outcome, sig, detail = execute(TARGETS[name], data)
         summary.add(outcome, sig)
         summary.last_input = i
+        summary.next_input = i + 1
         if outcome in FINDINGS:
             finding = {"kind": outcome, "signature": sig, "target": name, "seed": seed, "input": i}
             summary.findings.append(finding)
@@ -1065,9 +1069,8 @@ def _worker(
     slot: int,
     names: list[str],
     seed: int,
-    first: int,
+    counter,
     stop: int,
-    step: int,
     out: str,
     mem_mb: int,
     progress,
@@ -1075,8 +1078,13 @@ def _worker(
     scratch: str,
     deadline: float,
 ) -> None:
-    """Run inputs first, first + step, ... below stop; publish the current one in ``progress``
-    (its number, the clock and this process's CPU time when it began).
+    """Run the next input not yet taken (``counter``, shared by all workers) until ``stop``;
+    publish the current one in ``progress`` (its number, the clock and this process's CPU
+    time when it began).
+
+    A shared counter, not a stride per worker: targets differ in cost, and a worker striding
+    over every ``jobs``-th input runs only some targets, so it runs ahead of the others and
+    leaves a gap where a campaign stopped by the clock cannot be continued from one number.
 
     Each input's (outcome, signature, finding) goes to the parent as soon as it is known,
     so that a worker killed for a hang loses nothing but the input it hung on.
@@ -1086,9 +1094,12 @@ def _worker(
     limit = _vm_bytes() + (mem_mb << 20)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     base_rss = _peak_rss_mb()
-    for i in range(first, stop, step):
-        if time.monotonic() > deadline:
-            break
+    while time.monotonic() <= deadline:
+        with counter.get_lock():
+            i = counter.value
+            if i >= stop:
+                break
+            counter.value = i + 1
         progress[3 * slot] = i
         progress[3 * slot + 2] = time.process_time()
         progress[3 * slot + 1] = time.monotonic()
@@ -1149,8 +1160,8 @@ def campaign(
 ) -> Summary:
     """Inputs start .. start+inputs-1 in ``jobs`` worker processes, with a watchdog for hangs and deaths.
 
-    With ``seconds``, workers stop starting inputs after that long (``last_input`` + 1 is
-    then where to ``--start`` again; up to ``jobs`` - 1 inputs before it may not have run).
+    With ``seconds``, workers stop starting inputs after that long; every input below the
+    summary's ``next_input`` was run, so that is where to ``--start`` again.
     """
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -1158,20 +1169,21 @@ def campaign(
     ctx = mp.get_context("fork")
     progress = ctx.RawArray("d", 3 * jobs)
     stop = start + inputs
+    counter = ctx.Value("q", start)
     total = Summary()
     workers: dict[int, tuple[mp.Process, Connection]] = {}
     scratch = tempfile.mkdtemp(prefix="flowlstm-fuzz-", dir=_SHM)
     deadline = time.monotonic() + seconds if seconds else float("inf")
 
-    def spawn(slot: int, first: int) -> None:
-        if first >= stop:
+    def spawn(slot: int) -> None:
+        if counter.value >= stop:
             return
-        progress[3 * slot], progress[3 * slot + 1] = first, 0.0
+        progress[3 * slot], progress[3 * slot + 1] = -1, 0.0
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=_worker,
             daemon=True,
-            args=(slot, names, seed, first, stop, jobs, str(out), mem_mb, progress, send, scratch, deadline),
+            args=(slot, names, seed, counter, stop, str(out), mem_mb, progress, send, scratch, deadline),
         )
         proc.start()
         send.close()
@@ -1187,7 +1199,7 @@ def campaign(
 
     began = reported = time.monotonic()
     for slot in range(jobs):
-        spawn(slot, start + slot)
+        spawn(slot)
     try:
         while workers:
             time.sleep(0.2)
@@ -1202,23 +1214,25 @@ def campaign(
                     if proc.exitcode != 0:
                         if proc.exitcode != _EXIT_MEMORY:
                             record("signal", f"worker died with exit code {proc.exitcode}", i)
-                        spawn(slot, i + jobs)
+                        spawn(slot)
                 elif since and _hung(proc.pid, since, cpu0, hang_s) and int(progress[3 * slot]) == i:
                     proc.kill()
                     proc.join()
                     conn.close()
                     del workers[slot]
                     record("hang", f"one input ran over {hang_s:g} s", i)  # of CPU, or blocked
-                    spawn(slot, i + jobs)
+                    spawn(slot)
             if log and time.monotonic() - reported > 60:
                 reported = time.monotonic()
                 total.seconds = reported - began
+                total.next_input = min(counter.value, stop)
                 log(total.report().splitlines()[0])
     finally:
         for proc, _ in workers.values():
             proc.kill()
         shutil.rmtree(scratch, ignore_errors=True)
     total.seconds = time.monotonic() - began
+    total.next_input = min(counter.value, stop)
     (out / "summary.json").write_text(json.dumps(total.to_json(), indent=1))
     return total
 

@@ -207,6 +207,24 @@ def test_campaign_records_crashes_hangs_memory_and_deaths_with_reproducers(tmp_p
     )
     assert harness.replay([crash]) == 1
     assert json.loads((tmp_path / "summary.json").read_text())["inputs"] == 14
+    assert summary.next_input == 14
+
+
+def _slow(data: bytes) -> None:
+    time.sleep(0.05)
+
+
+def test_a_campaign_stopped_by_the_clock_ran_every_input_below_where_it_continues(tmp_path, monkeypatch):
+    # Targets alternate by input number and differ in cost; workers striding over every
+    # other input each ran one target, so the fast one ran far ahead and a campaign stopped
+    # by the clock left a gap that no --start could continue without re-running inputs.
+    monkeypatch.setitem(harness.TARGETS, "slow", harness.Target(lambda: [b"s"], lambda s, rng, seeds: s, _slow))
+    monkeypatch.setitem(harness.TARGETS, "fast", harness.Target(lambda: [b"f"], lambda s, rng, seeds: s, len))
+    summary = harness.campaign(["slow", "fast"], 10**6, jobs=2, start=100, out=tmp_path, seconds=1.5)
+    assert 100 < summary.next_input < 10**6
+    assert summary.inputs == summary.next_input - 100
+    assert summary.last_input == summary.next_input - 1
+    assert json.loads((tmp_path / "summary.json").read_text())["next_input"] == summary.next_input
 
 
 def test_json_mutations_never_edit_their_table_of_values():
