@@ -1,11 +1,14 @@
 """Fixtures the sensor's test modules share: the synflood's windows, a veth pair between two namespaces,
-the built .deb."""
+a systemd-style notification socket, the built .deb."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +58,50 @@ def veth():
     """A veth pair for one test (``veth_pair``)."""
     with veth_pair() as pair:
         yield pair
+
+
+class NotifySocket:
+    """The datagram socket a Type=notify service's NOTIFY_SOCKET names, read all the time as
+    systemd reads it (a daemon's sends must never fill it), its messages kept in order."""
+
+    def __init__(self, path: Path, mode: int = 0o600) -> None:
+        self.path, self.mode = path, mode
+        self.messages: list[str] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._done = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> NotifySocket:
+        self.path.unlink(missing_ok=True)
+        self._sock.bind(str(self.path))
+        self.path.chmod(self.mode)  # 0o666 when the daemon sends as another user
+        self._sock.settimeout(0.2)
+        self._reader.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._reader.join()
+        self._sock.close()
+        self.path.unlink(missing_ok=True)
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            with contextlib.suppress(TimeoutError, BlockingIOError):
+                self.messages.append(self._sock.recv(4096).decode())
+
+    def said(self, line: str) -> bool:
+        """Whether a message so far has ``line`` (e.g. ``READY=1``) as one of its lines."""
+        return any(line in m.split("\n") for m in list(self.messages))
+
+    def wait(self, line: str, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+        """Wait up to ``timeout`` s for ``line``; False at once if ``proc`` exits first."""
+        end = time.monotonic() + timeout
+        while not self.said(line):
+            if time.monotonic() > end or (proc is not None and proc.poll() is not None):
+                return self.said(line)
+            time.sleep(0.05)
+        return True
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sensor.daemon import METRICS
 
 from ..conftest import ATTACKS, DATA
+from .conftest import NotifySocket
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces")]
 
@@ -57,94 +57,76 @@ def wait_for(pred, timeout):
 
 def test_daemon_lifecycle(veth, tmp_path):
     ns_a, ns_b, a, b = veth
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify.sock"))
-    notify.settimeout(0.2)
-    eve = tmp_path / "eve.json"
-    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
-    proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            ns_b,
-            sys.executable,
-            "-m",
-            "sensor.cli",
-            "-v",
-            "run",
-            "--interface",
-            b,
-            "--bpf",
-            "ip",
-            "--eve",
-            str(eve),
-            "--threshold",
-            "0",
-            "--host",
-            "veth-test",
-            "--metrics-port",
-            "9309",
-            "--zeek-notice",
-            str(tmp_path / "notice.log"),
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    messages: list[str] = []
-    done = threading.Event()
-
-    def listen():  # like systemd: always reading the socket
-        while not done.is_set():
-            try:
-                messages.append(notify.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                pass
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
-
-    def drain():
-        return messages
-
-    try:
-        assert wait_for(lambda: any("READY=1" in m for m in drain()), 30), messages
-        browse = subprocess.run(
-            ["ip", "netns", "exec", ns_b, sys.executable, "-c", BROWSE], capture_output=True, text=True, timeout=30
-        )
-        replay = ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000"]
-        subprocess.run([*replay, str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
-        assert wait_for(lambda: eve.exists() and eve.stat().st_size > 0, 15)
-        os.rename(eve, tmp_path / "eve.json.1")  # logrotate
-        proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
-        subprocess.run(
-            [*replay, "--limit", "3000", str(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")],
-            check=True,
-            capture_output=True,
-        )
-        time.sleep(4.0)  # let the last seconds close
-        scrape = subprocess.run(
+    with NotifySocket(tmp_path / "notify.sock") as notify:
+        eve = tmp_path / "eve.json"
+        env = dict(os.environ, NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
+        proc = subprocess.Popen(
             [
                 "ip",
                 "netns",
                 "exec",
                 ns_b,
                 sys.executable,
-                "-c",
-                "import urllib.request;print(urllib.request.urlopen("
-                "'http://127.0.0.1:9309/metrics',timeout=5).read().decode())",
+                "-m",
+                "sensor.cli",
+                "-v",
+                "run",
+                "--interface",
+                b,
+                "--bpf",
+                "ip",
+                "--eve",
+                str(eve),
+                "--threshold",
+                "0",
+                "--host",
+                "veth-test",
+                "--metrics-port",
+                "9309",
+                "--zeek-notice",
+                str(tmp_path / "notice.log"),
             ],
-            capture_output=True,
+            env=env,
+            stderr=subprocess.PIPE,
             text=True,
         )
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        time.sleep(0.5)
-        done.set()
+        messages = notify.messages
+        try:
+            assert notify.wait("READY=1", 30, proc), messages
+            browse = subprocess.run(
+                ["ip", "netns", "exec", ns_b, sys.executable, "-c", BROWSE], capture_output=True, text=True, timeout=30
+            )
+            replay = ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000"]
+            subprocess.run([*replay, str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
+            assert wait_for(lambda: eve.exists() and eve.stat().st_size > 0, 15)
+            os.rename(eve, tmp_path / "eve.json.1")  # logrotate
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(1.0)
+            subprocess.run(
+                [*replay, "--limit", "3000", str(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")],
+                check=True,
+                capture_output=True,
+            )
+            time.sleep(4.0)  # let the last seconds close
+            scrape = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns_b,
+                    sys.executable,
+                    "-c",
+                    "import urllib.request;print(urllib.request.urlopen("
+                    "'http://127.0.0.1:9309/metrics',timeout=5).read().decode())",
+                ],
+                capture_output=True,
+                text=True,
+            )
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            time.sleep(0.5)
     assert proc.returncode == 0, err
     assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in messages)
     assert any("WATCHDOG=1" in m for m in messages) and any("STOPPING=1" in m for m in messages)

@@ -3,7 +3,6 @@ lintian, its sensor run from the package tree, installed, run confined as the un
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
@@ -12,7 +11,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from sensor.capture import read_packets
 
 from ..conftest import ATTACKS, DATA
 from . import confine
+from .conftest import NotifySocket
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,38 +129,27 @@ def confined_capture(unit: Path, veth) -> tuple[dict[str, str], list[dict]]:
     # Type=notify, as under systemd: the replay starts once READY=1 says the capture is open.  (The
     # link turns promiscuous inside libpcap's activation, before its ring takes packets: waiting for
     # that lost a replay's first packets on a loaded machine.)
-    notify = Path(f"/run/flowlstm-test-notify-{os.getpid()}")
-    notify.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(notify))
-    notify.chmod(0o666)  # the daemon sends as the flowlstm user
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns_b, "unshare", "--mount", "--propagation", "private", "/usr/bin/python3"]
-        + [confine.SELF, str(unit), "--", *(w for ws in argv for w in ws)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NOTIFY_SOCKET": str(notify)},
-    )
-    try:
-        end = time.monotonic() + 60
-        sock.settimeout(0.5)
-        ready = False
-        while not ready and proc.poll() is None and time.monotonic() < end:
-            with contextlib.suppress(TimeoutError):
-                ready = b"READY=1" in sock.recv(4096).split(b"\n")
-        assert ready, proc.stderr.read() if proc.poll() is not None else "no READY=1 in 60 s"
-        assert promiscuity(ns_b, b) == 1  # sensor.yaml has promiscuous: true
-        status = dict(x.split(":", 1) for x in Path(f"/proc/{proc.pid}/status").read_text().splitlines())
-        status = {k: v.strip() for k, v in status.items()}
-        replay = ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "2000"]
-        subprocess.run([*replay, str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
-        time.sleep(3.0)  # the last seconds close
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        sock.close()
-        notify.unlink(missing_ok=True)
+    with NotifySocket(Path(f"/run/flowlstm-test-notify-{os.getpid()}"), 0o666) as notify:  # sent as flowlstm
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns_b, "unshare", "--mount", "--propagation", "private", "/usr/bin/python3"]
+            + [confine.SELF, str(unit), "--", *(w for ws in argv for w in ws)],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NOTIFY_SOCKET": str(notify.path)},
+        )
+        try:
+            ready = notify.wait("READY=1", 60, proc)
+            assert ready, proc.stderr.read() if proc.poll() is not None else "no READY=1 in 60 s"
+            assert promiscuity(ns_b, b) == 1  # sensor.yaml has promiscuous: true
+            status = dict(x.split(":", 1) for x in Path(f"/proc/{proc.pid}/status").read_text().splitlines())
+            status = {k: v.strip() for k, v in status.items()}
+            replay = ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "2000"]
+            subprocess.run([*replay, str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
+            time.sleep(3.0)  # the last seconds close
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
     assert proc.returncode == 0, err
     st = eve.stat()
     assert (st.st_uid, st.st_gid) == (pwd.getpwnam("flowlstm").pw_uid, pwd.getpwnam("flowlstm").pw_gid)
