@@ -81,7 +81,10 @@ def main() -> int:
         for label, extra in (
             ("default", []),
             ("thr0-period7", ["--threshold", "0", "--period", "7"]),
-            ("all", ["--threshold", "0", "--limit", "1000000", "--max-alerts-per-second", "1000000"]),
+            (
+                "all",
+                ["--threshold", "0", "--limit", "1000000", "--max-alerts-per-second", "1000000", "--corroborate", "0"],
+            ),
         ):
             eve, notice, n_alerts = _run(path, extra)
             print(f"{name} eve[{label}] {n_alerts} {eve[:16]}")

@@ -215,6 +215,7 @@ class SensorConfig:
         return Thresholder(
             default_rules(v["thresholding.limit"], v["thresholding.period"], sids),
             max_per_second=v["thresholding.max-per-second"],
+            corroborate=v["thresholding.corroborate"],
         )
 
 

@@ -323,7 +323,8 @@ class Sensor:
                     new.continue_counts(old)  # counters never go backwards
         current = self.detector.scoring.thresholder
         thresholder = cfg.thresholder()
-        if (thresholder.rules, thresholder.max_per_second) == (current.rules, current.max_per_second):
+        same = [(t.rules, t.max_per_second, t.corroborate) for t in (thresholder, current)]
+        if same[0] == same[1]:
             thresholder = current  # unchanged rules: keep their running state
         else:
             thresholder.suppressed, thresholder.emitted = current.suppressed, current.emitted

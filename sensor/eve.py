@@ -160,7 +160,7 @@ def alert_records(
         sids = np.empty(len(g), dtype=np.int64)
         for kind in set(kinds.tolist()):
             sids[kinds == kind] = (config.signatures.get(kind) or config.signatures["anomaly"]).sid
-        keep, folded = thresholder.decide(batch.sec, sids, keys["src"], keys["dst"])
+        keep, folded = thresholder.decide(batch.sec, sids, keys["src"], keys["dst"], g.members == 1)
         chosen, keys, kinds, folded = chosen[keep], keys[keep], kinds[keep], folded[keep]
         if len(chosen) == 0:
             return []

@@ -13,6 +13,14 @@ suppressed alert is counted; the next alert emitted for the same key carries
 that count in ``alert.metadata.flowlstm_suppressed``, so nothing disappears
 silently.  Decisions are made on arrays before any alert record is built.
 ``max_per_second`` caps all alerts of one second as a safety valve.
+
+``corroborate`` (seconds; 0: off) holds back *lone* candidates: an anomaly of one flow,
+the only member of its alert in its second.  One flow that scores like one member of a
+flood, for one second, is what most false alerts on networks the model never saw are
+(docs/model/folds/README.md); an attack of one flow — a DoS connection, a beacon, a tunnel —
+comes back.  A lone candidate becomes an alert only if its destination was anomalous
+(in any candidate, lone or not) in an earlier second within ``corroborate`` seconds;
+held-back ones are counted as suppressed.  Candidates of several flows are never held.
 """
 
 from __future__ import annotations
@@ -78,31 +86,52 @@ class Thresholder:
 
     rules: list[ThresholdRule] = field(default_factory=default_rules)
     max_per_second: int = 100
+    corroborate: int = 0
     suppressed: int = 0
     emitted: int = 0
     _state: dict[tuple[int, str, bytes | None], _State] = field(default_factory=dict)
+    _anomalous: dict[bytes, int] = field(default_factory=dict)  # destination → last second it was
     _second: int = -1
     _in_second: int = 0
+
+    def _corroborated(self, sec: int, dst: np.ndarray, lone: np.ndarray) -> np.ndarray:
+        """Which candidates may alert: those of several flows, and lone ones whose destination
+        was anomalous in an earlier second within ``corroborate``; then remember this second."""
+        keys = [d.tobytes() for d in dst]
+        ok = ~lone
+        for i in np.flatnonzero(lone).tolist():
+            last = self._anomalous.get(keys[i])
+            ok[i] = last is not None and 0 < sec - last <= self.corroborate
+        self._anomalous.update(dict.fromkeys(keys, sec))
+        return ok
 
     def _rule(self, sid: int) -> ThresholdRule | None:
         exact = [r for r in self.rules if r.sid == sid]
         return exact[0] if exact else next((r for r in self.rules if r.sid == 0), None)
 
-    def decide(self, sec: int, sids: np.ndarray, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Candidates of second ``sec``, in order: signature ids and (N, 16) source/destination
-        addresses.  Returns which to emit, and for each the number of earlier alerts of its
-        key it stands for (suppressed since that key's last emitted alert)."""
+    def decide(
+        self, sec: int, sids: np.ndarray, src: np.ndarray, dst: np.ndarray, lone: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates of second ``sec``, in order: signature ids, (N, 16) source/destination
+        addresses and which are lone flows (None: none).  Returns which to emit, and for each
+        the number of earlier alerts of its key it stands for (suppressed since that key's
+        last emitted alert)."""
         if sec != self._second:
             self._second, self._in_second = sec, 0
             # Forget expired keys so state stays bounded by the active ones.
             if len(self._state) > 100_000:
                 self._state = {k: v for k, v in self._state.items() if sec - v.start < 3600}
+            if len(self._anomalous) > 100_000:
+                self._anomalous = {k: t for k, t in self._anomalous.items() if sec - t <= self.corroborate}
         n = len(sids)
         keep = np.zeros(n, dtype=bool)
         folded = np.zeros(n, dtype=np.int64)
         owner: dict[int, _State] = {}  # kept candidate → its key's state
-        for sid in np.unique(sids).tolist():
-            idx = np.flatnonzero(sids == sid)
+        considered = np.ones(n, dtype=bool)
+        if self.corroborate and lone is not None:
+            considered = self._corroborated(sec, dst, lone)
+        for sid in np.unique(sids[considered]).tolist():
+            idx = np.flatnonzero((sids == sid) & considered)
             rule = self._rule(sid)
             if rule is None:
                 keep[idx] = True

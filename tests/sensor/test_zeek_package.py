@@ -107,6 +107,8 @@ def notice_log(tmp_path_factory) -> tuple[list[str], list[str], list[list[str]]]
             "5",
             "--alert-per",
             "flow",  # one row per flow: the ICMP ones too, whose ports are unset
+            "--corroborate",
+            "0",  # every one at once: a lone flow alerts
             "--pcap",
             str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
             "--eve",

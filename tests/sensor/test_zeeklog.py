@@ -33,6 +33,8 @@ def test_notice_log_matches_zeek_and_parses_with_zat(tmp_path):
             "5",
             "--alert-per",
             "flow",  # every flow kind, ICMP included, gets its own row
+            "--corroborate",
+            "0",  # at once: the capture is one second long
             "--pcap",
             str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap"),
             "--eve",
