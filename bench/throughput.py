@@ -7,6 +7,9 @@ but keep their prefix structure) and shifted by a few microseconds.  Then, on
 that file:
 
   flowlstm   read → flows → aggregates → context → features → windows, one core
+  e2e        ``flowlstm-sensor run --pcap FILE --eve FILE`` as a user runs it (start-up,
+             model checks, scoring, thresholding, EVE), with the scoring thread off (0)
+             and on (1, the default: feature path and scoring on two cores)
   tshark     tshark -T fields (the fields the sensor extracts), to /dev/null
   pyshark    pyshark FileCapture(keep_packets=False) on the first N packets
 
@@ -152,6 +155,22 @@ def run_flowlstm(path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def run_e2e(path: Path, threads: int) -> dict:
+    """The sensor command, pcap to EVE, in a child process: wall seconds and its peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "sensor.cli", "run", "--no-progress", "--no-announce"]
+        cmd += ["--pcap", str(path), "--eve", str(Path(tmp) / "eve.json"), "--scoring-threads", str(threads)]
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        if proc.returncode != 0:
+            raise SystemExit(f"bench: the sensor failed: {err.strip().splitlines()[-1:]}")
+        return {"seconds": seconds, "rss_mb": usage.ru_maxrss / 1024}
+
+
 def run_tshark(path: Path) -> dict:
     args = ["tshark", "-n", "-r", str(path), "-T", "fields"]
     for f in TSHARK_FIELDS:
@@ -217,6 +236,7 @@ def main() -> int:
             print(f"built {pcap.name}: {total} packets ({copies} copies of {n_src}) in {time.perf_counter() - t:.1f} s")
 
         ours = run_flowlstm(pcap)
+        e2e = {n: run_e2e(pcap, n) for n in (0, 1)}
         ts = run_tshark(pcap)
         ps = run_pyshark(pcap, args.pyshark_packets)
 
@@ -225,10 +245,15 @@ def main() -> int:
     ppps = ps["packets"] / ps["seconds"]
     print(f"{'':10} {'packets':>9} {'seconds':>8} {'packets/s':>11}")
     print(f"{'flowlstm':10} {ours['packets']:9d} {ours['seconds']:8.2f} {pps:11,.0f}   ({ours['windows']} windows)")
+    for n, r in e2e.items():
+        print(f"{f'e2e, {n} thr':10} {total:9d} {r['seconds']:8.2f} {total / r['seconds']:11,.0f}   (pcap → EVE)")
     print(f"{'tshark':10} {total:9d} {ts['seconds']:8.2f} {tpps:11,.0f}")
     print(f"{'pyshark':10} {ps['packets']:9d} {ps['seconds']:8.2f} {ppps:11,.0f}")
     print(f"ratio flowlstm/tshark-fields: {pps / tpps:.1f}x   flowlstm/pyshark: {pps / ppps:.0f}x")
-    print(f"flowlstm peak RSS: {ours['rss_mb']:.0f} MiB")
+    e0, e1 = e2e[0]["seconds"], e2e[1]["seconds"]
+    print(f"ratio e2e/tshark-fields: {ts['seconds'] / e1:.1f}x (scoring thread on), {ts['seconds'] / e0:.1f}x (off)")
+    print(f"scoring thread speed-up, end to end: {e0 / e1:.2f}x")
+    print(f"flowlstm peak RSS: {ours['rss_mb']:.0f} MiB (feature path), {e2e[1]['rss_mb']:.0f} MiB (e2e)")
     return 0
 
 
