@@ -157,7 +157,8 @@ class Sensor:
         self.eve, self.notice = self._open_outputs(cfg, self.source.live)
         stack.callback(self._close_outputs)
         scoring = Scoring(bundle, cfg.threshold, cfg.alerts, cfg.thresholder(), cfg.period)
-        self.detector = Detector(cfg.pipeline, scoring, self.eve, self.notice)
+        self.detector = Detector(cfg.pipeline, scoring, self.eve, self.notice, cfg.values["model.scoring-threads"])
+        stack.callback(self.detector.close)  # before the outputs close
         if not self.source.live:
             return
         port = cfg.values["metrics.port"]
@@ -265,22 +266,27 @@ class Sensor:
                 sd_notify(f"STATUS={self.status()}")
                 next_status = now + STATUS_EVERY
             if now >= next_stats:
-                self.eve.write(self._stats_event(), "stats")
+                self.detector.write_stats(*self._capture_counts())
                 next_stats = now + STATS_EVERY
         if live:
             sd_notify("STOPPING=1")
 
-    def _stats_event(self) -> bytes:
+    def _capture_counts(self) -> tuple[tuple[int, int, int] | None, int]:
+        """(the kernel's received, dropped, dropped by the interface; packets the source dropped)."""
         k = self.source.kernel_stats()
         kernel = None if k is None else (k.received, k.dropped, k.if_dropped)
         src = self.source
-        return self.detector.stats_event(kernel, getattr(src, "dropped_packets", 0) + getattr(src, "lost_packets", 0))
+        return kernel, getattr(src, "dropped_packets", 0) + getattr(src, "lost_packets", 0)
+
+    def _stats_event(self) -> bytes:
+        return self.detector.stats_event(*self._capture_counts())
 
     # -- reload -------------------------------------------------------------------------------------------
 
     def _do_reload(self) -> None:
         self._reload.clear()
         reloading()
+        self.detector.drain()  # outputs and scoring are swapped only between seconds
         try:
             self._reload_all()
         finally:

@@ -264,6 +264,23 @@ TABLE: tuple[Setting, ...] = (
         expect_text="a number in [0, 1) or null",
         doc="Alert when a window scores at or above this; null = the bundle's own threshold.",
     ),
+    Setting(
+        "model.scoring-threads",
+        int,
+        1,
+        "threads that score windows beside the feature path: 1 overlaps them on two cores, "
+        "0 scores on the capture thread (default %(default)s)",
+        "--scoring-threads",
+        lo=0,
+        hi=1,
+        live=False,
+        metavar="N",
+        expect_text="0 or 1",
+        doc="Score windows (model, thresholding, outputs) on a thread of their own, beside the\n"
+        "feature path: 1 uses a second core, 0 does everything on one thread.  The alerts are\n"
+        "the same bytes either way.  (More than one scoring thread would need an interpreter\n"
+        "per thread and a third core; the sensor's target box has two.)",
+    ),
     # -- feature path -------------------------------------------------------------------------------------
     Setting(
         "features.idle-timeout",
