@@ -11,6 +11,9 @@ that file:
              model checks, scoring, thresholding, EVE), with the scoring thread off (0)
              and on (1, the default: feature path and scoring on two cores)
   tshark     tshark -T fields (the fields the sensor extracts), to /dev/null
+  nfstream   NFStream's NFStreamer (statistical_analysis=True, no DPI), pip-installed in
+             a throwaway venv (``--nfstream-venv DIR`` keeps and reuses one;
+             ``--no-nfstream`` skips it)
   pyshark    pyshark FileCapture(keep_packets=False) on the first N packets
 
 and prints packets/s of each, the ratios, and flowlstm's peak RSS.
@@ -180,6 +183,29 @@ def run_tshark(path: Path) -> dict:
     return {"seconds": time.perf_counter() - t}
 
 
+NFSTREAM_CODE = """
+import sys, time
+from nfstream import NFStreamer
+t = time.perf_counter()
+flows = sum(1 for _ in NFStreamer(source=sys.argv[1], statistical_analysis=True, n_dissections=0, n_meters=1))
+print(flows, time.perf_counter() - t)
+"""
+
+
+def run_nfstream(path: Path, venv: Path) -> dict | None:
+    """NFStream on the same file in its own venv (created, with pip, if it has no python)."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "nfstream"], capture_output=True, text=True)
+        if pip.returncode != 0:
+            print(f"bench: cannot install nfstream ({pip.stderr.strip().splitlines()[-1:]}); skipped", file=sys.stderr)
+            return None
+    out = subprocess.run([str(python), "-c", NFSTREAM_CODE, str(path)], capture_output=True, text=True, check=True)
+    flows, seconds = out.stdout.split()
+    return {"flows": int(flows), "seconds": float(seconds)}
+
+
 def run_pyshark(path: Path, limit: int) -> dict:
     import pyshark
 
@@ -215,6 +241,8 @@ def main() -> int:
     )
     ap.add_argument("--keep", metavar="DIR", help="keep the generated pcap in DIR")
     ap.add_argument("--flood", type=int, metavar="PPS", help="a spoofed SYN flood at PPS instead of the MAWI mix")
+    ap.add_argument("--nfstream-venv", metavar="DIR", help="NFStream's venv: kept, and reused when it exists")
+    ap.add_argument("--no-nfstream", action="store_true", help="leave NFStream out")
     args = ap.parse_args()
     if not shutil.which("tshark"):
         print("bench: tshark is not installed (scripts/setup.sh sensor installs it)", file=sys.stderr)
@@ -238,6 +266,9 @@ def main() -> int:
         ours = run_flowlstm(pcap)
         e2e = {n: run_e2e(pcap, n) for n in (0, 1)}
         ts = run_tshark(pcap)
+        nf = None
+        if not args.no_nfstream:
+            nf = run_nfstream(pcap, Path(args.nfstream_venv) if args.nfstream_venv else Path(tmp) / "nfstream-venv")
         ps = run_pyshark(pcap, args.pyshark_packets)
 
     pps = ours["packets"] / ours["seconds"]
@@ -248,10 +279,14 @@ def main() -> int:
     for n, r in e2e.items():
         print(f"{f'e2e, {n} thr':10} {total:9d} {r['seconds']:8.2f} {total / r['seconds']:11,.0f}   (pcap → EVE)")
     print(f"{'tshark':10} {total:9d} {ts['seconds']:8.2f} {tpps:11,.0f}")
+    if nf:
+        print(f"{'nfstream':10} {total:9d} {nf['seconds']:8.2f} {total / nf['seconds']:11,.0f}   ({nf['flows']} flows)")
     print(f"{'pyshark':10} {ps['packets']:9d} {ps['seconds']:8.2f} {ppps:11,.0f}")
     print(f"ratio flowlstm/tshark-fields: {pps / tpps:.1f}x   flowlstm/pyshark: {pps / ppps:.0f}x")
     e0, e1 = e2e[0]["seconds"], e2e[1]["seconds"]
     print(f"ratio e2e/tshark-fields: {ts['seconds'] / e1:.1f}x (scoring thread on), {ts['seconds'] / e0:.1f}x (off)")
+    if nf:
+        print(f"ratio vs nfstream: feature path {nf['seconds'] / ours['seconds']:.1f}x, e2e {nf['seconds'] / e1:.1f}x")
     print(f"scoring thread speed-up, end to end: {e0 / e1:.2f}x")
     print(f"flowlstm peak RSS: {ours['rss_mb']:.0f} MiB (feature path), {e2e[1]['rss_mb']:.0f} MiB (e2e)")
     return 0
