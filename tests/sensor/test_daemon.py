@@ -55,37 +55,38 @@ def wait_for(pred, timeout):
     return False
 
 
+def in_netns(ns: str, *cmd: str) -> list[str]:
+    """``cmd`` run inside network namespace ``ns``."""
+    return ["ip", "netns", "exec", ns, *cmd]
+
+
+def sensor_run(ns: str, *args: str) -> list[str]:
+    """``flowlstm-sensor -v run ARGS`` inside ``ns``, from this checkout."""
+    return in_netns(ns, sys.executable, "-m", "sensor.cli", "-v", "run", *args)
+
+
+def replay(ns: str, iface: str, pps: int, *args: str) -> list[str]:
+    """tcpreplay onto ``iface`` (in ``ns``) at ``pps``."""
+    return in_netns(ns, "tcpreplay", "-q", "-i", iface, "--pps", str(pps), *args)
+
+
+def scrape(ns: str, port: int) -> subprocess.CompletedProcess[str]:
+    """GET the sensor's /metrics on ``port`` from inside ``ns``."""
+    get = f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics',timeout=5).read().decode())"
+    return subprocess.run(in_netns(ns, sys.executable, "-c", get), capture_output=True, text=True)
+
+
 def test_daemon_lifecycle(veth, tmp_path):
     ns_a, ns_b, a, b = veth
     with NotifySocket(tmp_path / "notify.sock") as notify:
         eve = tmp_path / "eve.json"
         env = dict(os.environ, NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="1000000")
         proc = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
+            sensor_run(
                 ns_b,
-                sys.executable,
-                "-m",
-                "sensor.cli",
-                "-v",
-                "run",
-                "--interface",
-                b,
-                "--bpf",
-                "ip",
-                "--eve",
-                str(eve),
-                "--threshold",
-                "0",
-                "--host",
-                "veth-test",
-                "--metrics-port",
-                "9309",
-                "--zeek-notice",
-                str(tmp_path / "notice.log"),
-            ],
+                *("--interface", b, "--bpf", "ip", "--eve", str(eve), "--threshold", "0"),
+                *("--host", "veth-test", "--metrics-port", "9309", "--zeek-notice", str(tmp_path / "notice.log")),
+            ),
             env=env,
             stderr=subprocess.PIPE,
             text=True,
@@ -94,34 +95,22 @@ def test_daemon_lifecycle(veth, tmp_path):
         try:
             assert notify.wait("READY=1", 30, proc), messages
             browse = subprocess.run(
-                ["ip", "netns", "exec", ns_b, sys.executable, "-c", BROWSE], capture_output=True, text=True, timeout=30
+                in_netns(ns_b, sys.executable, "-c", BROWSE), capture_output=True, text=True, timeout=30
             )
-            replay = ["ip", "netns", "exec", ns_a, "tcpreplay", "-q", "-i", a, "--pps", "5000"]
-            subprocess.run([*replay, str(DATA / "zeek" / "ssh_sshguess.pcap")], check=True, capture_output=True)
+            subprocess.run(
+                replay(ns_a, a, 5000, str(DATA / "zeek" / "ssh_sshguess.pcap")), check=True, capture_output=True
+            )
             assert wait_for(lambda: eve.exists() and eve.stat().st_size > 0, 15)
             os.rename(eve, tmp_path / "eve.json.1")  # logrotate
             proc.send_signal(signal.SIGHUP)
             time.sleep(1.0)
             subprocess.run(
-                [*replay, "--limit", "3000", str(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")],
+                replay(ns_a, a, 5000, "--limit", "3000", str(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")),
                 check=True,
                 capture_output=True,
             )
             time.sleep(4.0)  # let the last seconds close
-            scrape = subprocess.run(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns_b,
-                    sys.executable,
-                    "-c",
-                    "import urllib.request;print(urllib.request.urlopen("
-                    "'http://127.0.0.1:9309/metrics',timeout=5).read().decode())",
-                ],
-                capture_output=True,
-                text=True,
-            )
+            metrics_page = scrape(ns_b, 9309)
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
         finally:
@@ -139,8 +128,8 @@ def test_daemon_lifecycle(veth, tmp_path):
     stats = [e for e in events if e["event_type"] == "stats"]
     assert all(r["in_iface"] == b and r["host"] == "veth-test" for r in recs)
     assert stats and stats[-1]["stats"]["capture"]["kernel_drops"] == 0
-    assert scrape.returncode == 0, scrape.stderr
-    metrics = scraped(scrape.stdout)
+    assert metrics_page.returncode == 0, metrics_page.stderr
+    metrics = scraped(metrics_page.stdout)
     assert set(metrics) == set(METRICS) and metrics["flowlstm_packets_total"] > 0
     assert f"veth-test-{b}._flowlstm._tcp.local." in browse.stdout, browse.stderr
     assert "'model_sha256': '" in browse.stdout and "'metrics_port': '9309'" in browse.stdout
@@ -179,7 +168,7 @@ def test_hup_reloads_the_configuration_all_or_nothing(veth, tmp_path):
 
     configure()
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns_b, sys.executable, "-m", "sensor.cli", "-v", "run", "--config", str(conf)],
+        sensor_run(ns_b, "--config", str(conf)),
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -188,23 +177,7 @@ def test_hup_reloads_the_configuration_all_or_nothing(veth, tmp_path):
 
     def hosts_after_replay() -> set[str]:
         before = len(eve.read_text().splitlines()) if eve.exists() else 0
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns_a,
-                "tcpreplay",
-                "-q",
-                "-i",
-                a,
-                "--pps",
-                "5000",
-                str(DATA / "zeek" / "ssh_sshguess.pcap"),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run(replay(ns_a, a, 5000, str(DATA / "zeek" / "ssh_sshguess.pcap")), check=True, capture_output=True)
         assert wait_for(lambda: eve.exists() and len(eve.read_text().splitlines()) > before, 15), log
         time.sleep(2.5)  # the last windows close
         return {json.loads(x).get("host") for x in eve.read_text().splitlines()[before:]}
@@ -247,32 +220,11 @@ def test_capture_failures_are_survived_and_counted(veth, tmp_path):
     sh = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
     eve = tmp_path / "eve.json"
     proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
+        sensor_run(
             ns_b,
-            sys.executable,
-            "-m",
-            "sensor.cli",
-            "-v",
-            "run",
-            "--interface",
-            b,
-            "--bpf",
-            "ip",
-            "--eve",
-            str(eve),
-            "--threshold",
-            "0",
-            "--limit",
-            "1000000",
-            "--max-alerts-per-second",
-            "1000000",
-            "--metrics-port",
-            "9311",
-            "--no-announce",
-        ],
+            *("--interface", b, "--bpf", "ip", "--eve", str(eve), "--threshold", "0"),
+            *("--limit", "1000000", "--max-alerts-per-second", "1000000", "--metrics-port", "9311", "--no-announce"),
+        ),
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -280,63 +232,36 @@ def test_capture_failures_are_survived_and_counted(veth, tmp_path):
     threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
     said = lambda text: wait_for(lambda: any(text in line for line in log), 15)  # noqa: E731
 
-    def replay() -> int:
+    def replay_ssh() -> int:
         n = len(eve.read_text().splitlines()) if eve.exists() else 0
-        sh(
-            "ip",
-            "netns",
-            "exec",
-            ns_a,
-            "tcpreplay",
-            "-q",
-            "-i",
-            a,
-            "--pps",
-            "5000",
-            str(DATA / "zeek" / "ssh_sshguess.pcap"),
-        )
+        sh(*replay(ns_a, a, 5000, str(DATA / "zeek" / "ssh_sshguess.pcap")))
         assert wait_for(lambda: eve.exists() and len(eve.read_text().splitlines()) > n, 15), log
         return 431  # packets in the capture
 
     def capture_up() -> float | None:
-        return scraped(
-            subprocess.run(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns_b,
-                    sys.executable,
-                    "-c",
-                    "import urllib.request;print(urllib.request.urlopen("
-                    "'http://127.0.0.1:9311/metrics',timeout=5).read().decode())",
-                ],
-                capture_output=True,
-                text=True,
-            ).stdout
-        ).get("flowlstm_capture_up")
+        return scraped(scrape(ns_b, 9311).stdout).get("flowlstm_capture_up")
 
     try:
         assert said("capturing on")
-        sent = replay()
-        sh("ip", "netns", "exec", ns_b, "ip", "link", "set", b, "down")
+        sent = replay_ssh()
+        sh(*in_netns(ns_b, "ip", "link", "set", b, "down"))
         assert said("capture failed") and capture_up() == 0, log
         assert proc.poll() is None
-        sh("ip", "netns", "exec", ns_b, "ip", "link", "set", b, "up")
+        sh(*in_netns(ns_b, "ip", "link", "set", b, "up"))
         assert said("is back")
-        sent += replay()
+        sent += replay_ssh()
 
         log.clear()
-        sh("ip", "netns", "exec", ns_b, "ip", "link", "del", b)  # takes its peer with it
+        sh(*in_netns(ns_b, "ip", "link", "del", b))  # takes its peer with it
         assert said("capture failed")
         time.sleep(2 * 2.0)  # a few failed reopen attempts while the interface does not exist
         sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
         for ns, dev in ((ns_a, a), (ns_b, b)):
             sh("ip", "link", "set", dev, "netns", ns)
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+            sh(*in_netns(ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"))
+            sh(*in_netns(ns, "ip", "link", "set", dev, "up"))
         assert said("is back") and capture_up() == 1, log
-        sent += replay()
+        sent += replay_ssh()
         time.sleep(2.5)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -361,48 +286,17 @@ def test_counters_add_up_when_stopped_under_load(veth, tmp_path):
     ns_a, ns_b, a, b = veth
     eve = tmp_path / "eve.json"
     proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            ns_b,
-            sys.executable,
-            "-m",
-            "sensor.cli",
-            "-v",
-            "run",
-            "--interface",
-            b,
-            "--eve",
-            str(eve),
-            "--no-announce",
-            "--buffer-mb",
-            "4",
-        ],
+        sensor_run(ns_b, "--interface", b, "--eve", str(eve), "--no-announce", "--buffer-mb", "4"),
         stderr=subprocess.PIPE,
         text=True,
     )
     log: list[str] = []
     threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
-    replay = None
+    load = None
     try:
         assert wait_for(lambda: any("capturing on" in line for line in log), 30), log
-        replay = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns_a,
-                "tcpreplay",
-                "-q",
-                "-i",
-                a,
-                "--pps",
-                "25000",
-                "--loop",
-                "20",
-                str(DATA / "mawi" / "201911211400_headers.pcap"),
-            ],
+        load = subprocess.Popen(
+            replay(ns_a, a, 25000, "--loop", "20", str(DATA / "mawi" / "201911211400_headers.pcap")),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -413,8 +307,8 @@ def test_counters_add_up_when_stopped_under_load(veth, tmp_path):
         stopped_in = time.monotonic() - t
     finally:
         proc.kill()
-        if replay is not None:
-            replay.kill()
+        if load is not None:
+            load.kill()
     stats = [json.loads(x)["stats"] for x in eve.read_text().splitlines() if '"event_type":"stats"' in x]
     final = stats[-1]
     assert final["capture"]["kernel_packets"] > 100_000
