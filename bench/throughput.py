@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""Throughput of the feature path against tshark and pyshark, measured in one run.
+"""Throughput of the sensor against tshark, NFStream and pyshark, measured in one run.
 
-Builds a ≥1M-packet pcap from the real MAWI excerpt: K copies overlaid in time,
-each copy's addresses XORed with its own constant (so copies are distinct hosts
-but keep their prefix structure) and shifted by a few microseconds.  Then, on
-that file:
+Builds ≥1M-packet pcaps from the real MAWI excerpt (with its injected scans and
+floods), K copies, each copy's addresses XORed with its own constant (so copies
+are distinct hosts but keep their prefix structure):
+
+  overlay     the copies overlaid in time, a few microseconds apart: K times the
+              excerpt's rate (~13k pps for 11 copies; ``--speedup`` multiplies it)
+  sequential  the copies one after the other: the excerpt's own low rate for K
+              times its length, where what the sensor pays per second dominates
+
+Then, on each file:
 
   flowlstm   read → flows → aggregates → context → features → windows, one core
   e2e        ``flowlstm-sensor run --pcap FILE --eve FILE`` as a user runs it (start-up,
@@ -16,14 +22,19 @@ that file:
              ``--no-nfstream`` skips it)
   pyshark    pyshark FileCapture(keep_packets=False) on the first N packets
 
-and prints packets/s of each, the ratios, and flowlstm's peak RSS.
+  stages     the e2e run once more under cProfile, scoring thread off: the share of
+             its time each pipeline stage took (profiling slows Python calls, not
+             the C and LiteRT inside them, so the shares lean towards Python stages)
+
+and prints packets/s of each, the ratios, flowlstm's peak RSS, the stage breakdown
+and the windows/s of each model head (LiteRT, one core, at the sensor's batch size).
 
 ``--flood PPS`` measures the worst case instead: a spoofed SYN flood at PPS
 packets/s against one server, every packet from a random source and port, so
 every packet is a new flow and a window to build (the MAWI mix has ~0.45 windows
 per packet).
 
-    .venv/sensor/bin/python bench/throughput.py [--packets 1000000] [--pyshark-packets 20000] [--flood PPS]
+    .venv/sensor/bin/python bench/throughput.py [--packets 1000000] [--layout both] [--flood PPS]
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
 import shutil
 import subprocess
 import sys
@@ -64,9 +76,9 @@ TSHARK_FIELDS = [
 ]
 
 
-def build_pcap(src: Path, dst: Path, copies: int, speedup: float = 1.0) -> int:
-    """Overlay ``copies`` address-XORed, time-shifted copies of a pcap, replayed ``speedup``
-    times faster; return packets written."""
+def build_pcap(src: Path, dst: Path, copies: int, speedup: float = 1.0, sequential: bool = False) -> int:
+    """Write ``copies`` address-XORed copies of a pcap, replayed ``speedup`` times faster, overlaid
+    a few microseconds apart or (``sequential``) one after the other; return packets written."""
     from sensor.capture import _walk
 
     raw = src.read_bytes()
@@ -82,6 +94,8 @@ def build_pcap(src: Path, dst: Path, copies: int, speedup: float = 1.0) -> int:
     recs = [raw[o : o + 16 + c] for o, c in zip(offs.tolist(), caplen.tolist(), strict=True)]
     out_ts, out_rec = [], []
     t0 = int(ns.min())
+    # Sequential copies start a second after the one before ends, so no second holds two.
+    shift = (int(ns.max()) - t0) // speedup + 1_000_000_000 if sequential else 3000
     for k in range(copies):
         key = (0x0A000000 + k * 0x00010001) if k else 0
         for t, r in zip(ns.tolist(), recs, strict=True):
@@ -90,7 +104,7 @@ def build_pcap(src: Path, dst: Path, copies: int, speedup: float = 1.0) -> int:
                 for a in (16 + 26, 16 + 30):  # IPv4 source and destination
                     v = int.from_bytes(rec[a : a + 4], "big") ^ key
                     rec[a : a + 4] = v.to_bytes(4, "big")
-            t2 = t0 + int((t - t0) / speedup) + k * 3000
+            t2 = t0 + int((t - t0) / speedup) + k * int(shift)
             rec[0:4] = (t2 // 1_000_000_000).to_bytes(4, "little")
             rec[4:8] = (t2 % 1_000_000_000).to_bytes(4, "little")
             out_ts.append(t2)
@@ -174,6 +188,54 @@ def run_e2e(path: Path, threads: int) -> dict:
         return {"seconds": seconds, "rss_mb": usage.ru_maxrss / 1024}
 
 
+# Where each stage's time is spent, as (stage, module file, functions): cumulative times of
+# functions that do not call one another, so they add up.
+STAGES = (
+    ("read+decode", "sensor/capture/files.py", ("__iter__",)),
+    ("flows", "sensor/flows.py", ("update", "expire")),
+    ("aggregates", "sensor/aggregate/second.py", ("aggregate_second",)),
+    ("aggregate match", "sensor/features.py", ("aggregate_match",)),
+    ("context", "sensor/context.py", ("second_context", "deviation")),
+    ("features", "sensor/features.py", ("flow_second_features",)),
+    ("windows", "sensor/windows.py", ("push", "flush", "window_keys")),
+    ("scoring", "sensor/model.py", ("score_all",)),
+    ("alerts+EVE", "sensor/eve.py", ("alert_records", "to_lines")),
+    ("output", "sensor/outputs.py", ("write",)),  # a file run writes EveFile directly
+)
+
+
+def run_stages(path: Path) -> dict:
+    """The e2e run under cProfile (scoring thread off: the profiler sees one thread): seconds by stage."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prof = Path(tmp) / "prof"
+        cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "sensor.cli", "run", "--no-progress"]
+        cmd += ["--no-announce", "--pcap", str(path), "--eve", str(Path(tmp) / "eve.json"), "--scoring-threads", "0"]
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        st = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]  # typeshed omits it
+    out: dict[str, float] = {}
+    for stage, module, funcs in STAGES:
+        out[stage] = sum(v[3] for (f, _, fn), v in st.items() if f.endswith(module) and fn in funcs)
+    out["total"] = max(v[3] for v in st.values())
+    return out
+
+
+def run_heads() -> list[tuple[str, float]]:
+    """Windows/s of each head of the shipped bundle at the sensor's batch size, one core."""
+    code = (
+        "import json,time,numpy as np\n"
+        "from sensor.model import ModelBundle,_SCORE_BATCH\n"
+        "from sensor.features import SCHEMA\n"
+        "b=ModelBundle(); buf=np.zeros((_SCORE_BATCH,3,SCHEMA.size),np.float32); r=[]\n"
+        "for h in b.heads:\n"
+        "    h.run(buf); t=time.perf_counter()\n"
+        "    for _ in range(200): h.run(buf)\n"
+        "    r.append((h.name,200*_SCORE_BATCH/(time.perf_counter()-t)))\n"
+        "print(json.dumps(r))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return [(n, float(w)) for n, w in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
 def run_tshark(path: Path) -> dict:
     args = ["tshark", "-n", "-r", str(path), "-T", "fields"]
     for f in TSHARK_FIELDS:
@@ -223,53 +285,16 @@ def run_pyshark(path: Path, limit: int) -> dict:
     return {"packets": n, "seconds": time.perf_counter() - t}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--packets", type=int, default=1_000_000, help="at least this many packets (default %(default)s)")
-    ap.add_argument(
-        "--pyshark-packets",
-        type=int,
-        default=20_000,
-        help="pyshark is timed on this many packets (default %(default)s)",
-    )
-    ap.add_argument(
-        "--speedup",
-        type=float,
-        default=1.0,
-        help="replay the copies this many times faster (default %(default)s: the excerpt's "
-        "own ~13k pps for 11 copies; 10 gives ~130k pps, a full MAWI link's rate)",
-    )
-    ap.add_argument("--keep", metavar="DIR", help="keep the generated pcap in DIR")
-    ap.add_argument("--flood", type=int, metavar="PPS", help="a spoofed SYN flood at PPS instead of the MAWI mix")
-    ap.add_argument("--nfstream-venv", metavar="DIR", help="NFStream's venv: kept, and reused when it exists")
-    ap.add_argument("--no-nfstream", action="store_true", help="leave NFStream out")
-    args = ap.parse_args()
-    if not shutil.which("tshark"):
-        print("bench: tshark is not installed (scripts/setup.sh sensor installs it)", file=sys.stderr)
-        return 69
-
-    with tempfile.TemporaryDirectory() as tmp:
-        from sensor.capture import CaptureReader
-
-        t = time.perf_counter()
-        if args.flood:
-            pcap = Path(args.keep or tmp) / f"synflood_{args.flood}pps.pcap"
-            total = build_flood(pcap, args.packets, args.flood)
-            print(f"built {pcap.name}: {total} spoofed SYNs at {args.flood} pps in {time.perf_counter() - t:.1f} s")
-        else:
-            n_src = sum(len(b) for b in CaptureReader(MAWI))
-            copies = -(-args.packets // n_src)
-            pcap = Path(args.keep or tmp) / f"mawi_x{copies}_s{args.speedup:g}.pcap"
-            total = build_pcap(MAWI, pcap, copies, args.speedup)
-            print(f"built {pcap.name}: {total} packets ({copies} copies of {n_src}) in {time.perf_counter() - t:.1f} s")
-
-        ours = run_flowlstm(pcap)
-        e2e = {n: run_e2e(pcap, n) for n in (0, 1)}
-        ts = run_tshark(pcap)
-        nf = None
-        if not args.no_nfstream:
-            nf = run_nfstream(pcap, Path(args.nfstream_venv) if args.nfstream_venv else Path(tmp) / "nfstream-venv")
-        ps = run_pyshark(pcap, args.pyshark_packets)
+def bench_file(pcap: Path, total: int, args: argparse.Namespace, tmp: str) -> None:
+    """Every tool on one file; print the table, the ratios, RSS and the stage breakdown."""
+    ours = run_flowlstm(pcap)
+    e2e = {n: run_e2e(pcap, n) for n in (0, 1)}
+    stages = run_stages(pcap)
+    ts = run_tshark(pcap)
+    nf = None
+    if not args.no_nfstream:
+        nf = run_nfstream(pcap, Path(args.nfstream_venv) if args.nfstream_venv else Path(tmp) / "nfstream-venv")
+    ps = run_pyshark(pcap, args.pyshark_packets)
 
     pps = ours["packets"] / ours["seconds"]
     tpps = total / ts["seconds"]
@@ -285,10 +310,76 @@ def main() -> int:
     print(f"ratio flowlstm/tshark-fields: {pps / tpps:.1f}x   flowlstm/pyshark: {pps / ppps:.0f}x")
     e0, e1 = e2e[0]["seconds"], e2e[1]["seconds"]
     print(f"ratio e2e/tshark-fields: {ts['seconds'] / e1:.1f}x (scoring thread on), {ts['seconds'] / e0:.1f}x (off)")
+    print(f"ratio e2e/pyshark: {total / e1 / ppps:.0f}x (scoring thread on)")
     if nf:
         print(f"ratio vs nfstream: feature path {nf['seconds'] / ours['seconds']:.1f}x, e2e {nf['seconds'] / e1:.1f}x")
     print(f"scoring thread speed-up, end to end: {e0 / e1:.2f}x")
     print(f"flowlstm peak RSS: {ours['rss_mb']:.0f} MiB (feature path), {e2e[1]['rss_mb']:.0f} MiB (e2e)")
+    whole = stages.pop("total")
+    parts = ", ".join(f"{k} {v / whole:.0%}" for k, v in stages.items())
+    rest = whole - sum(stages.values())
+    print(f"stages (e2e, 0 thr, under cProfile, {whole:.1f} s): {parts}, start-up and rest {rest / whole:.0%}")
+    if stages["scoring"] > 0:
+        print(f"scoring in the e2e run: {ours['windows'] / stages['scoring']:,.0f} windows/s (every head)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--packets", type=int, default=1_000_000, help="at least this many packets (default %(default)s)")
+    ap.add_argument(
+        "--pyshark-packets",
+        type=int,
+        default=20_000,
+        help="pyshark is timed on this many packets (default %(default)s)",
+    )
+    ap.add_argument(
+        "--speedup",
+        type=float,
+        default=1.0,
+        help="replay the overlaid copies this many times faster (default %(default)s: the excerpt's "
+        "own ~13k pps for 11 copies; 10 gives ~130k pps, a full MAWI link's rate)",
+    )
+    ap.add_argument(
+        "--layout",
+        choices=("overlay", "sequential", "both"),
+        default="both",
+        help="the copies overlaid in time, one after the other, or both files (default %(default)s)",
+    )
+    ap.add_argument("--keep", metavar="DIR", help="keep the generated pcaps in DIR")
+    ap.add_argument("--flood", type=int, metavar="PPS", help="a spoofed SYN flood at PPS instead of the MAWI mix")
+    ap.add_argument("--nfstream-venv", metavar="DIR", help="NFStream's venv: kept, and reused when it exists")
+    ap.add_argument("--no-nfstream", action="store_true", help="leave NFStream out")
+    args = ap.parse_args()
+    if not shutil.which("tshark"):
+        print("bench: tshark is not installed (scripts/setup.sh sensor installs it)", file=sys.stderr)
+        return 69
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from sensor.capture import CaptureReader
+
+        if args.flood:
+            t = time.perf_counter()
+            pcap = Path(args.keep or tmp) / f"synflood_{args.flood}pps.pcap"
+            total = build_flood(pcap, args.packets, args.flood)
+            print(f"built {pcap.name}: {total} spoofed SYNs at {args.flood} pps in {time.perf_counter() - t:.1f} s")
+            bench_file(pcap, total, args, tmp)
+        else:
+            n_src = sum(len(b) for b in CaptureReader(MAWI))
+            copies = -(-args.packets // n_src)
+            for layout in ("overlay", "sequential") if args.layout == "both" else (args.layout,):
+                t = time.perf_counter()
+                seq = layout == "sequential"
+                speedup = 1.0 if seq else args.speedup
+                pcap = Path(args.keep or tmp) / f"mawi_x{copies}_{layout}_s{speedup:g}.pcap"
+                total = build_pcap(MAWI, pcap, copies, speedup, sequential=seq)
+                print(
+                    f"\n== {layout}: built {pcap.name}: {total} packets ({copies} copies of {n_src}) "
+                    f"in {time.perf_counter() - t:.1f} s"
+                )
+                bench_file(pcap, total, args, tmp)
+    print("\nmodel heads (LiteRT, one core, batch of the sensor):")
+    for name, wps in run_heads():
+        print(f"  {name:12} {wps:11,.0f} windows/s")
     return 0
 
 

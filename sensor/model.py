@@ -69,10 +69,14 @@ PRIMARY_HEAD = "supervised"  # the name of model.tflite's head unless the metada
 MAX_HEADS = 4
 _HEAD_FILE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\.tflite")
 _HEAD_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_SCORE_BATCH = 1024  # a fixed input shape avoids re-allocating tensors per call
-# A second interpreter for the seconds with few windows: a 1024-window invoke costs ~6 ms
-# however few are real, and a quiet link or a slow scan has one or two windows a second
-# (hping3.pcapng: 6,000 seconds of one window, 149 s of 1024-batch invokes for two heads).
+# Fixed input shapes avoid re-allocating tensors per call.  Measured on this project's 2-core
+# box (bench/throughput.py prints it), both shipped heads score the most windows per second
+# at batch 128-512 (supervised 744k/s at 256 against 715k/s at 1024; 705k/s at 32), so big
+# batches buy nothing; what costs is padding: a second of 1,100 windows scored in 1024-window
+# batches invokes on 2,048.  A call is scored in full batches of _SCORE_BATCH and then in
+# batches of _SMALL_BATCH, so fewer than _SMALL_BATCH padding windows are scored per call
+# (a quiet link or a slow scan has one or two windows a second).
+_SCORE_BATCH = 256
 _SMALL_BATCH = 32
 VET_TIMEOUT_S = 30.0  # the shipped model loads and scores in ~50 ms
 log = logging.getLogger("flowlstm.model")
@@ -548,15 +552,17 @@ class ModelBundle:
         """Every head's scores in [0, 1], (N, heads), for raw windows x of shape (N, 3, F)."""
         n = len(x)
         out = np.empty((n, len(self.heads)), dtype=np.float32)
-        size = _SMALL_BATCH if n <= _SMALL_BATCH else _SCORE_BATCH
-        buf = np.zeros((size, WINDOW_SECONDS, SCHEMA.size), dtype=np.float32)
-        for i in range(0, n, size):
-            part = x[i : i + size]
+        big = np.zeros((_SCORE_BATCH if n > _SMALL_BATCH else _SMALL_BATCH, WINDOW_SECONDS, SCHEMA.size), np.float32)
+        i = 0
+        while i < n:
+            buf = big if n - i >= len(big) else big[:_SMALL_BATCH]
+            part = x[i : i + len(buf)]
             # Normalizing batch by batch keeps the working set in cache; every head reads the same batch.
             self.normalization.apply(part, out=buf[: len(part)])
             buf[len(part) :] = 0
             for j, head in enumerate(self.heads):
                 out[i : i + len(part), j] = head.run(buf).reshape(-1)[: len(part)]
+            i += len(part)
         bad = ~(np.isfinite(out) & (out >= 0) & (out <= 1))
         if bad.any():
             # The load-time probe cannot try every input; a score outside [0, 1] is the model's

@@ -308,7 +308,7 @@ def test_a_fifo_swapped_in_after_the_stat_does_not_hang(copy, tmp_path, name):
         ("two_outputs", "model has 1 inputs and 2 outputs"),
         (
             "batch_collapsed",
-            r"model output is \[1, 1\] for a batch of 1024 windows; expected \[batch, 1\] or \[batch\]",
+            r"model output is \[1, 1\] for a batch of 256 windows; expected \[batch, 1\] or \[batch\]",
         ),
         ("nan_output", r"smoke inference scored nan on a silent window and nan on a busy one"),
         ("busy_seven", r"smoke inference scored 0.5 on a silent window and 7 on a busy one"),
@@ -325,8 +325,19 @@ def test_a_model_with_a_flat_output_scores_like_its_weights(copy):
     kernel = ((np.arange(x[0].size) % 7) - 3) * 0.01  # tests/data/models/README.md
     want = 1 / (1 + np.exp(-(b.normalization.apply(x).reshape(len(x), -1).astype(np.float64) @ kernel + 0.25)))
     got = b.score(x)
-    assert len(x) > 1024 and got.shape == (len(x),)  # more than one batch
+    assert len(x) % 256 > 32 and got.shape == (len(x),)  # full batches, then several small ones
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 255, 256, 257, 300, 600])
+def test_a_window_scores_the_same_however_many_are_scored_with_it(n):
+    """Calls are cut into full batches and then small ones; every head's score of a window is
+    the one it gets alone, bit for bit (EVE must not depend on how busy a second was)."""
+    b = ModelBundle()
+    x = np.concatenate([w.x for o in run_files([ATTACKS / "amp.TCP.reflection.SYNACK.pcap"]) for w in o.windows])
+    x = np.concatenate([x] * (-(-n // len(x))))[:n]
+    alone = np.concatenate([b.score_all(x[i : i + 1]) for i in range(n)])
+    assert np.array_equal(b.score_all(x), alone)
 
 
 def test_a_model_that_crashes_litert_is_refused_and_the_process_lives(copy, monkeypatch):
