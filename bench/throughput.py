@@ -15,7 +15,8 @@ Then, on each file:
   flowlstm   read → flows → aggregates → context → features → windows, one core
   e2e        ``flowlstm-sensor run --pcap FILE --eve FILE`` as a user runs it (start-up,
              model checks, scoring, thresholding, EVE), with the scoring thread off (0)
-             and on (1, the default: feature path and scoring on two cores)
+             and on (1: feature path and scoring on two cores; 2: the bundle's heads
+             scored in parallel as well)
   tshark     tshark -T fields (the fields the sensor extracts), to /dev/null
   nfstream   NFStream's NFStreamer (statistical_analysis=True, no DPI), pip-installed in
              a throwaway venv (``--nfstream-venv DIR`` keeps and reuses one;
@@ -288,7 +289,7 @@ def run_pyshark(path: Path, limit: int) -> dict:
 def bench_file(pcap: Path, total: int, args: argparse.Namespace, tmp: str) -> None:
     """Every tool on one file; print the table, the ratios, RSS and the stage breakdown."""
     ours = run_flowlstm(pcap)
-    e2e = {n: run_e2e(pcap, n) for n in (0, 1)}
+    e2e = {n: run_e2e(pcap, n) for n in (0, 1, 2)}
     stages = run_stages(pcap)
     ts = run_tshark(pcap)
     nf = None
@@ -308,13 +309,15 @@ def bench_file(pcap: Path, total: int, args: argparse.Namespace, tmp: str) -> No
         print(f"{'nfstream':10} {total:9d} {nf['seconds']:8.2f} {total / nf['seconds']:11,.0f}   ({nf['flows']} flows)")
     print(f"{'pyshark':10} {ps['packets']:9d} {ps['seconds']:8.2f} {ppps:11,.0f}")
     print(f"ratio flowlstm/tshark-fields: {pps / tpps:.1f}x   flowlstm/pyshark: {pps / ppps:.0f}x")
-    e0, e1 = e2e[0]["seconds"], e2e[1]["seconds"]
-    print(f"ratio e2e/tshark-fields: {ts['seconds'] / e1:.1f}x (scoring thread on), {ts['seconds'] / e0:.1f}x (off)")
-    print(f"ratio e2e/pyshark: {total / e1 / ppps:.0f}x (scoring thread on)")
+    sec = {n: r["seconds"] for n, r in e2e.items()}
+    by = lambda ref: ", ".join(f"{ref / sec[n]:.1f}x ({n} thr)" for n in sorted(sec, reverse=True))  # noqa: E731
+    print(f"ratio e2e/tshark-fields: {by(ts['seconds'])}")
+    print(f"ratio e2e/pyshark: {by(total / ppps)}")
     if nf:
-        print(f"ratio vs nfstream: feature path {nf['seconds'] / ours['seconds']:.1f}x, e2e {nf['seconds'] / e1:.1f}x")
-    print(f"scoring thread speed-up, end to end: {e0 / e1:.2f}x")
-    print(f"flowlstm peak RSS: {ours['rss_mb']:.0f} MiB (feature path), {e2e[1]['rss_mb']:.0f} MiB (e2e)")
+        print(f"ratio vs nfstream: feature path {nf['seconds'] / ours['seconds']:.1f}x, e2e {by(nf['seconds'])}")
+    print(f"scoring threads' speed-up, end to end: {by(sec[0])}")
+    rss = ", ".join(f"{r['rss_mb']:.0f} MiB ({n} thr)" for n, r in e2e.items())
+    print(f"flowlstm peak RSS: {ours['rss_mb']:.0f} MiB (feature path); e2e {rss}")
     whole = stages.pop("total")
     parts = ", ".join(f"{k} {v / whole:.0%}" for k, v in stages.items())
     rest = whole - sum(stages.values())

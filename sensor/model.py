@@ -42,6 +42,7 @@ import signal
 import stat
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ _HEAD_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 # (a quiet link or a slow scan has one or two windows a second).
 _SCORE_BATCH = 256
 _SMALL_BATCH = 32
+_BLOCK = 8 * _SCORE_BATCH  # windows normalized at once (2 MB), then scored batch by batch
 VET_TIMEOUT_S = 30.0  # the shipped model loads and scores in ~50 ms
 log = logging.getLogger("flowlstm.model")
 _vetted: set[str] = set()  # digests of (model, normalization) a child loaded and scored cleanly
@@ -489,6 +491,12 @@ class Head:
         return out
 
 
+def _padded(n: int) -> int:
+    """Windows scored for ``n``: full batches, then small ones (for n ≥ 1, at least one small)."""
+    full, rest = divmod(n, _SCORE_BATCH)
+    return full * _SCORE_BATCH + -(-rest // _SMALL_BATCH) * _SMALL_BATCH
+
+
 class ModelBundle:
     """A loaded, verified bundle: its normalization and heads, scoring windows with LiteRT.
 
@@ -544,25 +552,44 @@ class ModelBundle:
         """The primary model's sha256 (what names the bundle in alerts)."""
         return self.heads[0].sha256
 
+    def _run_head(self, j: int, buf: np.ndarray, scores: np.ndarray) -> None:
+        """Head ``j``'s scores of the normalized, padded windows ``buf`` into column ``j`` of ``scores``."""
+        head, n, i = self.heads[j], len(scores), 0
+        while i < n:
+            size = _SCORE_BATCH if len(buf) - i >= _SCORE_BATCH else _SMALL_BATCH
+            got = head.run(buf[i : i + size]).reshape(-1)
+            take = min(size, n - i)
+            scores[i : i + take, j] = got[:take]
+            i += size
+
     def score(self, x: np.ndarray) -> np.ndarray:
         """The primary head's anomaly scores in [0, 1] for raw windows x of shape (N, 3, F)."""
         return self.score_all(x)[:, 0].copy()
 
-    def score_all(self, x: np.ndarray) -> np.ndarray:
-        """Every head's scores in [0, 1], (N, heads), for raw windows x of shape (N, 3, F)."""
+    def score_all(self, x: np.ndarray, pool: Executor | None = None) -> np.ndarray:
+        """Every head's scores in [0, 1], (N, heads), for raw windows x of shape (N, 3, F).
+
+        With ``pool``, the heads after the first score on its threads while this one scores the
+        first (LiteRT's invoke releases the GIL; each head has interpreters of its own).
+        """
         n = len(x)
         out = np.empty((n, len(self.heads)), dtype=np.float32)
-        big = np.zeros((_SCORE_BATCH if n > _SMALL_BATCH else _SMALL_BATCH, WINDOW_SECONDS, SCHEMA.size), np.float32)
-        i = 0
-        while i < n:
-            buf = big if n - i >= len(big) else big[:_SMALL_BATCH]
-            part = x[i : i + len(buf)]
-            # Normalizing batch by batch keeps the working set in cache; every head reads the same batch.
+        block = np.zeros((_padded(min(n, _BLOCK)), WINDOW_SECONDS, SCHEMA.size), np.float32)
+        for b0 in range(0, n, _BLOCK):
+            part = x[b0 : b0 + _BLOCK]
+            buf = block[: _padded(len(part))]
+            # Normalizing block by block keeps the working set in cache; every head reads the same block.
             self.normalization.apply(part, out=buf[: len(part)])
             buf[len(part) :] = 0
-            for j, head in enumerate(self.heads):
-                out[i : i + len(part), j] = head.run(buf).reshape(-1)[: len(part)]
-            i += len(part)
+            scores = out[b0 : b0 + len(part)]
+            if pool is None or len(self.heads) == 1:
+                for j in range(len(self.heads)):
+                    self._run_head(j, buf, scores)
+            else:
+                others = [pool.submit(self._run_head, j, buf, scores) for j in range(1, len(self.heads))]
+                self._run_head(0, buf, scores)
+                for f in others:
+                    f.result()
         bad = ~(np.isfinite(out) & (out >= 0) & (out <= 1))
         if bad.any():
             # The load-time probe cannot try every input; a score outside [0, 1] is the model's

@@ -269,17 +269,17 @@ TABLE: tuple[Setting, ...] = (
         int,
         1,
         "threads that score windows beside the feature path: 1 overlaps them on two cores, "
-        "0 scores on the capture thread (default %(default)s)",
+        "2 also scores the model's heads in parallel, 0 scores on the capture thread (default %(default)s)",
         "--scoring-threads",
         lo=0,
-        hi=1,
+        hi=2,
         live=False,
         metavar="N",
-        expect_text="0 or 1",
+        expect_text="0, 1 or 2",
         doc="Score windows (model, thresholding, outputs) on a thread of their own, beside the\n"
-        "feature path: 1 uses a second core, 0 does everything on one thread.  The alerts are\n"
-        "the same bytes either way.  (More than one scoring thread would need an interpreter\n"
-        "per thread and a third core; the sensor's target box has two.)",
+        "feature path: 1 uses a second core, 0 does everything on one thread, 2 scores a\n"
+        "bundle's second head (the normal-behaviour model) on one more thread beside the\n"
+        "first.  The alerts are the same bytes whatever the number.",
     ),
     # -- feature path -------------------------------------------------------------------------------------
     Setting(

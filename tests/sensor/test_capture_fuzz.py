@@ -137,7 +137,9 @@ def test_quick_campaign_finds_the_if_tsoffset_overflow_when_its_check_is_gone(mo
 def test_quick_campaign_on_the_config_and_bundle_loaders_finds_nothing_and_reaches_their_checks():
     summary = harness.run_quick(450, names=["config", "metadata", "model"])
     assert not summary.findings, summary.report()
-    assert summary.outcomes["ok"] >= 20, summary.report()
+    # Some mutated configs still load (a few percent: 17-20 of these 450 as the seed files' text
+    # has changed); all of them rejected would mean the mutations no longer get past the parser.
+    assert summary.outcomes["ok"] >= 10, summary.report()
     reasons = " | ".join(summary.reasons)
     for expected in (
         "not valid YAML",  # config: the parser

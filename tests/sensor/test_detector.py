@@ -1,5 +1,5 @@
-"""The Detector (sensor/detector.py): the scoring thread writes what one thread writes, in order,
-and a failure on it is the run's failure."""
+"""The Detector (sensor/detector.py): the scoring threads write what one thread writes, in order,
+and a failure on them is the run's failure."""
 
 from __future__ import annotations
 
@@ -41,10 +41,11 @@ def _run(tmp_path, threads: int, *extra: str) -> list[dict]:
     ],
     ids=["background-and-flood", "every-window"],
 )
-def test_the_scoring_thread_writes_the_same_lines_as_one_thread(tmp_path, extra):
-    one, two = _run(tmp_path, 0, *extra), _run(tmp_path, 1, *extra)
+def test_the_scoring_threads_write_the_same_lines_as_one_thread(tmp_path, extra):
+    one = _run(tmp_path, 0, *extra)
     assert sum(e["event_type"] == "alert" for e in one) > 0
-    assert two == one
+    assert _run(tmp_path, 1, *extra) == one
+    assert _run(tmp_path, 2, *extra) == one  # the two heads on two threads
 
 
 class _FailingEve:
@@ -100,3 +101,19 @@ def test_a_stats_event_follows_the_alerts_of_the_windows_before_it():
         inline.process(batch)
     assert inline.alerts == kinds[:i].count("alert")  # every window before it, none after
     assert stats["decoder"]["pkts"] == sum(len(b) for b in batches[: len(batches) // 2])
+
+
+def test_a_failure_scoring_the_second_head_on_its_thread_is_the_runs_failure(monkeypatch):
+    d = _detector(_FailingEve(10**6), threads=2)
+    normal = d.scoring.bundle.heads[1]
+
+    def broken(buf):
+        raise RuntimeError("invoke failed")
+
+    monkeypatch.setattr(normal, "run", broken)
+    with pytest.raises(RuntimeError, match="invoke failed"):
+        for batch in read_packets(ATTACKS / "hping3.pcapng"):
+            d.process(batch)
+        d.finish()
+    d.close()
+    assert d.alerts == 0  # no window's alerts were written on one head's scores
