@@ -20,56 +20,11 @@ from sensor.model import ModelBundle
 from sensor.parquet import read_windows
 from trainer.cli import main as train_main
 
-from ..conftest import ATTACKS, MAWI_PCAP
-
 ROOT = Path(__file__).resolve().parents[2]
 SENSOR_PY = ROOT / ".venv" / "sensor" / "bin" / "python"
 
 
 pytestmark = pytest.mark.slow  # Spark local[2] and a TensorFlow training epoch
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("e2e")
-    assert (
-        train_main(
-            [
-                "inject",
-                "--background",
-                str(MAWI_PCAP),
-                "--seed",
-                "5",
-                # Both attacks straddle the time split (the last 30% of the 78 s trace is held out).
-                "--attack",
-                f"{ATTACKS / 'zmap_tcp_5k.pcapng'}@40:0.01:ntscSYN:src=192.168.181.131",
-                "--attack",
-                f"{ATTACKS / 'pkt.TCP.synflood.spoofed.pcap'}@45:1:DDoSSYN:dst=10.10.10.10",
-                "--out-pcap",
-                str(d / "mix.pcap"),
-                "--out-labels",
-                str(d / "mix"),
-            ]
-        )
-        == 0
-    )
-    assert (
-        train_main(
-            [
-                "features",
-                "--pcap",
-                str(d / "mix.pcap"),
-                "--labels",
-                str(d / "mix.xml"),
-                "--out",
-                str(d / "feat"),
-                "--master",
-                "local[2]",
-            ]
-        )
-        == 0
-    )
-    return d
 
 
 def test_features_partitioned_by_trace_and_labelled(workdir):
