@@ -78,8 +78,13 @@ class Setting:
         elif kind is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            value = float(value) if ok else value
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            try:
+                number = float(value) if ok else math.nan
+            except OverflowError:  # an integer beyond float's range
+                number = math.nan
+            ok = ok and math.isfinite(number)
+            value = number if ok else value
         elif kind is list:
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         else:
@@ -104,6 +109,8 @@ def _num(v: float) -> str:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 200:  # repr() of one above 4,300 digits raises
+        return f"an integer of {int(value.bit_length() * math.log10(2)) + 1} digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."  # a huge value must not flood the log
 

@@ -163,6 +163,13 @@ LAUGHS = (
         # found by the fuzz campaign: PyYAML's constructors raise ValueError for a tag that cannot hold the value
         (b"sensor-name: !!float lo\n", r"not valid YAML \(a value does not fit its tag: ValueError: could not convert"),
         (b"features: {max-flows: 10000000}\n", r"cfg.yaml: features.max-flows 10000000 needs at least \d+ MiB"),
+        # found by the fuzz campaign (input 9,506,917): an integer beyond float's range for a number
+        (b"features: {idle-timeout: 1" + b"9" * 400 + b"}\n", r"idle-timeout is an integer of 401 digits; set it to"),
+        (b"capture: {buffer-mb: 1" + b"9" * 400 + b"}\n", r"buffer-mb is an integer of 401 digits; set it to"),
+        (
+            b"capture: {buffer-mb: 1" + b"9" * 5000 + b"}\n",
+            r"not valid YAML \(a value does not fit its tag: ValueError",
+        ),
     ],
     ids=[
         "billion-laughs",
@@ -177,6 +184,9 @@ LAUGHS = (
         "not-a-mapping",
         "bad-tag",
         "over-the-memory-budget",
+        "huge-int-for-a-number",
+        "huge-int-for-an-integer",
+        "int-beyond-str-limit",
     ],
 )
 def test_hostile_files_are_refused_in_one_line(tmp_path, content, message):
