@@ -162,6 +162,9 @@ label and taxonomy columns.  A window is anomalous when a packet of its
 flow in its centre second matches an anomaly in the label files.  A label file
 named after a trace (mix1.xml for mix1.pcap) applies to that trace only; the
 others (e.g. a MAWILab day's CSV) apply to every trace without its own.
+Run again on the same OUT, it skips every trace whose capture, labels and
+settings hash as before (OUT/trace=NAME/_SUCCESS.json), so a growing set of
+captures is extracted incrementally.
 
 examples:
   flowlstm-train features --pcap mix.pcap --labels mix.xml --out feat/
@@ -439,7 +442,8 @@ def cmd_features(args: argparse.Namespace) -> int:
     with spark_context(args.master) as sc:
         done = extract(sc, pcaps, args.out, args.labels, PipelineConfig(), args.agurim, names, labels_by_trace)
     for d in done:
-        print(f"{d['trace']}: {d['windows']} windows, {d['anomalous']} anomalous")
+        again = " (unchanged since it was extracted: skipped)" if d["skipped"] else ""
+        print(f"{d['trace']}: {d['windows']} windows, {d['anomalous']} anomalous{again}")
     return 0
 
 

@@ -5,10 +5,19 @@ code the sensor runs on live traffic — streams one capture file through it,
 labels each window's centre flow-second from the MAWILab-format labels, and
 writes ``OUT/trace=NAME/part-0.parquet`` in the sensor's window format plus
 ``label`` and ``taxonomy`` columns.
+
+A finished partition gets ``_SUCCESS.json``, naming what it was extracted from: the
+sha256 of the capture, of its label and AGURIM files, the pipeline settings and the
+feature-schema version.  A task whose inputs hash the same skips the trace, so
+``features`` run again over a growing set of captures (a week of traffic, a day at a
+time) extracts only what is new or changed; a task that died mid-way left no marker and
+runs again.  Hashing happens in the task, where the file is read anyway, not in the driver.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -18,7 +27,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 import pyarrow as pa
 
+from sensor import __version__
 from sensor.errors import UsageError
+from sensor.features import SCHEMA
 from sensor.flows import FlowConfig
 from sensor.parquet import WindowWriter
 from sensor.pipeline import PipelineConfig, run_files
@@ -43,6 +54,33 @@ class TraceSummary(TypedDict):
     path: str
     windows: int
     anomalous: int
+    skipped: bool  # extracted before from the same inputs
+
+
+MARKER = "_SUCCESS.json"
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _inputs(path: str, label_paths: list[str], agurim_paths: Sequence[str], config: dict[str, Any]) -> dict[str, Any]:
+    """What a partition is a function of (the content of every file, not its name or time), as
+    it reads back from JSON."""
+    inputs = {
+        "capture": _sha256(path),
+        "labels": [_sha256(p) for p in label_paths],
+        "agurim": [_sha256(p) for p in agurim_paths],
+        "config": config,
+        "schema_version": SCHEMA.version,
+        "flowlstm": __version__,
+    }
+    back: dict[str, Any] = json.loads(json.dumps(inputs))
+    return back
 
 
 def trace_name(path: str) -> str:
@@ -101,6 +139,16 @@ def extract_trace(
     name = name or trace_name(path)
     part = Path(out_dir) / f"trace={name}"
     part.mkdir(parents=True, exist_ok=True)
+    inputs = _inputs(path, label_paths, agurim_paths, config)
+    marker = part / MARKER
+    try:
+        before = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict) and before.get("inputs") == inputs and (part / "part-0.parquet").is_file():
+        got = before["summary"]
+        return {"trace": name, "path": path, "windows": got["windows"], "anomalous": got["anomalous"], "skipped": True}
+    marker.unlink(missing_ok=True)  # until the new partition is whole
     windows = anomalous = 0
     agurim = AgurimIndex(list(agurim_paths)) if agurim_paths else None
     fields = LABEL_FIELDS + (AGURIM_FIELDS if agurim else [])
@@ -114,7 +162,11 @@ def extract_trace(
                 writer.write(w, label=y, taxonomy=tax, **extra)
                 windows += len(w)
                 anomalous += int(y.sum())
-    return {"trace": name, "path": path, "windows": windows, "anomalous": anomalous}
+    summary: TraceSummary = {"trace": name, "path": path, "windows": windows, "anomalous": anomalous, "skipped": False}
+    tmp = part / (MARKER + ".tmp")
+    tmp.write_text(json.dumps({"inputs": inputs, "summary": summary}, indent=1))
+    os.replace(tmp, marker)
+    return summary
 
 
 def labels_for(trace: str, label_paths: list[str], traces: list[str]) -> list[str]:

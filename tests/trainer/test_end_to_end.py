@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -140,3 +141,22 @@ def test_train_evaluate_export_and_load(workdir):
     )
     ev = json.loads((workdir / "eval" / "report.json").read_text())
     assert ev["model"]["sha256"] == bundle.sha256
+
+
+def test_features_again_skips_what_is_extracted_and_redoes_what_changed(workdir, tmp_path, capsys):
+    feat = tmp_path / "feat"
+    shutil.copytree(workdir / "feat", feat)
+    part = feat / "trace=mix" / "part-0.parquet"
+    before = part.read_bytes()
+    args = ["features", "--pcap", str(workdir / "mix.pcap"), "--out", str(feat), "--master", "local[2]"]
+    assert train_main([*args, "--labels", str(workdir / "mix.xml")]) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert part.read_bytes() == before
+    # The same labels with one more newline hash differently: the trace is extracted again.
+    labels = tmp_path / "mix.xml"
+    labels.write_bytes((workdir / "mix.xml").read_bytes() + b"\n")
+    part.write_bytes(b"not parquet")
+    assert train_main([*args, "--labels", str(labels)]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert part.read_bytes() == before  # the windows and labels as extracted the first time
+    assert json.loads((part.parent / "_SUCCESS.json").read_text())["summary"]["windows"] > 50_000
