@@ -13,7 +13,8 @@ every SIGHUP reload.  Loading checks, in order:
 3. ``model.tflite`` is a regular file of at most ``MODEL_LIMIT`` bytes whose
    sha256 is the one recorded;
 4. LiteRT accepts it, with one float32 input of shape (batch, 3, F) and one
-   float32 output of shape (batch, 1) or (batch,);
+   float32 output of shape (batch, 1) or (batch,), and no tensor of it is a
+   variable (state kept between invocations);
 5. a smoke inference on fixed windows (silence, and a busy window built from
    the normalization) gives finite scores in [0, 1].
 
@@ -40,6 +41,7 @@ import re
 import select
 import signal
 import stat
+import struct
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
@@ -373,6 +375,41 @@ def _wait_child(pid: int, fd: int) -> tuple[str, int | None]:
     return b"".join(chunks).decode("utf-8", "replace"), status
 
 
+# Where a TFLite flatbuffer keeps what ``_variable_tensors`` reads (tensorflow/lite/schema/
+# schema.fbs): field 2 of Model is its subgraphs, field 0 of SubGraph its tensors, field 5 of
+# Tensor is_variable.  A field's slot in a table's vtable is 4 + 2 * its number.
+_MODEL_SUBGRAPHS, _SUBGRAPH_TENSORS, _TENSOR_IS_VARIABLE = 4 + 2 * 2, 4 + 2 * 0, 4 + 2 * 5
+
+
+def _variable_tensors(content: bytes) -> int:
+    """How many tensors of a (LiteRT-verified) TFLite model are marked variable.
+
+    LiteRT allocates a variable tensor once, for the shape it had at the first allocation, and
+    does not grow it when the input is resized to a batch: a model whose activations are
+    marked variable has every batch written past their end.  The fuzz campaign found one (a
+    single flipped byte in a shared vtable, input 11,151,103 of seed 9) that passed the
+    checking child and then corrupted the sensor's heap.  The trainer's exports are stateless
+    (the LSTMs are unrolled), so any variable tensor is damage.  The schema's generated
+    readers ship with TensorFlow, not with the sensor; three fields read with the flatbuffers
+    runtime LiteRT itself depends on are all this check needs.
+    """
+    from flatbuffers import encode, number_types
+    from flatbuffers.table import Table
+
+    buf = bytearray(content)
+    model = Table(buf, encode.Get(number_types.UOffsetTFlags.packer_type, buf, 0))
+    count = 0
+    graphs = model.Offset(_MODEL_SUBGRAPHS)
+    for i in range(model.VectorLen(graphs) if graphs else 0):
+        graph = Table(buf, model.Indirect(model.Vector(graphs) + 4 * i))
+        tensors = graph.Offset(_SUBGRAPH_TENSORS)
+        for j in range(graph.VectorLen(tensors) if tensors else 0):
+            tensor = Table(buf, graph.Indirect(graph.Vector(tensors) + 4 * j))
+            flag = tensor.Offset(_TENSOR_IS_VARIABLE)
+            count += bool(flag and tensor.Get(number_types.BoolFlags, tensor.Pos + flag))
+    return count
+
+
 def _probe_windows(norm: Normalization) -> np.ndarray:
     """The windows every bundle is test-scored on at load: silence (all zeros); a busy window,
     every second present and each feature from two scales below to two above its mean; and
@@ -454,6 +491,16 @@ class Head:
             interp = Interpreter(model_content=content, num_threads=1)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path}: LiteRT cannot load it: {_one_line(exc)}") from None
+        try:
+            variable = _variable_tensors(content)
+        except (IndexError, struct.error) as exc:  # LiteRT verified it; this would be a reader bug
+            raise ModelError(f"{path}: cannot read its tensor table: {_one_line(exc)}") from None
+        if variable:
+            raise ModelError(
+                f"{path}: {variable} tensor(s) of the model are marked variable (stateful); the sensor "
+                "scores stateless models only (export the unrolled twin), and LiteRT does not resize "
+                "variable tensors to a batch — the file is damaged or not a flowlstm export"
+            )
         inputs, outputs = interp.get_input_details(), interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(
