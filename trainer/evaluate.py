@@ -234,6 +234,22 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
             f"size {q['bytes']} bytes.",
             "",
         ]
+    if "manifest" in report:
+        m = report["manifest"]
+        versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+        lines += [
+            "## Manifest",
+            "",
+            f"Run {m['id'][:16]}… (sha256 of the inputs and settings): {len(m['traces'])} traces, "
+            f"captures and labels by sha256 in report.json; seed {m['settings'].get('seed')}; "
+            f"Spark {m['spark']['master']} ({m['spark']['default_parallelism']} cores); {versions}.",
+            "",
+        ]
+        if m["unrecorded"]:
+            lines += [
+                f"Extracted before inputs were recorded (re-run 'features' to record): {', '.join(m['unrecorded'])}.",
+                "",
+            ]
     for png in report.get("plots", []):
         lines.append(f"![{png}]({png})")
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")

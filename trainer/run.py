@@ -28,6 +28,7 @@ from .dataset import (
 from .evaluate import Scores, evaluate, plot, threshold_for_flow_budget, write_report
 from .export import Head, export_bundle
 from .jobs import TrainJob
+from .manifest import run_manifest
 from .model import centre_only_twin, inference_twin, linear_scorer, logits, normal_scorer, temperature_for
 from .spark import spark_context
 from .train import TrainConfig, predict, squash, svm_margins, train_lstm, train_normal, train_svm
@@ -234,7 +235,19 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         },
         "splits": {},
     }
+    settings = {k: v for k, v in report["config"].items() if k != "master"}
+    settings |= {
+        "split": split_text,
+        "false_alert_budget": args.false_alert_budget,
+        "max_benign_per_trace": args.max_benign_per_trace,
+        "max_anomalous_per_trace": args.max_anomalous_per_trace,
+        "family_holdout": args.family_holdout,
+    }
+    traces = set(report["dataset"]["traces"])
     with spark_context(args.master) as sc:
+        report["manifest"] = run_manifest(
+            args.features, traces, settings, args.master, sc.defaultParallelism, __version__
+        )
         fit = _fit_models(sc, w, train_m, test_m, cfg, args.false_alert_budget, True, "held out")
         report["splits"]["held out"] = fit.results
         report["plots"] = plot(fit.scores, fit.thresholds, out)
@@ -253,6 +266,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         "created": report["created"],
         "config": report["config"],
         "split": split_text,
+        "manifest": report["manifest"],
     }
     if split is not None:
         provenance["corpus"] = {

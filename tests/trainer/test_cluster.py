@@ -17,6 +17,7 @@ import pytest
 from sensor.model import ModelBundle
 from sensor.parquet import read_windows
 from trainer.cli import main as train_main
+from trainer.manifest import trace_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from standalone import ran_tasks, standalone_cluster  # noqa: E402
@@ -51,6 +52,9 @@ def test_features_and_train_on_a_standalone_cluster(cluster, workdir, tmp_path, 
     report = json.loads((run / "report.json").read_text())
     assert set(report["splits"]["held out"]) == {"lstm", "normal", "combined", "lstm (no context)", "linear svm"}
     assert len(ModelBundle(run / "bundle").heads) == 2
+    # trained from the same inputs as the local run's features (by content), on the cluster
+    assert report["manifest"]["traces"] == trace_inputs(workdir / "feat")
+    assert report["manifest"]["spark"]["master"] == master
     # Both workers' executors ran tasks: the training really was spread over the cluster.
     ran = [ran_tasks(w) for w in work]
     assert all(n > 0 for n in ran), ran

@@ -7,6 +7,7 @@ trainer's windows (Spark task, trainer venv, NumPy 1.26) with the sensor's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 from sensor.model import ModelBundle
 from sensor.parquet import read_windows
 from trainer.cli import main as train_main
+from trainer.manifest import run_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 SENSOR_PY = ROOT / ".venv" / "sensor" / "bin" / "python"
@@ -95,6 +97,21 @@ def test_train_evaluate_export_and_load(workdir):
 
     q = report["quantization"]
     assert q["agreement"] >= 0.99 and 10_000 < q["bytes"] < 200_000
+
+    # the run's manifest: the capture and labels by content, the settings, the versions; the
+    # bundle carries the same one
+    m = report["manifest"]
+    sha = {f: hashlib.sha256((workdir / f).read_bytes()).hexdigest() for f in ("mix.pcap", "mix.xml")}
+    assert m["traces"]["mix"]["capture"] == sha["mix.pcap"] and m["traces"]["mix"]["labels"] == [sha["mix.xml"]]
+    assert m["unrecorded"] == [] and m["settings"]["seed"] == 7 and m["spark"]["master"] == "local[2]"
+    assert m["versions"]["tensorflow-cpu"] and m["versions"]["pyspark"] and m["versions"]["elephas"]
+    assert json.loads((run / "bundle" / "metadata.json").read_text())["training"]["manifest"] == m
+    assert f"Run {m['id'][:16]}" in (run / "report.md").read_text()
+    again = run_manifest(
+        workdir / "feat", {"mix"}, m["settings"], "spark://elsewhere:7077", 8, m["versions"]["flowlstm"]
+    )
+    assert again["id"] == m["id"]  # where it ran is recorded, not part of what it was trained from
+    assert run_manifest(workdir / "feat", {"mix"}, {**m["settings"], "seed": 1}, "local", 1, "x")["id"] != m["id"]
 
     # readable by a sensor running as its own user (the export starts in a private temp dir)
     umask = os.umask(0)
