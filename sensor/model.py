@@ -410,6 +410,20 @@ def _variable_tensors(content: bytes) -> int:
     return count
 
 
+def _refuse_variable_tensors(path: Path, content: bytes) -> None:
+    """``ModelError`` if the model has variable tensors (see ``_variable_tensors``)."""
+    try:
+        variable = _variable_tensors(content)
+    except (IndexError, struct.error) as exc:  # LiteRT verified it; this would be a reader bug
+        raise ModelError(f"{path}: cannot read its tensor table: {_one_line(exc)}") from None
+    if variable:
+        raise ModelError(
+            f"{path}: {variable} tensor(s) of the model are marked variable (stateful); the sensor "
+            "scores stateless models only (export the unrolled twin), and LiteRT does not resize "
+            "variable tensors to a batch — the file is damaged or not a flowlstm export"
+        )
+
+
 def _probe_windows(norm: Normalization) -> np.ndarray:
     """The windows every bundle is test-scored on at load: silence (all zeros); a busy window,
     every second present and each feature from two scales below to two above its mean; and
@@ -446,6 +460,7 @@ class Head:
     def _load_and_smoke(self, path: Path, content: bytes, norm: Normalization) -> None:
         with _check(path, "loading the model in LiteRT"):
             self._interp = self._load(path, content)
+            _refuse_variable_tensors(path, content)  # read once LiteRT has verified the flatbuffer
             self._small = self._load(path, content, _SMALL_BATCH)
         with _check(path, "the smoke inference"):
             self._smoke(path, norm)
@@ -491,16 +506,6 @@ class Head:
             interp = Interpreter(model_content=content, num_threads=1)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path}: LiteRT cannot load it: {_one_line(exc)}") from None
-        try:
-            variable = _variable_tensors(content)
-        except (IndexError, struct.error) as exc:  # LiteRT verified it; this would be a reader bug
-            raise ModelError(f"{path}: cannot read its tensor table: {_one_line(exc)}") from None
-        if variable:
-            raise ModelError(
-                f"{path}: {variable} tensor(s) of the model are marked variable (stateful); the sensor "
-                "scores stateless models only (export the unrolled twin), and LiteRT does not resize "
-                "variable tensors to a batch — the file is damaged or not a flowlstm export"
-            )
         inputs, outputs = interp.get_input_details(), interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(
