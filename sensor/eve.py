@@ -43,6 +43,11 @@ from .windows import WindowBatch
 
 GID = 9330
 _PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP", 47: "GRE", 50: "ESP"}
+# Bad fragments (sensor.flows.header_anomalies): a lone flow of them is evidence by itself, and
+# an attack of one malformed exchange (a teardrop) is over within its second.  Impossible TCP
+# flags are not: one stray SYN-RST probe from the Internet's background scanners is in the
+# MAWI excerpt, and alerting on each one is noise.
+_BAD_FRAGMENTS = SCHEMA.index("frac_bad_frag")
 _CID = communityid.CommunityID()
 _MAPPED_V4 = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
 
@@ -160,7 +165,8 @@ def alert_records(
         sids = np.empty(len(g), dtype=np.int64)
         for kind in set(kinds.tolist()):
             sids[kinds == kind] = (config.signatures.get(kind) or config.signatures["anomaly"]).sid
-        keep, folded = thresholder.decide(batch.sec, sids, keys["src"], keys["dst"], g.members == 1)
+        malformed = batch.x[hit[g.rep], 1, _BAD_FRAGMENTS] > 0
+        keep, folded = thresholder.decide(batch.sec, sids, keys["src"], keys["dst"], (g.members == 1) & ~malformed)
         chosen, keys, kinds, folded = chosen[keep], keys[keep], kinds[keep], folded[keep]
         if len(chosen) == 0:
             return []

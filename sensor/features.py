@@ -29,9 +29,12 @@ from typing import TYPE_CHECKING, TypedDict
 import numpy as np
 import numpy.typing as npt
 
+from .addresses import address_words, in_prefix, is_ipv4_mapped
 from .capture.records import TCP_ACK, TCP_FLAG_NAMES, TCP_SYN
 from .context import BASELINE_FIELDS
+from .flows import ANOMALY_NAMES
 from .hashing import address_hash
+from .history import HISTORY_FEATURES
 
 if TYPE_CHECKING:
     from .aggregate import AggregateSet
@@ -67,6 +70,13 @@ FLOW_FEATURES = (
     "proto_other",
     "sport_low",
     "dport_low",
+    # Header anomalies (``sensor.flows.header_anomalies``), shares of the second's packets: a
+    # malformed packet is anomalous on any network, whatever tool sent it.
+    "frac_frag",
+    "frac_bad_frag",
+    "frac_options",
+    "frac_bad_tcp",
+    "dst_group",  # multicast or limited broadcast
 )
 AGGREGATE_FEATURES = (
     "agg_fwd_bytes_share",  # the forward direction's aggregate, share of the second's bytes
@@ -144,7 +154,9 @@ class FeatureSchema:
         return {"version": self.version, "names": list(self.names), "dtype": self.dtype}
 
 
-SCHEMA = FeatureSchema(version=2, names=FLOW_FEATURES + HOST_FEATURES + AGGREGATE_FEATURES + CONTEXT_FEATURES)
+SCHEMA = FeatureSchema(
+    version=3, names=FLOW_FEATURES + HOST_FEATURES + HISTORY_FEATURES + AGGREGATE_FEATURES + CONTEXT_FEATURES
+)
 
 
 def _log(x: npt.ArrayLike) -> np.ndarray:
@@ -159,6 +171,24 @@ def _distinct_per_group(group: np.ndarray, values: np.ndarray, n_groups: int) ->
     g, v = group[order], values[order]
     first = np.r_[True, (g[1:] != g[:-1]) | (v[1:] != v[:-1])]
     return np.bincount(g[first], minlength=n_groups)
+
+
+def _multicast(dst: np.ndarray) -> np.ndarray:
+    """Per flow: whether its destination is a multicast group or the limited broadcast.
+
+    Two more were tried and left out, as benign captures of networks the model had not seen
+    carry them: an unspecified source (0.0.0.0 or ::: every LAN's DHCP and IPv6 duplicate-
+    address detection) and land (one address at both ends: end-host captures hold a host's
+    traffic to its own address).  A normal-behaviour head trained without them called them
+    anomalous on held-out networks.
+    """
+    hi, lo = address_words(dst)
+    group: np.ndarray = np.where(
+        is_ipv4_mapped(hi, lo),
+        in_prefix(hi, lo, (0xFFFF << 32) | (224 << 24), 100) | (lo == np.uint64(0xFFFFFFFFFFFF)),
+        (hi >> np.uint64(56)) == np.uint64(0xFF),
+    )
+    return group
 
 
 def _host_columns(
@@ -182,14 +212,15 @@ def _host_columns(
 
 
 def flow_second_features(
-    fs: np.ndarray, ctx: np.ndarray, ctx_z: np.ndarray, agg_fwd: np.ndarray, agg_rev: np.ndarray
+    fs: np.ndarray, ctx: np.ndarray, ctx_z: np.ndarray, agg_fwd: np.ndarray, agg_rev: np.ndarray, history: np.ndarray
 ) -> np.ndarray:
     """Feature rows (N, SCHEMA.size) float32 for one second's flow rows.
 
     ``fs`` is ``FLOW_SECOND_DTYPE`` rows, ``ctx`` that second's one
     ``CONTEXT_DTYPE`` record and ``ctx_z`` its deviation from the link's baseline
     (``LinkBaseline.deviation``), ``agg_fwd``/``agg_rev`` ``AGG_MATCH_DTYPE`` rows
-    (one per flow) for the aggregates its two directions fall in.
+    (one per flow) for the aggregates its two directions fall in, ``history`` the rows'
+    ``HostHistory.update`` columns.
     """
     n = len(fs)
     cols: list[np.ndarray] = []
@@ -226,10 +257,13 @@ def flow_second_features(
     oneway = (fs["total_pkts_rev"] == 0).astype(np.float64)
     cols += [first_syn, midstream, oneway]
     cols += [tcp, udp, icmp, ~(tcp | udp | icmp), fs["sport"] < 1024, fs["dport"] < 1024]
+    cols += [fs[f"n_{name}"] / np.maximum(pk, 1) for name in ANOMALY_NAMES]
+    cols.append(_multicast(fs["dst"]))
     c = ctx[0] if ctx.ndim else ctx
     mid = midstream.astype(np.float64)
     cols += _host_columns(fs["src"], fs["dst"], fs["dport"], oneway, mid, int(c["n_dst"]))
     cols += _host_columns(fs["dst"], fs["src"], fs["sport"], oneway, mid, int(c["n_src"]))
+    cols += list(history.T)
     for m in (agg_fwd, agg_rev):
         cols += [m["bytes_share"], m["pkts_share"]]
         if m is agg_fwd:

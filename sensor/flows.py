@@ -18,11 +18,61 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _flowstats, settings
-from .capture.records import HDR_L4, PACKET_DTYPE, TCP_FLAG_NAMES
+from .capture.records import (
+    FRAG_FRAGMENT,
+    FRAG_MF,
+    FRAG_NONFIRST,
+    HDR_L4,
+    HDR_OPTIONS,
+    HDR_TRUNC,
+    PACKET_DTYPE,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_FLAG_NAMES,
+    TCP_RST,
+    TCP_SYN,
+    TCP_URG,
+)
 from .hashing import endpoint_order
 
 NS = 1_000_000_000
 _ICMP_PROTOS = (1, 58)  # ICMP, ICMPv6
+
+ANOMALY_NAMES = ("frag", "bad_frag", "options", "bad_tcp")
+# A fragment that is not the last yet far shorter than any link's MTU (RFC 1858's tiny
+# fragments, teardrop's pieces); ordinary fragmentation cuts at the MTU, 576 bytes at least.
+TINY_FRAGMENT = 400
+
+
+def header_anomalies(p: np.ndarray) -> np.ndarray | None:
+    """Per-packet counts (N, 4) for ``ANOMALY_NAMES``, or None when no packet has any.
+
+    ``frag``: the packet is a fragment.  ``bad_frag``: a fragment no ordinary stack makes: a
+    tiny non-last one, one whose end lies past the 65,535 bytes of an IP datagram (ping of
+    death), an IPv6 atomic fragment (a fragment header on a whole datagram, RFC 8021).
+    ``options``: IPv4 options or IPv6 extension headers (``HDR_OPTIONS``).  ``bad_tcp``: a TCP
+    flag combination no connection uses: none at all, SYN with FIN or RST, FIN or URG without
+    ACK (null, Xmas, SYN-FIN and FIN scans).
+    """
+    frag, hdr = p["frag"], p["hdr"]
+    tcp = (p["proto"] == 6) & ((hdr & (HDR_L4 | HDR_TRUNC)) == HDR_L4)
+    f = p["tcp_flags"]
+    bad_tcp = tcp & (
+        ((f & 0xFF) == 0)
+        | ((f & (TCP_SYN | TCP_FIN)) == (TCP_SYN | TCP_FIN))
+        | ((f & (TCP_SYN | TCP_RST)) == (TCP_SYN | TCP_RST))
+        | (((f & (TCP_FIN | TCP_URG)) != 0) & ((f & TCP_ACK) == 0))
+    )
+    isfrag = (frag & FRAG_FRAGMENT) != 0
+    options = (hdr & HDR_OPTIONS) != 0
+    if not (isfrag.any() or options.any() or bad_tcp.any()):
+        return None
+    mf = (frag & FRAG_MF) != 0
+    end = p["frag_off"].astype(np.int64) * 8 + p["ip_len"]
+    atomic = isfrag & ~mf & ((frag & FRAG_NONFIRST) == 0)
+    bad_frag = isfrag & ((mf & (p["ip_len"] < TINY_FRAGMENT)) | (end > 65535) | atomic)
+    return np.stack([isfrag, bad_frag, options, bad_tcp], axis=1).astype(np.int64)
+
 
 FLOW_SECOND_DTYPE = np.dtype(
     [
@@ -64,6 +114,9 @@ FLOW_SECOND_DTYPE = np.dtype(
         ("iat_min", "<f4"),
         ("iat_max", "<f4"),
         ("duration", "<f4"),  # seconds from the flow's first packet to its last so far
+        # Header anomalies this second (``header_anomalies``): what a decoder would flag and no
+        # ordinary stack sends, each a count of packets.
+        *((f"n_{name}", "<u4") for name in ANOMALY_NAMES),
     ]
 )
 
@@ -72,7 +125,9 @@ FLOW_SECOND_DTYPE = np.dtype(
 # what one flow active in a second costs on the way to its windows (flow rows, reductions,
 # feature rows of three seconds, the window batch and its normalized copy).  Measured with
 # bench/throughput.py --flood (peak RSS over flows; see docs/daemon.md "Memory").
-TABLE_BYTES_PER_FLOW = 121  # 112 measured, plus the 9 bytes of first_flags and total_pkts_rev
+# The table: 112 measured, plus the 9 bytes of first_flags and total_pkts_rev, plus 27 for the
+# host history's tables (sensor/history.py: BYTES_PER_SLOT 106, one slot per four flows).
+TABLE_BYTES_PER_FLOW = 148
 SECOND_BYTES_PER_FLOW = 3072
 MIN_ACTIVE = 1024  # the budget must leave room for at least this many flows in a second
 
@@ -417,6 +472,12 @@ class FlowTable:
         out["iat_std"] = np.sqrt(np.maximum(add(iat * iat) / safe - im * im, 0))
         out["iat_min"] = np.where(n_iat > 0, np.minimum.reduceat(np.where(has, iat, np.inf), starts)[perm], 0)
         out["iat_max"] = np.maximum.reduceat(iat, starts)[perm]
+
+        anomalies = header_anomalies(p)
+        if anomalies is not None:
+            counts = np.add.reduceat(anomalies[order], starts, axis=0)[perm]
+            for i, name in enumerate(ANOMALY_NAMES):
+                out[f"n_{name}"] = counts[:, i]
 
         last = m[:, _C_LAST_TS]
         self._last[slots] = last

@@ -31,6 +31,7 @@ from .capture.records import PACKET_DTYPE
 from .context import LinkBaseline, second_context
 from .features import SCHEMA, aggregate_match, flow_second_features
 from .flows import NS, FlowConfig, FlowTable
+from .history import HistoryConfig, HostHistory
 from .windows import WindowAssembler, WindowBatch, window_keys
 
 log = logging.getLogger("flowlstm.pipeline")
@@ -87,6 +88,7 @@ class FeaturePipeline:
         self._slack_ns = int(config.slack * NS)
         self.flows = FlowTable(config.flows)
         self.baseline = LinkBaseline()
+        self.history = HostHistory(HistoryConfig.for_flows(config.flows.max_flows))
         self._start_clock()
 
     def _start_clock(self) -> None:
@@ -133,9 +135,10 @@ class FeaturePipeline:
         counters = self.flows.counters
         self.flows = FlowTable(self.config.flows)
         self.flows.counters = counters
-        # So does the link's baseline: after files out of order or a stepped clock the seconds
-        # that follow are not the continuation of the ones it followed.
+        # So do the link's baseline and the host history: after files out of order or a stepped
+        # clock the seconds that follow are not the continuation of the ones they followed.
         self.baseline = LinkBaseline()
+        self.history = HostHistory(self.history.config)
         self._start_clock()
         self.clock_restarts += 1
         out.extend(self.push(batch[far]))
@@ -194,7 +197,7 @@ class FeaturePipeline:
         agg = aggregate_second(ip, self.config.aggregate)
         ctx = second_context(packets, fs, s, ip)
         fwd, rev = aggregate_match(agg, fs)
-        x = flow_second_features(fs, ctx, self.baseline.deviation(ctx), fwd, rev)
+        x = flow_second_features(fs, ctx, self.baseline.deviation(ctx), fwd, rev, self.history.update(fs, s))
         if len(packets):
             self._last_active = s
         wins = self.windows.push(s, window_keys(fs), x)

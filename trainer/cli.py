@@ -88,7 +88,8 @@ what 'features --corpus' extracts and what an evaluation holds out.
 Families: """
         + ", ".join(FAMILIES)
         + """; and, for training only, synthetic families: random
-captures of the generic shapes of floods, scans and reflections (--synthetic).
+captures of the generic shapes of floods, scans, reflections and malformed
+packets (--synthetic).
 
 examples:
   flowlstm-train corpus --data ../shared/data --out out/corpus
@@ -117,8 +118,9 @@ examples:
         type=int,
         default=CorpusConfig.synthetic,
         metavar="N",
-        help="random captures per synthetic family (synth-fanin, synth-fanout, synth-replies: the generic "
-        "shapes of floods, scans and reflections, for training; 0: none; default %(default)s)",
+        help="random captures per synthetic family (synth-fanin, synth-fanout, synth-replies, synth-malformed: "
+        "the generic shapes of floods, scans, reflections and malformed packets, for training; 0: none; "
+        "default %(default)s)",
     )
 
     p = sub.add_parser(

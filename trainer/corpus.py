@@ -223,6 +223,20 @@ class Trace:
     attacks: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _loopback(frames: list[bytes], l3: np.ndarray) -> np.ndarray:
+    """Per frame: whether its IPv4 (127/8) or IPv6 (::1) source or destination is a loopback address."""
+    out = np.zeros(len(frames), dtype=bool)
+    for i, (f, o) in enumerate(zip(frames, l3.tolist(), strict=True)):
+        if len(f) >= o + 20 and f[o] >> 4 == 4:
+            out[i] = f[o + 12] == 127 or f[o + 16] == 127
+        elif len(f) >= o + 40 and f[o] >> 4 == 6:
+            out[i] = f[o + 8 : o + 24] == _V6_LOOPBACK or f[o + 24 : o + 40] == _V6_LOOPBACK
+    return out
+
+
+_V6_LOOPBACK = bytes(15) + b"\x01"
+
+
 def build_site(
     caps: list[Capture], data: Path, site: int, name: str, out: Path, cfg: CorpusConfig, rng: np.random.Generator
 ) -> Trace:
@@ -236,6 +250,11 @@ def build_site(
             p = read(data / cap.rel)
         except FlowlstmError as exc:
             log.warning("site %s: %s left out: %s", name, cap.rel, exc)
+            continue
+        # A host's loopback traffic never crosses a network (Zeek's test traces are often
+        # recorded on lo); remapped onto site addresses it would look like land packets.
+        p = p.take(np.flatnonzero(~_loopback(p.frames, p.l3)))
+        if len(p.ts) == 0:
             continue
         t = squeeze(p.ts, cfg.max_gap, cfg.spread_pps)
         keep = np.flatnonzero(t <= length)

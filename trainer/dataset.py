@@ -8,6 +8,7 @@ model is scored on a family it never saw.
 
 from __future__ import annotations
 
+import ipaddress
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,8 +16,11 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
+import pyarrow as pa
 
+from sensor.addresses import address_bytes
 from sensor.errors import UsageError
+from sensor.hashing import endpoint_order, mix64
 from sensor.model import Normalization
 from sensor.parquet import read_windows
 
@@ -46,7 +50,7 @@ class Windows:
     sec: np.ndarray
     trace: np.ndarray
     taxonomy: np.ndarray
-    flow: np.ndarray  # flow ids (unique within a trace)
+    flow: np.ndarray  # the flow as the network saw it (``flow_identity``): one background flow is one flow in every mix
 
     def __len__(self) -> int:
         return len(self.y)
@@ -59,6 +63,22 @@ class Windows:
     @property
     def family(self) -> np.ndarray:
         return np.array([taxonomy_family(t) if t else "" for t in self.taxonomy], dtype=object)
+
+
+def flow_identity(table: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """A uint64 per window row naming its flow by 5-tuple and first packet time, not by the
+    trace's flow id: the same background flow in the background and in each of its mixes has
+    one identity (inject keeps the background's packets and times), so a false-alert budget
+    counts it once, not once per mix; flows of different backgrounds never share one."""
+    cols = {c: table.column(c).to_numpy(zero_copy_only=False)[rows] for c in ("src", "dst", "sport", "dport", "proto")}
+    addrs = {}
+    for c in ("src", "dst"):
+        text, inv = np.unique(cols[c].astype(str), return_inverse=True)
+        packed = np.array([list(address_bytes(ipaddress.ip_address(a))) for a in text], dtype=np.uint8).reshape(-1, 16)
+        addrs[c] = packed[inv.reshape(-1)]
+    h, _ = endpoint_order(addrs["src"], addrs["dst"], cols["sport"], cols["dport"], cols["proto"])
+    out: np.ndarray = mix64(h, table.column("start_ts").to_numpy()[rows].astype(np.uint64))
+    return out
 
 
 def load_windows(
@@ -100,7 +120,7 @@ def load_windows(
         secs.append(t.column("sec").to_numpy()[keep])
         names.append(np.full(len(keep), name, dtype=object))
         taxes.append(np.asarray(t.column("taxonomy").to_pylist(), dtype=object)[keep])
-        flows.append(t.column("flow_id").to_numpy().astype(np.uint64)[keep])
+        flows.append(flow_identity(t, keep))
     if not xs:
         raise FileNotFoundError(f"{features_dir}: none of the traces asked for has been extracted")
     x = np.concatenate(xs)

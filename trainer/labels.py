@@ -335,6 +335,7 @@ CORPUS_CLASSES = {
     "synth-fanin": "collective",
     "synth-fanout": "collective",
     "synth-replies": "collective",
+    "synth-malformed": "point",
 }
 
 

@@ -43,13 +43,6 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _flow_keys(w: Windows) -> np.ndarray:
-    """One uint64 per window naming its flow across traces (trace number, flow id)."""
-    _, t = np.unique(w.trace, return_inverse=True)
-    keys: np.ndarray = (t.reshape(-1).astype(np.uint64) << np.uint64(40)) ^ w.flow
-    return keys
-
-
 def _threshold(score: np.ndarray, benign: np.ndarray, keys: np.ndarray, budget: float) -> float:
     return float(np.clip(threshold_for_flow_budget(score, benign, keys, budget), 1e-6, 1 - 1e-6))
 
@@ -89,7 +82,7 @@ def _fit_models(
     norm = fit_normalization(w.x[train_m])
     xtr, ytr = norm.apply(w.x[train_m]), w.y[train_m].astype(np.float32)
     xte, yte = norm.apply(w.x[test_m]), w.y[test_m]
-    keys = _flow_keys(w)
+    keys = w.flow
     ktr, benign = keys[train_m], ytr == 0
     if ytr.sum() == 0 or ytr.sum() == len(ytr):
         raise UsageError(f"{label}: the training split has only one class; inject attacks or add labels")

@@ -1,4 +1,4 @@
-"""Synthetic collective anomalies: the generic shapes behind header-visible attacks, drawn at random.
+"""Synthetic anomalies: the generic shapes behind header-visible attacks, drawn at random.
 
 A supervised head trained on a dozen real families learns those families.  What a new
 family shares with them is its *shape* in the headers: one source reaching many
@@ -7,9 +7,12 @@ on one destination (a flood of any protocol), answers arriving from many service
 that nobody asked (a reflection of any protocol).  This module writes captures of those
 three shapes with every free parameter drawn from wide ranges — protocol, flags, rate,
 duration, fan-out pattern, answered share, spoofed or botnet sources, sizes, service port
-— so that what a model learns from them is the shape, not one tool's fingerprint.  The
-corpus injects them like real attack captures (families ``synth-*``, never evaluated on:
-evaluation holds out the real families).
+— so that what a model learns from them is the shape, not one tool's fingerprint.  A
+fourth, ``synth-malformed``, is the shape of packets no ordinary stack sends (tiny,
+overlapping and oversized fragments, IP options, impossible TCP flags) from one attacker or
+spoofed sources: what fragmentation attacks, stealth scans and decoder-evasion tools of any
+kind have in common.  The corpus injects them like real attack captures (families
+``synth-*``, never evaluated on: evaluation holds out the real families).
 
 Packets are Ethernet + IPv4 + TCP/UDP/ICMP headers (the sensor reads headers only); the
 wire length carries the payload size.
@@ -26,33 +29,44 @@ import numpy as np
 from .inject import _write_pcap
 from .labels import NS
 
-SYNTHETIC = ("synth-fanin", "synth-fanout", "synth-replies")
+SYNTHETIC = ("synth-fanin", "synth-fanout", "synth-replies", "synth-malformed")
 MAX_PACKETS = 40_000  # per capture: rate × duration is cut to this
 T0 = 1_600_000_000  # s; inject moves every instance to its slot anyway
 _ETH = bytes.fromhex("0200000000020200000000010800")
 _SERVICE_PORTS = (53, 123, 19, 161, 389, 1900, 11211, 17, 3702, 443, 80)
 _TCP_SYN, _TCP_ACK, _TCP_RST, _TCP_SYNACK, _TCP_RSTACK = 0x02, 0x10, 0x04, 0x12, 0x14
 
-Packet = tuple[int, int, int, int, int, int, int, int]  # t (ns), src, dst, proto, sport, dport, flags/type, payload
+# t (ns), src, dst, proto, sport, dport, flags/type, payload, IP extras: the header's flags and
+# fragment-offset field in the low 16 bits, words of IP options above them.
+Packet = tuple[int, int, int, int, int, int, int, int, int]
+_MF = 0x2000
 
 
 def _ip_sum(hdr: bytes) -> int:
-    s: int = sum(struct.unpack("!10H", hdr))
+    s: int = sum(struct.unpack(f"!{len(hdr) // 2}H", hdr))
     s = (s & 0xFFFF) + (s >> 16)
     return ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF
 
 
 def _frame(p: Packet, ident: int, ttl: int) -> tuple[bytes, int]:
     """(captured frame, wire length) of one packet."""
-    _, src, dst, proto, sport, dport, flags, payload = p
-    if proto == 6:
+    _, src, dst, proto, sport, dport, flags, payload, extra = p
+    frag, words = extra & 0xFFFF, extra >> 16
+    options = b"\x01" * (4 * words - 1) + b"\x00" if words else b""  # NOPs, then end of options
+    if frag & 0x1FFF:  # a non-first fragment: payload only, no transport header
+        l4 = b""
+    elif proto == 6:
         l4 = struct.pack("!HHIIBBHHH", sport, dport, ident * 7919 & 0xFFFFFFFF, 0, 0x50, flags, 64240, 0, 0)
     elif proto == 17:
         l4 = struct.pack("!HHHH", sport, dport, 8 + payload, 0)
     else:  # ICMP: flags is the type (8 echo request, 3 unreachable), code 3 for unreachable
         l4 = struct.pack("!BBHHH", flags, 3 if flags == 3 else 0, 0, ident & 0xFFFF, 1)
-    total = 20 + len(l4) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, min(total, 65535), ident & 0xFFFF, 0, ttl, proto, 0, _v4(src), _v4(dst))
+    head = 20 + len(options)
+    total = head + len(l4) + payload
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x40 | head // 4, 0, min(total, 65535), ident & 0xFFFF, frag, ttl, proto, 0, _v4(src), _v4(dst)
+    )
+    ip += options
     ip = ip[:10] + struct.pack("!H", _ip_sum(ip)) + ip[12:]
     return _ETH + ip + l4, 14 + total
 
@@ -95,17 +109,17 @@ def fanout(rng: np.random.Generator) -> list[Packet]:
         ti, h, dp, sp = int(t[i]), int(hosts[i]), int(ports[i]), int(sport[i])
         back = rng.random() < answered
         if proto == 6:
-            out.append((ti, scanner, h, 6, sp, dp, _TCP_SYN, 0))
+            out.append((ti, scanner, h, 6, sp, dp, _TCP_SYN, 0, 0))
             if back:
-                out.append((ti + rtt, h, scanner, 6, dp, sp, _TCP_RSTACK if rng.random() < 0.7 else _TCP_SYNACK, 0))
+                out.append((ti + rtt, h, scanner, 6, dp, sp, _TCP_RSTACK if rng.random() < 0.7 else _TCP_SYNACK, 0, 0))
         elif proto == 17:
-            out.append((ti, scanner, h, 17, sp, dp, 0, int(rng.integers(0, 64))))
+            out.append((ti, scanner, h, 17, sp, dp, 0, int(rng.integers(0, 64)), 0))
             if back:
-                out.append((ti + rtt, h, scanner, 1, 0, 0, 3, 28))
+                out.append((ti + rtt, h, scanner, 1, 0, 0, 3, 28, 0))
         else:
-            out.append((ti, scanner, h, 1, 0, 0, 8, int(rng.integers(0, 56))))
+            out.append((ti, scanner, h, 1, 0, 0, 8, int(rng.integers(0, 56)), 0))
             if back:
-                out.append((ti + rtt, h, scanner, 1, 0, 0, 0, 0))
+                out.append((ti + rtt, h, scanner, 1, 0, 0, 0, 0, 0))
     return out
 
 
@@ -125,7 +139,7 @@ def fanin(rng: np.random.Generator) -> list[Packet]:
     sports = rng.integers(1024, 65536, n)
     dports = rng.integers(1, 65536, n) if rng.random() < 0.3 else np.full(n, dport)
     kind = 8 if proto == 1 else flags
-    return [(int(t[i]), int(srcs[i]), victim, proto, int(sports[i]), int(dports[i]), kind, size) for i in range(n)]
+    return [(int(t[i]), int(srcs[i]), victim, proto, int(sports[i]), int(dports[i]), kind, size, 0) for i in range(n)]
 
 
 def replies(rng: np.random.Generator) -> list[Packet]:
@@ -140,14 +154,70 @@ def replies(rng: np.random.Generator) -> list[Packet]:
     vport = rng.integers(1024, 65536, n) if rng.random() < 0.6 else np.full(n, rng.integers(1, 65536))
     size = int(rng.integers(100, 1460))
     if tcp:
-        return [(int(t[i]), int(reflectors[i]), victim, 6, service, int(vport[i]), _TCP_SYNACK, 0) for i in range(n)]
-    return [(int(t[i]), int(reflectors[i]), victim, 17, service, int(vport[i]), 0, size) for i in range(n)]
+        return [(int(t[i]), int(reflectors[i]), victim, 6, service, int(vport[i]), _TCP_SYNACK, 0, 0) for i in range(n)]
+    return [(int(t[i]), int(reflectors[i]), victim, 17, service, int(vport[i]), 0, size, 0) for i in range(n)]
+
+
+_BAD_FLAGS = (0x00, 0x29, 0x03, 0x01, 0x07, 0x3F, 0x06, 0x21)  # null, Xmas, SYN-FIN, FIN, ..., URG-FIN
+_MALFORMED_KINDS = ("tiny-fragments", "overlapping-fragments", "oversized-fragments", "tcp-flags", "options")
+
+
+def _malformed_burst(rng: np.random.Generator, kind: str, t: int, src: int, dst: int) -> list[Packet]:
+    """The packets of one malformed exchange of ``kind`` from ``src`` to ``dst`` at ``t``."""
+    proto = int(rng.choice([6, 17, 1]))
+    sport, dport = int(rng.integers(1024, 65536)), int(rng.integers(1, 65536))
+    flags = _TCP_SYN if proto == 6 else 8
+    if kind == "tcp-flags":
+        return [(t, src, dst, 6, sport, dport, int(rng.choice(_BAD_FLAGS)), 0, 0)]
+    if kind == "options":
+        return [(t, src, dst, proto, sport, dport, flags, int(rng.integers(0, 200)), int(rng.integers(1, 11)) << 16)]
+    step = int(rng.integers(50_000, 5_000_000))  # ns between the fragments of one datagram
+    if kind == "oversized-fragments":  # a datagram whose last fragment ends past 65,535 bytes
+        n = int(rng.integers(1, 6))
+        out = [(t + i * step, src, dst, proto, sport, dport, flags, 1472, _MF | (i * 185)) for i in range(n)]
+        return [*out, (t + n * step, src, dst, proto, sport, dport, flags, int(rng.integers(100, 1400)), 8150)]
+    first = int(rng.integers(0, 40)) // 8 * 8  # payload bytes of a tiny first fragment
+    if kind == "tiny-fragments":
+        rest = int(rng.integers(1, 20)) * 8
+        off = ((20 if proto == 6 else 8) + first) // 8
+        return [
+            (t, src, dst, proto, sport, dport, flags, first, _MF),
+            (t + step, src, dst, proto, sport, dport, flags, rest, off),
+        ]
+    # overlapping: the second fragment starts inside the first (teardrop, bonk, their kin)
+    size = int(rng.integers(2, 40)) * 8
+    off = int(rng.integers(0, max(1, (size + 8) // 8)))
+    return [
+        (t, src, dst, proto, sport, dport, flags, size, _MF),
+        (t + step, src, dst, proto, sport, dport, flags, int(rng.integers(1, 40)), off),
+    ]
+
+
+def malformed(rng: np.random.Generator) -> list[Packet]:
+    """One attacker's malformed packets (one or two kinds), to one victim or many.
+
+    One host is in every packet, so the labels name it: the attacker, or the victim when
+    the sources are spoofed.
+    """
+    rate = float(np.exp(rng.uniform(np.log(2), np.log(3000))))
+    t = _times(rng, rate, rng.uniform(5, 40))
+    kinds = rng.choice(_MALFORMED_KINDS, size=int(rng.integers(1, 3)), replace=False)
+    attacker = int(_hosts(rng, 1, 8)[0])
+    spoofed = rng.random() < 0.3
+    many = not spoofed and rng.random() < 0.5
+    victims = _hosts(rng, int(rng.integers(2, 200)) if many else 1, int(rng.integers(16, 25)))
+    out: list[Packet] = []
+    for ti in t.tolist():
+        src = int(rng.integers(0x01000000, 0xDF000000)) if spoofed else attacker
+        out += _malformed_burst(rng, str(rng.choice(kinds)), int(ti), src, int(rng.choice(victims)))
+    return out
 
 
 GENERATORS: dict[str, Callable[[np.random.Generator], list[Packet]]] = {
     "synth-fanin": fanin,
     "synth-fanout": fanout,
     "synth-replies": replies,
+    "synth-malformed": malformed,
 }
 
 

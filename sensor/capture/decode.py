@@ -30,6 +30,7 @@ from .records import (
     FRAG_NONFIRST,
     HDR_L3,
     HDR_L4,
+    HDR_OPTIONS,
     HDR_TRUNC,
     PACKET_DTYPE,
 )
@@ -331,6 +332,7 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
         out["dst"][r] = dst
         l4[r] = base + ihl
         hdr[r] |= np.where(base + ihl <= f.caplen[r], HDR_L3, HDR_TRUNC).astype(np.uint8)
+        hdr[r] |= np.where(ihl > 20, HDR_OPTIONS, 0).astype(np.uint8)
 
     if is6.any():
         r = np.flatnonzero(is6)
@@ -357,6 +359,7 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
             fw = f.be16(pos + 2)
             fo = fw >> 3
             fr = step & isfrag
+            hdr |= np.where(step & ~isfrag, HDR_OPTIONS, 0).astype(np.uint8)
             frag = np.where(fr, frag | FRAG_FRAGMENT | np.where(fw & 1, FRAG_MF, 0), frag).astype(np.uint8)
             frag = np.where(fr & (fo > 0), frag | FRAG_NONFIRST, frag).astype(np.uint8)
             frag_off = np.where(fr, fo, frag_off).astype(np.uint16)

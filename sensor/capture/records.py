@@ -45,3 +45,4 @@ FRAG_NONFIRST = 8  # offset > 0: no transport header in this packet
 HDR_L3 = 1  # the IP header was captured whole
 HDR_L4 = 2  # the transport header's ports (or ICMP type/code) were captured
 HDR_TRUNC = 4  # the snaplen cut into a header we wanted
+HDR_OPTIONS = 8  # IPv4 options, or an IPv6 extension header other than a fragment header

@@ -105,6 +105,31 @@ def add_ipv6_extensions(src, dst, frag_offset: int = 0) -> tuple[Path, int]:
     return write_pcap(dst, head, out), n
 
 
+def add_ipv4_options(src, dst, words: int = 2) -> tuple[Path, int]:
+    """Give every whole IPv4 header of an Ethernet capture ``words`` 4-byte words of options
+    (NOPs, then end of options), fixing its length fields and checksum; return (path, count)."""
+    head, recs = read_pcap(src)
+    out, n = [], 0
+    opts = b"\x01" * (4 * words - 1) + b"\x00"
+    for sec, frac, cap, wire, data in recs:
+        if data[12:14] == b"\x08\x00" and len(data) >= 34 and data[14] == 0x45:
+            ip = bytearray(data[14:34])
+            ip[0] = 0x45 + words
+            ip[2:4] = struct.pack(">H", struct.unpack(">H", ip[2:4])[0] + len(opts))
+            ip[10:12] = b"\x00\x00"
+            hdr = bytes(ip) + opts
+            total = sum(struct.unpack(f">{len(hdr) // 2}H", hdr))
+            while total >> 16:
+                total = (total & 0xFFFF) + (total >> 16)
+            ip[10:12] = struct.pack(">H", ~total & 0xFFFF)
+            data = data[:14] + bytes(ip) + opts + data[34:]
+            n += 1
+            out.append((sec, frac, len(data), wire + len(opts), data))
+        else:
+            out.append((sec, frac, cap, wire, data))
+    return write_pcap(dst, head, out), n
+
+
 def _swap_options(block: bytes, start: int, end: int) -> bytes:
     out = bytearray(block)
     p = start

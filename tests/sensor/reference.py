@@ -297,3 +297,47 @@ __all__ = [
     "tshark_fields",
     "tshark_reads",
 ]
+
+
+# -- header anomalies ---------------------------------------------------------------
+
+_ANOMALY_FIELDS = [
+    "frame.protocols",
+    "tcp.flags",
+    "ip.flags.mf",
+    "ip.frag_offset",
+    "ip.len",
+    "ip.hdr_len",
+    "ipv6.plen",
+    "ipv6.fraghdr.more",
+    "ipv6.fraghdr.offset",
+]
+
+
+def header_anomalies(path) -> np.ndarray:
+    """Per frame, tshark's view of ``sensor.flows.header_anomalies``'s four counts: a fragment,
+    a bad one (tiny and not the last, ending past 65,535 bytes, IPv6 atomic), IP options, an
+    impossible TCP flag combination.  Headers quoted in ICMP errors are not the packet's own."""
+    out = []
+    for r in tshark_fields(path, _ANOMALY_FIELDS):
+        protos = r["frame.protocols"].split(":")
+        own = protos[: next((i for i, p in enumerate(protos) if p in ("icmp", "icmpv6")), len(protos))]
+        v4 = "ip" in own
+        if v4:
+            mf, off, length = int(r["ip.flags.mf"] or 0), int(r["ip.frag_offset"] or 0), int(r["ip.len"] or 0)
+            frag = bool(mf or off)
+            bad = frag and ((mf and length < 400) or off * 8 + length > 65535)
+        elif "ipv6.fraghdr" in own:
+            mf, off = r["ipv6.fraghdr.more"] in ("1", "True"), int(r["ipv6.fraghdr.offset"])
+            length = int(r["ipv6.plen"]) + 40
+            frag, bad = True, (mf and length < 400) or off * 8 + length > 65535 or (not mf and off == 0)
+        else:
+            frag = bad = False
+        options = (v4 and int(r["ip.hdr_len"] or 20) > 20) or any(
+            p in ("ipv6.hopopts", "ipv6.dstopts", "ipv6.routing", "ah") for p in own
+        )
+        flags = int(r["tcp.flags"], 16) if "tcp" in own and r["tcp.flags"] else -1
+        syn, fin, rst, ack, urg = (flags >= 0 and bool(flags & b) for b in (2, 1, 4, 16, 32))
+        bad_tcp = flags >= 0 and ((flags & 0xFF) == 0 or (syn and fin) or (syn and rst) or ((fin or urg) and not ack))
+        out.append((frag, bad, options, bad_tcp))
+    return np.array(out, dtype=np.int64).reshape(-1, 4)

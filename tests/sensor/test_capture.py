@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from sensor.capture import CaptureReader, decode, files, read_packets
-from sensor.capture.records import FRAG_DF, FRAG_MF, FRAG_NONFIRST, HDR_L4, HDR_TRUNC, PACKET_DTYPE
+from sensor.capture.records import FRAG_DF, FRAG_MF, FRAG_NONFIRST, HDR_L4, HDR_OPTIONS, HDR_TRUNC, PACKET_DTYPE
 from sensor.errors import CaptureError, CorruptCaptureError
 
 from ..conftest import ATTACKS, DATA, MAWI_PCAP
@@ -59,6 +59,7 @@ FIELDS = [
     "ip.frag_offset",
     "ip.flags.mf",
     "ip.flags.df",
+    "ip.hdr_len",
     "ipv6.src",
     "ipv6.dst",
     "ipv6.hlim",
@@ -129,10 +130,17 @@ def assert_fields_equal_tshark(path, ours: np.ndarray | None = None) -> dict[str
     # Transport: compare where the transport header is the packet's own (not quoted in an
     # ICMP error) and, for ours, where the record says it was read.
     protos = [r["frame.protocols"].split(":") for r in ref]
+    # IPv4 options, IPv6 extension headers other than a fragment header (the outer header's,
+    # before any quoted one).
+    own = [p[: next((i for i, x in enumerate(p) if x in ("icmp", "icmpv6", "tcp", "udp")), len(p))] for p in protos]
+    ext6 = np.array([any(x in ("ipv6.hopopts", "ipv6.dstopts", "ipv6.routing", "ah") for x in p) for p in own])
+    options = np.where(v4, _col(ref, "ip.hdr_len") > 20, v6 & ext6)
+    assert np.array_equal(ours["hdr"] & HDR_OPTIONS != 0, options)
     quoted = np.array(["icmp" in p or "icmpv6" in p for p in protos])
     nonfirst = (ours["frag"] & FRAG_NONFIRST) != 0
     ip = v4 | v6
     counts = {"ipv4": int(v4.sum()), "ipv6": int(v6.sum()), "nonfirst_fragments": int(nonfirst.sum())}
+    counts["options"] = int(options.sum())
     # Non-first fragments carry no transport header: no ports here, none in tshark.
     assert np.all(ours["sport"][nonfirst] == 0) and np.all(ours["dport"][nonfirst] == 0)
     assert np.all(_col(ref, "tcp.srcport")[nonfirst] < 0) and np.all(_col(ref, "udp.srcport")[nonfirst] < 0)
@@ -409,7 +417,19 @@ def test_ipv6_extension_headers_are_walked(tmp_path, frag_offset):
     else:
         assert np.all(ours["sport"][v6] == 0) and np.all(ours["frag_off"][v6] == frag_offset)
     counts = assert_fields_equal_tshark(derived, ours)
-    assert counts["ipv6"] == n
+    assert counts["ipv6"] == n and counts["options"] == n
+
+
+def test_ipv4_options_are_flagged_and_skipped(tmp_path):
+    derived, n = pcaptools.add_ipv4_options(MAWI_PCAP, tmp_path / "x.pcap", words=3)
+    assert n > 1000
+    ours, orig = load(derived), load(MAWI_PCAP)
+    v4 = (ours["l3"] == 4) & (ours["hdr"] & HDR_OPTIONS != 0)
+    assert v4.sum() == n and not np.any(orig["hdr"] & HDR_OPTIONS)
+    same_records(ours, orig, ignore=("wire_len", "cap_len", "ip_len", "hdr"))
+    assert np.array_equal(ours["ip_len"][v4], orig["ip_len"][v4] + 12)
+    assert np.array_equal(ours["hdr"] ^ (v4 * HDR_OPTIONS), orig["hdr"])
+    assert assert_fields_equal_tshark(derived, ours)["options"] == n
 
 
 def test_fast_path_equals_general_decoder(tmp_path, monkeypatch):

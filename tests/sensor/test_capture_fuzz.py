@@ -55,7 +55,7 @@ def consume(path) -> None:
             assert batch.dtype == PACKET_DTYPE
             assert np.all(batch["cap_len"] <= 262144)
             assert np.all(np.isin(batch["l3"], (0, 4, 6)))
-            assert np.all(batch["hdr"] < 8) and np.all(batch["frag"] < 16)
+            assert np.all(batch["hdr"] < 16) and np.all(batch["frag"] < 16)  # HDR_* and FRAG_* bits only
             ip = batch["l3"] > 0
             assert np.all(batch["sport"][~ip] == 0) and np.all(batch["proto"][~ip] == 0)
             assert np.all(batch["src"][batch["l3"] == 4][:, :12] == MAPPED)

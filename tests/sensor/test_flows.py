@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from sensor.addresses import format_addresses
+from sensor.capture import read_packets
 from sensor.capture.records import PACKET_DTYPE, TCP_ACK, TCP_SYN
-from sensor.flows import NS, FlowConfig, FlowTable
+from sensor.flows import ANOMALY_NAMES, NS, FlowConfig, FlowTable, header_anomalies
 
 from ..conftest import ATTACKS, DATA, MAWI_PCAP
+from . import pcaptools, reference
 from .flowseconds import load, run_seconds
 
 NO_TIMEOUT = FlowConfig(idle_timeout=1e7, active_timeout=1e8)
@@ -206,11 +208,15 @@ def test_every_flow_second_matches_a_plain_group_by(path):
     def ends(a, pa, b, pb):
         return tuple(sorted([(bytes(a), int(pa)), (bytes(b), int(pb))]))
 
+    anomalies = header_anomalies(packets)
+    assert anomalies is not None or path == MAWI_PCAP
     groups: dict = {}
+    members: dict = {}  # (second, flow key) → its packets' indices
     first: dict = {}  # flow key → its first packet
-    for pk in packets:
+    for i, pk in enumerate(packets):
         flow = (ends(pk["src"], pk["sport"], pk["dst"], pk["dport"]), int(pk["proto"]))
         groups.setdefault((int(pk["ts"] // NS), *flow), []).append(pk)
+        members.setdefault((int(pk["ts"] // NS), *flow), []).append(i)
         first.setdefault(flow, pk)
     assert len(groups) == len(rows)
     icmp_rows = 0
@@ -234,7 +240,39 @@ def test_every_flow_second_matches_a_plain_group_by(path):
         assert r["len_std"] == pytest.approx(np.std(v), rel=1e-5, abs=1e-3)
         for bit, name in enumerate(("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns")):
             assert r[f"n_{name}"] == sum(int(pk["tcp_flags"]) >> bit & 1 for pk in g)
+        counts = [0] * 4 if anomalies is None else anomalies[members[(int(r["sec"]), *flow)]].sum(0).tolist()
+        assert [int(r[f"n_{name}"]) for name in ANOMALY_NAMES] == counts
     assert icmp_rows > 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [ATTACKS / "nmap.pcapng", ATTACKS / "hping3.pcapng", ATTACKS / "amp.dns.RRSIG.fragmented.pcap", MAWI_PCAP],
+    ids=lambda v: v.name,
+)
+def test_header_anomalies_equal_tshark(path):
+    """Fragments, bad fragments, IP options and impossible TCP flags, packet by packet, as tshark dissects them."""
+    packets = np.concatenate(list(read_packets(path)))  # file order, as tshark prints them
+    ours = header_anomalies(packets)
+    ref = reference.header_anomalies(path)
+    assert np.array_equal(np.zeros_like(ref) if ours is None else ours, ref)
+
+
+def test_header_anomalies_of_derived_fragments_options_and_extension_headers(tmp_path):
+    derived = [
+        pcaptools.add_ipv4_options(MAWI_PCAP, tmp_path / "opts.pcap", words=1)[0],
+        pcaptools.add_ipv6_extensions(ATTACKS / "amp.dns.RRSIG.fragmented.pcap", tmp_path / "ext0.pcap", 0)[0],
+        pcaptools.add_ipv6_extensions(ATTACKS / "amp.dns.RRSIG.fragmented.pcap", tmp_path / "ext5.pcap", 8190)[0],
+    ]
+    got = []
+    for path in derived:
+        ours = header_anomalies(np.concatenate(list(read_packets(path))))
+        assert ours is not None
+        assert np.array_equal(ours, reference.header_anomalies(path))
+        got.append(ours.sum(0))
+    assert got[0][2] > 1000  # options on every IPv4 packet
+    assert got[1][1] > 0 and got[1][2] > 0  # atomic IPv6 fragments (offset 0, M=0) behind extension headers
+    assert got[2][1] > 0  # ends past 65,535 bytes
 
 
 _UNITS = {"bytes": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3}

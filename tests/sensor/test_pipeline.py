@@ -137,3 +137,20 @@ def test_attack_capture_runs_through(tmp_path):
     # A spoofed SYN flood: many new flows, each a lone SYN: fraction of SYN is 1.
     syn = SCHEMA.index("frac_syn")
     assert np.median(x[:, 1, syn]) == 1.0
+
+
+def test_a_scan_carries_its_header_anomalies_and_its_minute_of_fan_out(reference):
+    """nmap's stealth probes (FIN, null, Xmas) are flagged per flow, and the scanner's new peers
+    and services over the last minute count up; the MAWI background has neither."""
+    keys, x = collect(list(run_files([ATTACKS / "nmap.pcapng"])))
+    bad, peers, svcs = (SCHEMA.index(n) for n in ("frac_bad_tcp", "hist_src_peers", "hist_src_services"))
+    centre = x[:, 1]
+    assert (centre[:, bad] > 0).sum() > 1000
+    src = keys["src"].view("S16").ravel()
+    values, counts = np.unique(src, return_counts=True)
+    scanner = src == values[np.argmax(counts)]
+    assert centre[scanner, svcs].max() > np.log1p(500)  # nmap's ports, new within the minute
+    assert centre[scanner, peers].max() >= np.log1p(1)
+    mawi_keys, mawi_x = reference
+    assert (mawi_x[:, 1, bad] > 0).sum() <= 2
+    assert np.quantile(mawi_x[:, 1, svcs], 0.99) < centre[scanner, svcs].max()

@@ -141,3 +141,28 @@ def test_alert_records_hold_lone_flows_not_the_flood_they_belong_to(flood_window
         # Grouped, the victim's flood (thousands of flows) alerts in its first second; one alert per
         # flow, every candidate is lone and the victim had no earlier anomaly: held until the next second.
         assert n[0] == first and n[1] > 0, (per, n)
+
+
+def test_a_lone_flow_of_bad_fragments_alerts_at_once_and_one_of_ordinary_packets_waits(tmp_path):
+    """Fragments ending past 65,535 bytes: a lone flow of them is evidence by itself; a lone flow
+    of ordinary packets in the same capture waits for its destination to be anomalous before."""
+    from sensor.features import SCHEMA
+    from sensor.pipeline import run_files
+
+    from ..conftest import ATTACKS
+    from . import pcaptools
+
+    path, n = pcaptools.add_ipv6_extensions(ATTACKS / "amp.dns.RRSIG.fragmented.pcap", tmp_path / "x.pcap", 8190)
+    assert n > 0
+    bad = SCHEMA.index("frac_bad_frag")
+    batches = [w for o in run_files([path]) for w in o.windows]
+    cases = []
+    for malformed, alerts in ((True, 1), (False, 0)):
+        batch = next(w for w in batches if ((w.x[:, 1, bad] > 0) == malformed).any())
+        cases.append((batch, int(np.flatnonzero((batch.x[:, 1, bad] > 0) == malformed)[0]), alerts))
+    for batch, row, alerts in cases:
+        scores = np.zeros(len(batch), np.float32)
+        scores[row] = 1
+        th = Thresholder([ThresholdRule("limit", "by_both", 10**6, 60, 0)], max_per_second=10**6, corroborate=60)
+        got = alert_records(batch, scores, 0.5, "t@0", AlertConfig(per="flow"), thresholder=th)
+        assert len(got) == alerts and th.suppressed == 1 - alerts

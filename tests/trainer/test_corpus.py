@@ -202,3 +202,14 @@ def test_synthetic_families_add_mixes_and_leave_the_real_ones_as_they_were(data,
         p = _packets(t["path"])
         hit = match_packets(load_labels(t["labels"]), p)
         assert int((hit >= 0).sum()) >= min(a["packets"] for a in t["attacks"]) // 2
+
+
+def test_loopback_frames_are_found_for_both_ip_versions():
+    from trainer.corpus import _loopback
+    from trainer.synth import _frame
+
+    lo, ext = int(ipaddress.IPv4Address("127.0.0.1")), int(ipaddress.IPv4Address("192.0.2.1"))
+    v4 = [_frame((0, a, b, 17, 1, 2, 0, 0, 0), 1, 64)[0] for a, b in ((lo, lo), (ext, lo), (ext, ext))]
+    v6 = bytes(14) + bytes([0x60]) + bytes(7) + bytes(15) + b"\x01" + bytes(16)
+    got = _loopback([*v4, v6, v6[:30]], np.full(5, 14))
+    assert got.tolist() == [True, True, False, True, False]

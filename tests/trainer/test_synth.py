@@ -9,7 +9,10 @@ import pytest
 
 from sensor.addresses import format_addresses
 from sensor.capture import read_packets
+from sensor.flows import header_anomalies
 from trainer.synth import SYNTHETIC, write_capture
+
+from ..sensor import reference
 
 
 def _shape(path):
@@ -35,9 +38,24 @@ def test_each_capture_has_its_familys_shape(family, seed, tmp_path):
         assert len(set(dst[probes])) > 10 or len(set(p["dport"][probes].tolist())) > 10
     elif family == "synth-fanin":  # many sources converging on one destination
         assert (dst == d).all() and len(set(src)) >= 20
-    else:  # answers from service ports to one victim
+    elif family == "synth-replies":  # answers from service ports to one victim
         assert (dst == d).all() and len(set(src)) >= 10
         assert len(set(p["sport"].tolist())) == 1 and int(p["sport"][0]) < 12000
+    else:  # packets no stack sends, as tshark dissects them, among the attacker's ordinary ones
+        anomalies = reference.header_anomalies(path)
+        assert np.array_equal(header_anomalies(p), anomalies)
+        assert anomalies.any(axis=1).sum() >= 0.2 * n
+
+
+def test_malformed_captures_cover_every_kind(tmp_path):
+    seen = np.zeros(4, dtype=np.int64)
+    for seed in range(12):
+        path = tmp_path / f"{seed}.pcap"
+        write_capture("synth-malformed", path, seed)
+        p = _shape(path)[0]
+        got = header_anomalies(p)
+        seen += 0 if got is None else got.sum(0)
+    assert (seen > 0).all()
 
 
 @pytest.mark.slow
