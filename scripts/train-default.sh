@@ -18,7 +18,7 @@ mkdir -p "$work"
 $T corpus --data "$data" --out "$work/corpus"
 rm -rf "$work/features"
 $T features --corpus "$work/corpus" --out "$work/features" --master 'local[*]'
-# Every trace counts, none floods the driver: at most 1,500 benign and 600 anomalous
+# Every trace counts, no busy one outweighs the rest: at most 1,500 benign and 600 anomalous
 # windows a trace (seeded), held-out test = the last 30% of each trace's seconds.
 $T train --features "$work/features" --corpus "$work/corpus" --out "$work/run" --master 'local[*]' \
     --max-benign-per-trace 1500 --max-anomalous-per-trace 600 --batch-size 256 --no-family-holdout "$@"

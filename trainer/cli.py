@@ -233,6 +233,11 @@ examples:
     p.add_argument("--seed", type=int, default=TrainJob.seed)
     p.add_argument("--no-family-holdout", action="store_true", help="skip the leave-family-out runs")
     p.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="train only the sensor's two heads, not the no-context LSTM and the linear SVM to compare with",
+    )
+    p.add_argument(
         "--no-family-balance",
         action="store_true",
         help="train the supervised LSTMs on the windows as they come (default: each attack family "
@@ -301,6 +306,7 @@ examples:
     p.add_argument("--sources", metavar="LIST", help="with --sensor: benign sources to evaluate on (default: all)")
     p.add_argument("--jobs", type=int, default=0, metavar="N", help="sensor processes at a time (default: CPUs)")
     p.add_argument("--out", required=True, metavar="DIR")
+    _add_master(p)  # window level: the windows are read and scored in Spark tasks
 
     p = sub.add_parser(
         "site",
@@ -471,6 +477,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.max_benign_per_trace,
             args.max_anomalous_per_trace,
             not args.no_family_balance,
+            not args.no_baselines,
         )
     )
     print(f"report: {Path(args.out) / 'report.md'}; bundle: {Path(args.out) / 'bundle'}")
@@ -501,22 +508,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("evaluate: give --features DIR and one --model (or --sensor --corpus DIR)")
     from sensor.model import ModelBundle
 
-    from .dataset import load_windows, write_summary
-    from .evaluate import Scores, evaluate, plot, write_report
+    from .evaluate import evaluate_scored, plot, write_report
+    from .frame import BundleScorer, read_blocks, score_blocks, summarize
+    from .run import dataset_summary
+    from .spark import spark_context
 
-    bundle = ModelBundle(args.model[0])
-    w = load_windows(args.features)
-    s = Scores(bundle.name, w.y, bundle.score(w.x), w.taxonomy)
+    bundle = ModelBundle(args.model[0])  # refused here, before Spark starts, if it is broken
+    with spark_context(args.master) as sc:
+        blocks = read_blocks(sc, args.features)
+        summary = summarize(blocks)
+        scored = score_blocks(sc, blocks, [BundleScorer(str(Path(args.model[0]).resolve()))])
+        results, samples = evaluate_scored(scored, [bundle.name], [bundle.threshold], seed=0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
-        "dataset": write_summary(w),
+        "dataset": dataset_summary(summary),
         "false_alert_budget": None,
-        "splits": {"all windows": {bundle.name: evaluate(s, bundle.threshold)}},
+        "splits": {"all windows": results},
         "model": {"path": str(args.model[0]), "sha256": bundle.sha256},
         "created": dt.datetime.now(dt.UTC).isoformat(),
     }
-    report["plots"] = plot([s], {bundle.name: bundle.threshold}, out)
+    report["plots"] = plot(samples, results, {bundle.name: bundle.threshold}, out)
     write_report(report, out)
     m = report["splits"]["all windows"][bundle.name]
     print(json.dumps({k: m[k] for k in ("detection_rate", "fpr", "precision", "f1", "roc_auc")}))

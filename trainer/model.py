@@ -151,15 +151,18 @@ def linear_scorer(coef: np.ndarray, intercept: float, temperature: float, window
     return model
 
 
-def logits(trained: keras.Model, x: np.ndarray) -> np.ndarray:
-    """The supervised LSTM's pre-sigmoid outputs z on normalized windows: kernel · h + bias of
-    its output layer, from that layer's input (float32, not saturated as sigmoid(z) is)."""
+def logit_model(trained: keras.Model) -> keras.Model:
+    """The supervised LSTM without its sigmoid: windows → z = kernel · h + bias (float32, not
+    saturated as sigmoid(z) is), the same weights, dropout-free, for scoring in the executors."""
     import keras
+    from keras import layers
 
-    h = keras.Model(trained.inputs, trained.layers[-1].input).predict(x, batch_size=4096, verbose=0)
-    kernel, bias = trained.layers[-1].get_weights()
-    out: np.ndarray = (h @ kernel + bias).ravel().astype(np.float32)
-    return out
+    window, n_features = trained.input_shape[1:]
+    model = keras.Sequential(
+        [keras.Input((window, n_features)), layers.LSTM(UNITS, activation="relu"), layers.Dense(1)]
+    )
+    model.set_weights(trained.get_weights())
+    return model
 
 
 TEMPERATURE_TOP = 8.0  # the top benign training logit maps to sigmoid(8) = 0.99966

@@ -14,27 +14,40 @@ from sensor import __version__
 from sensor.errors import UsageError
 
 from .corpus import load as load_corpus
-from .dataset import (
-    CorpusSplit,
-    Windows,
-    corpus_split,
-    family_balanced_rows,
-    family_split,
-    fit_normalization,
-    load_windows,
-    time_split,
-    write_summary,
-)
-from .evaluate import Scores, evaluate, plot, threshold_for_flow_budget, write_report
+from .dataset import CorpusSplit, corpus_split
+from .evaluate import Scores, evaluate_scored, plot, threshold_for_flow_budget, write_report
 from .export import Head, export_bundle
+from .frame import (
+    Block,
+    Scorer,
+    Side,
+    Summary,
+    balance_plan,
+    balanced,
+    before_cut,
+    budget_ranks,
+    by_trace,
+    fit_normalization,
+    gather,
+    held_seconds,
+    in_seconds,
+    normalized,
+    read_blocks,
+    sample,
+    scatter,
+    score_blocks,
+    side,
+    summarize,
+    time_cuts,
+)
 from .jobs import TrainJob
 from .manifest import run_manifest
-from .model import centre_only_twin, inference_twin, linear_scorer, logits, normal_scorer, temperature_for
+from .model import centre_only_twin, inference_twin, linear_scorer, logit_model, normal_scorer, temperature_for
 from .spark import spark_context
-from .train import TrainConfig, predict, squash, svm_margins, train_lstm, train_normal, train_svm
+from .train import TrainConfig, squash, train_lstm, train_normal, train_svm
 
 if TYPE_CHECKING:
-    from pyspark import SparkContext
+    from pyspark import RDD, SparkContext
 
     from sensor.model import Normalization
 
@@ -43,11 +56,16 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _threshold(score: np.ndarray, benign: np.ndarray, keys: np.ndarray, budget: float) -> float:
-    return float(np.clip(threshold_for_flow_budget(score, benign, keys, budget), 1e-6, 1 - 1e-6))
+def _threshold(rank: tuple[int, list[float]], budget: float) -> float:
+    return float(np.clip(threshold_for_flow_budget(rank[0], rank[1], budget), 1e-6, 1 - 1e-6))
 
 
-NORMAL_TRAIN_WINDOWS = 200_000  # benign windows the normal head trains on (a seeded sample)
+NORMAL_TRAIN_WINDOWS = 200_000  # benign windows the normal head trains on (a seeded sample, about as many)
+SAMPLE_WINDOWS = 20_000  # windows the driver holds: the validation sample, the normal head's probe, the export check
+
+
+def _fraction(want: int, have: int) -> float:
+    return min(1.0, want / have) if have else 1.0
 
 
 @dataclass
@@ -59,85 +77,121 @@ class Fitted:
     normal_mse: np.ndarray
     normal_scale: float
     temperatures: dict[str, float]  # per supervised model (see trainer.model.temperature_for)
-    scores: list[Scores]
+    scores: list[Scores]  # samples of the held-out scores, for the plots
     thresholds: dict[str, float]
     results: dict[str, dict[str, Any]]
+    check_x: np.ndarray  # a sample of the test windows (raw) for the export's quantization check
 
 
 def _fit_models(
     sc: SparkContext,
-    w: Windows,
-    train_m: np.ndarray,
-    test_m: np.ndarray,
+    blocks: RDD[Block],
+    train_side: Side,
+    test_side: Side,
     cfg: TrainConfig,
     budget: float,
     with_baselines: bool,
     label: str,
 ) -> Fitted:
-    """Train on train_m, pick thresholds for the false-alert budget on the training data, score test_m.
+    """Train on ``blocks``' ``train_side``, pick thresholds for the false-alert budget on the
+    training data, score ``test_side``: every pass over windows runs in the executors.
 
     The combined sensor (supervised and normal heads, either firing) gets half the budget
     per head; each baseline gets all of it.
     """
-    norm = fit_normalization(w.x[train_m])
-    xtr, ytr = norm.apply(w.x[train_m]), w.y[train_m].astype(np.float32)
-    xte, yte = norm.apply(w.x[test_m]), w.y[test_m]
-    keys = w.flow
-    ktr, benign = keys[train_m], ytr == 0
-    if ytr.sum() == 0 or ytr.sum() == len(ytr):
+    from pyspark import StorageLevel
+
+    norm = fit_normalization(side(blocks, train_side))
+    tr = normalized(side(blocks, train_side), norm).persist(StorageLevel.MEMORY_AND_DISK)
+    s_tr = summarize(tr)
+    counts = (s_tr.windows - s_tr.anomalous, s_tr.anomalous)
+    if min(counts) == 0:
         raise UsageError(f"{label}: the training split has only one class; inject attacks or add labels")
-    rng = np.random.default_rng(cfg.seed)
-    val = rng.choice(len(xtr), size=min(len(xtr), 20000), replace=False)
+    val = gather(sample(tr, _fraction(SAMPLE_WINDOWS, s_tr.windows), cfg.seed, "validation"))
     models: dict[str, Any] = {}
-    scores: list[Scores] = []
-    thresholds: dict[str, float] = {}
-    tax = w.taxonomy[test_m]
     # The LSTMs see small families drawn up to the mean family; thresholds, the normal head and
     # the linear SVM use the training windows as they are (the SVM trained on the balanced rows
     # put benign and attack margins on top of each other: detection 0.006 against 0.90 at the
     # same false-alert budget, in the default corpus's own time split).
-    rows = family_balanced_rows(ytr, w.family[train_m], cfg.seed) if cfg.family_balance else np.arange(len(ytr))
-    xsup, ysup = xtr[rows], ytr[rows]
+    sup = tr
+    if cfg.family_balance:
+        plan = sc.broadcast(balance_plan(s_tr, cfg.seed))
+        sup = tr.map(lambda b: balanced(b, plan.value, cfg.seed))
+    parts = scatter(sup, cfg.partitions, cfg.seed)
+    s_sup = summarize(parts)
+    sup_counts = (s_sup.windows - s_sup.anomalous, s_sup.anomalous)
+    models["lstm"] = train_lstm(parts, sup_counts, cfg, val, _say, f"{label} lstm")
+    scorers = [Scorer.keras("lstm", logit_model(models["lstm"]))]
+    budgets = [budget / 2]
 
-    lstm = train_lstm(sc, xsup, ysup, cfg, xtr[val], ytr[val], _say, f"{label} lstm")
-    models["lstm"] = lstm
-    z = logits(lstm, xtr)
-    temperature = temperature_for(z[benign])
-    thresholds["lstm"] = _threshold(squash(z, temperature), benign, ktr, budget / 2)
-    temps = {"lstm": temperature}
-    lstm_te = squash(logits(lstm, xte), temperature)
-    scores.append(Scores("lstm", yte, lstm_te, tax))
-
-    pool = np.flatnonzero(benign)
-    sample = np.sort(rng.choice(pool, size=min(len(pool), NORMAL_TRAIN_WINDOWS), replace=False))
-    ae, mse, scale = train_normal(sc, xtr[sample], cfg, _say, f"{label} normal")
-    scorer = normal_scorer(ae, mse, scale, unroll=False)
+    pool = side(tr, lambda b: b.y == 0)
+    benign = scatter(
+        sample(pool, _fraction(NORMAL_TRAIN_WINDOWS, counts[0]), cfg.seed, "normal"), cfg.partitions, cfg.seed
+    )
+    n_benign = summarize(benign).windows
+    probe = gather(sample(benign, _fraction(SAMPLE_WINDOWS, n_benign), cfg.seed, "probe"))
+    assert probe is not None  # the split has benign windows (checked above)
+    ae, mse, scale = train_normal(sc, benign, n_benign, cfg, probe, _say, f"{label} normal")
+    benign.unpersist()
     models["normal"] = ae
-    thresholds["normal"] = _threshold(predict(scorer, xtr), benign, ktr, budget / 2)
-    normal_te = predict(scorer, xte)
-    scores.append(Scores("normal", yte, normal_te, tax))
-    # Either head firing, as one score: the larger of each head's score over its threshold, halved.
-    both = np.minimum(np.maximum(lstm_te / thresholds["lstm"], normal_te / thresholds["normal"]) / 2, 1.0)
-    scores.append(Scores("combined", yte, both.astype(np.float32), tax))
-    thresholds["combined"] = 0.5
+    scorers.append(Scorer.keras("normal", normal_scorer(ae, mse, scale, unroll=False)))
+    budgets.append(budget / 2)
 
     if with_baselines:
-        nc = train_lstm(sc, xsup[:, 1:2], ysup, cfg, xtr[val][:, 1:2], ytr[val], _say, f"{label} no-context lstm")
+        nc = train_lstm(parts, sup_counts, cfg, val, _say, f"{label} no-context lstm", centre=True)
         models["lstm (no context)"] = nc
-        z = logits(nc, xtr[:, 1:2])
-        t_nc = temps["lstm (no context)"] = temperature_for(z[benign])
-        thresholds["lstm (no context)"] = _threshold(squash(z, t_nc), benign, ktr, budget)
-        scores.append(Scores("lstm (no context)", yte, squash(logits(nc, xte[:, 1:2]), t_nc), tax))
+        scorers.append(Scorer.keras("lstm (no context)", logit_model(nc), centre=True))
         _say(f"[{label} svm] training MLlib LinearSVC")
-        svm = train_svm(sc, xtr, ytr, cfg)
+        svm = train_svm(sc, tr, counts, cfg)
         # The weights as numpy: the MLlib model reads them through the Spark context, gone at export.
         models["linear svm"] = (svm.coefficients.toArray(), float(svm.intercept))
-        m = svm_margins(svm, xtr)
-        t_svm = temps["linear svm"] = temperature_for(m[benign])
-        thresholds["linear svm"] = _threshold(squash(m, t_svm), benign, ktr, budget)
-        scores.append(Scores("linear svm", yte, squash(svm_margins(svm, xte), t_svm), tax))
-    results = {s.name: evaluate(s, thresholds[s.name]) for s in scores}
-    return Fitted(norm, models, mse, scale, temps, scores, thresholds, results)
+        scorers.append(Scorer.linear("linear svm", *models["linear svm"]))
+        budgets += [budget, budget]
+    parts.unpersist()
+
+    _say(f"[{label}] thresholds: scoring {s_tr.windows:,} training windows")
+    ranks = budget_ranks(score_blocks(sc, tr, scorers), budgets)
+    tr.unpersist()
+    temps: dict[str, float] = {}
+    thresholds: dict[str, float] = {}
+    for scorer, head_budget, (n, ranked) in zip(scorers, budgets, ranks, strict=True):
+        top = np.asarray(ranked, np.float64)
+        if scorer.name != "normal":
+            # logits and margins: the top benign one sets the temperature (the ranks are flows' tops)
+            temps[scorer.name] = temperature_for(top[:1])
+            top = squash(top, temps[scorer.name]).astype(np.float64)
+        thresholds[scorer.name] = _threshold((n, top.tolist()), head_budget)
+
+    raw_te = side(blocks, test_side)
+    s_te = summarize(raw_te)
+    _say(f"[{label}] scoring {s_te.windows:,} held-out windows")
+    check = gather(sample(raw_te, _fraction(SAMPLE_WINDOWS, s_te.windows), cfg.seed, "check"))
+    check_x = check.x if check is not None else np.zeros((0, 3, s_tr.n_features), np.float32)
+    thresholds["combined"] = 0.5
+    heads = [scorer.name for scorer in scorers]
+    names = ["lstm", "normal", "combined"] + [n for n in heads if n not in ("lstm", "normal")]
+    col = {n: j for j, n in enumerate(heads)}
+    t_lstm, t_normal = thresholds["lstm"], thresholds["normal"]
+
+    def finish(raw: np.ndarray) -> np.ndarray:
+        out = {n: squash(raw[:, j], temps[n]) if n in temps else raw[:, j] for n, j in col.items()}
+        # Either head firing, as one score: the larger of each head's score over its threshold, halved.
+        out["combined"] = np.minimum(np.maximum(out["lstm"] / t_lstm, out["normal"] / t_normal) / 2, 1.0)
+        return np.stack([out[n] for n in names], axis=1).astype(np.float32)
+
+    scored = score_blocks(sc, normalized(raw_te, norm), scorers).map(lambda it: (it[0], finish(it[1])))
+    results, samples = evaluate_scored(scored, names, [thresholds[n] for n in names], cfg.seed)
+    return Fitted(norm, models, mse, scale, temps, samples, thresholds, results, check_x)
+
+
+def dataset_summary(s: Summary) -> dict[str, Any]:
+    """The report's counts: windows, anomalies, per trace and per family."""
+    return {
+        "windows": s.windows,
+        "anomalous": s.anomalous,
+        "traces": {t: {"windows": v[0], "anomalous": v[1]} for t, v in sorted(s.traces.items())},
+        "families": dict(sorted(s.families.items())),
+    }
 
 
 def _heads(fit: Fitted, n_features: int) -> dict[str, Head]:
@@ -181,30 +235,16 @@ def train_all(args: TrainJob) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     split: CorpusSplit | None = None
+    traces: set[str] | None = None
     if args.corpus and (args.hold_out_families or args.hold_out_sources):
         split = corpus_split(load_corpus(Path(args.corpus)), args.hold_out_families, args.hold_out_sources)
-        w = load_windows(
-            args.features,
-            set(split.train | split.test),
-            args.max_benign_per_trace,
-            args.max_anomalous_per_trace,
-            args.seed,
-        )
-        train_m = np.isin(w.trace, list(split.train))
-        test_m = np.isin(w.trace, list(split.test))
+        traces = set(split.train | split.test)
         split_text = (
             f"corpus: held out families {', '.join(split.held_out_families) or 'none'}; "
             f"sources {', '.join(split.held_out_sources) or 'none'}"
         )
     else:
-        w = load_windows(args.features, None, args.max_benign_per_trace, args.max_anomalous_per_trace, args.seed)
-        train_m, test_m = time_split(w, args.test_fraction)
         split_text = f"time: last {args.test_fraction:.0%} of each trace's time span held out"
-    if w.y[test_m].sum() == 0:
-        raise UsageError(
-            "the held-out windows contain no anomalous one; inject attacks that span the split, "
-            "lower --test-fraction or hold out a family"
-        )
     cfg = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -215,7 +255,6 @@ def train_all(args: TrainJob) -> dict[str, Any]:
     report: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "flowlstm": __version__,
-        "dataset": write_summary(w),
         "false_alert_budget": args.false_alert_budget,
         "config": {
             "epochs": cfg.epochs,
@@ -235,23 +274,40 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         "max_benign_per_trace": args.max_benign_per_trace,
         "max_anomalous_per_trace": args.max_anomalous_per_trace,
         "family_holdout": args.family_holdout,
+        "baselines": args.baselines,
     }
-    traces = set(report["dataset"]["traces"])
     with spark_context(args.master) as sc:
-        report["manifest"] = run_manifest(
-            args.features, traces, settings, args.master, sc.defaultParallelism, __version__
+        blocks = read_blocks(
+            sc, args.features, traces, args.max_benign_per_trace, args.max_anomalous_per_trace, args.seed
         )
-        fit = _fit_models(sc, w, train_m, test_m, cfg, args.false_alert_budget, True, "held out")
+        summary = summarize(blocks)
+        _say(f"[train] {summary.windows:,} windows ({summary.anomalous:,} anomalous) in {len(summary.traces)} traces")
+        report["dataset"] = dataset_summary(summary)
+        if split is not None:
+            train_side, test_side = by_trace(split.train), by_trace(split.test)
+        else:
+            cuts = time_cuts(summary, args.test_fraction)
+            train_side, test_side = before_cut(cuts, test=False), before_cut(cuts, test=True)
+        if summarize(side(blocks, test_side)).anomalous == 0:
+            raise UsageError(
+                "the held-out windows contain no anomalous one; inject attacks that span the split, "
+                "lower --test-fraction or hold out a family"
+            )
+        report["manifest"] = run_manifest(
+            args.features, set(summary.traces), settings, args.master, sc.defaultParallelism, __version__
+        )
+        fit = _fit_models(sc, blocks, train_side, test_side, cfg, args.false_alert_budget, args.baselines, "held out")
         report["splits"]["held out"] = fit.results
-        report["plots"] = plot(fit.scores, fit.thresholds, out)
+        report["plots"] = plot(fit.scores, fit.results, fit.thresholds, out)
         if args.family_holdout:
-            fams = sorted({f for f in w.family[w.y == 1] if f})
-            for fam in fams:
-                tr, te = family_split(w, fam)
-                if w.y[tr].sum() == 0:
+            for fam in sorted(f for f in summary.families if f):
+                held = held_seconds(blocks, fam)
+                if summarize(side(blocks, in_seconds(held, test=False))).anomalous == 0:
                     continue
-                held = _fit_models(sc, w, tr, te, cfg, args.false_alert_budget, False, f"without {fam}")
-                report["splits"][f"leave out {fam} (never trained on it)"] = held.results
+                tr, te = in_seconds(held, test=False), in_seconds(held, test=True)
+                kept = _fit_models(sc, blocks, tr, te, cfg, args.false_alert_budget, False, f"without {fam}")
+                report["splits"][f"leave out {fam} (never trained on it)"] = kept.results
+        blocks.unpersist()
 
     provenance = {
         "features": str(Path(args.features).resolve()),
@@ -274,8 +330,8 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         k: {m: v[m] for m in ("detection_rate", "fpr", "precision", "f1", "roc_auc", "pr_auc")}
         for k, v in report["splits"]["held out"].items()
     }
-    heads = _heads(fit, w.x.shape[2])
-    check = w.x[test_m]
+    heads = _heads(fit, fit.check_x.shape[2])
+    check = fit.check_x
     report["quantization"] = export_bundle(
         [heads["supervised"], heads["normal"]],
         out / "bundle",

@@ -15,13 +15,17 @@ import contextlib
 import io
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .model import build_lstm
+from .frame import Block, Scorer
+from .model import build_lstm, build_normal
+
+if TYPE_CHECKING:
+    from pyspark import RDD, SparkContext
 
 
 @dataclass(frozen=True)
@@ -32,18 +36,17 @@ class TrainConfig:
     seed: int = 7
     svm_iterations: int = 100
     svm_reg: float = 0.01
-    family_balance: bool = True  # the LSTMs train on dataset.family_balanced_rows
+    family_balance: bool = True  # the LSTMs train on frame.balance_plan's draws
 
 
-def class_weights(y: np.ndarray) -> dict[int, float]:
-    """Weights that give both classes equal total weight: scikit-learn's 'balanced', as Keras and MLlib take them.
+def class_weights(benign: int, anomalous: int) -> dict[int, float]:
+    """Weights that give both classes equal total weight: scikit-learn's 'balanced' formula
+    (n / (2 n_c)), from the counts of each class, as Keras and MLlib take them.
 
-    ``y`` must hold both classes (``run`` refuses a one-class training split first).
+    Both counts must be positive (``run`` refuses a one-class training split first).
     """
-    from sklearn.utils.class_weight import compute_class_weight
-
-    w = compute_class_weight("balanced", classes=np.array([0, 1]), y=y)
-    return {0: float(w[0]), 1: float(w[1])}
+    n = benign + anomalous
+    return {0: n / (2 * benign), 1: n / (2 * anomalous)}
 
 
 def _quiet() -> contextlib.redirect_stdout[io.StringIO]:
@@ -57,120 +60,135 @@ def _pace(t0: float, windows: int) -> str:
     return f"{dt:.1f} s, {windows / max(dt, 1e-9):,.0f} windows/s"
 
 
+def _pairs(parts: RDD[Block], centre: bool, autoencode: bool) -> RDD[tuple[np.ndarray, Any]]:
+    """What Elephas's workers iterate: (window, target) per window, made in the executors from
+    the partition's block (Elephas stacks them again into one array per partition)."""
+
+    def pairs(b: Block) -> Iterator[tuple[np.ndarray, Any]]:
+        x = b.x[:, 1:2] if centre else b.x
+        return zip(x, x, strict=True) if autoencode else zip(x, b.y.astype(np.float32), strict=True)
+
+    return parts.flatMap(pairs)
+
+
 def train_lstm(
-    sc: Any,
-    x: np.ndarray,
-    y: np.ndarray,
+    parts: RDD[Block],
+    counts: tuple[int, int],
     cfg: TrainConfig,
-    x_val: np.ndarray | None = None,
-    y_val: np.ndarray | None = None,
+    val: Block | None = None,
     progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     label: str = "lstm",
+    *,
+    centre: bool = False,
 ) -> Any:
-    """Train the paper's LSTM on Spark with Elephas; return the Keras model."""
+    """Train the paper's LSTM on Spark with Elephas, synchronously: each epoch every partition of
+    ``parts`` (``frame.scatter``'s, one block each) trains from the current weights and the driver
+    averages the updates.  ``counts`` are (benign, anomalous) windows of ``parts``, for the class
+    weights; ``val`` a small sample to print the loss on; ``centre``: the centre second alone
+    (the no-context baseline).  Returns the Keras model."""
     import keras
     from elephas.spark_model import SparkModel
-    from elephas.utils.rdd_utils import to_simple_rdd
 
     keras.utils.set_random_seed(cfg.seed)
-    model = build_lstm(x.shape[2], x.shape[1])
-    spark_model = SparkModel(model, frequency="epoch", mode="synchronous", num_workers=cfg.partitions)
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(x))  # shuffle once so each partition sees both classes
-    rdd = to_simple_rdd(sc, x[order], y[order].astype(np.float32)).repartition(cfg.partitions)
-    rdd.cache()
-    weights = class_weights(y)
+    model = build_lstm(parts.first().x.shape[2], 1 if centre else 3)
+    # num_workers=None: Elephas would repartition (a full shuffle) on every fit call; the
+    # partitions are already dealt at random, one per Elephas worker.
+    spark_model = SparkModel(model, frequency="epoch", mode="synchronous", num_workers=None)
+    rdd = _pairs(parts, centre, autoencode=False)
+    weights = class_weights(*counts)
+    n = sum(counts)
     for epoch in range(1, cfg.epochs + 1):
         t = time.perf_counter()
         with _quiet():
             spark_model.fit(rdd, epochs=1, batch_size=cfg.batch_size, verbose=0, class_weight=weights)
-        msg = f"[{label}] epoch {epoch}/{cfg.epochs} ({_pace(t, len(x))})"
-        if x_val is not None and len(x_val):
-            p = spark_model.master_network.predict(x_val, batch_size=4096, verbose=0).ravel()
+        msg = f"[{label}] epoch {epoch}/{cfg.epochs} ({_pace(t, n)})"
+        if val is not None and len(val):
+            xv = val.x[:, 1:2] if centre else val.x
+            p = spark_model.master_network.predict(xv, batch_size=4096, verbose=0).ravel()
             eps = 1e-7
-            assert y_val is not None
-            loss = -np.mean(y_val * np.log(p + eps) + (1 - y_val) * np.log(1 - p + eps))
-            acc = np.mean((p >= 0.5) == (y_val == 1))
+            loss = -np.mean(val.y * np.log(p + eps) + (1 - val.y) * np.log(1 - p + eps))
+            acc = np.mean((p >= 0.5) == (val.y == 1))
             msg += f" val_loss={loss:.4f} val_acc={acc:.4f}"
         progress(msg)
-    rdd.unpersist()
     return spark_model.master_network
 
 
 def train_normal(
-    sc: Any,
-    x: np.ndarray,
+    sc: SparkContext,
+    parts: RDD[Block],
+    windows: int,
     cfg: TrainConfig,
+    probe: Block,
     progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     label: str = "normal",
 ) -> tuple[Any, np.ndarray, float]:
-    """Train the normal-behaviour LSTM on benign windows ``x`` (normalized) with Elephas.
+    """Train the normal-behaviour LSTM on the benign windows of ``parts`` (normalized, dealt
+    over partitions; ``windows`` of them) with Elephas; ``probe``, a small sample, shows the loss.
 
     Returns the trained encoder-decoder, each feature's mean squared reconstruction error
-    over ``x`` (floored at ``NORMAL_MSE_FLOOR``) and the error scale — the largest relative
-    error of any window of ``x``, so that every benign training window scores below 1 − 1/e
+    over ``parts`` (floored at ``NORMAL_MSE_FLOOR``) and the error scale — the largest relative
+    error of any window of ``parts``, so that every benign training window scores below 1 − 1/e
     and a false-alert budget of a few in 10,000 flows puts the threshold where float32 still
     resolves scores (a 99.9th percentile put it at 1.0 exactly, and the head never fired):
-    what ``normal_scorer`` takes.
+    what ``normal_scorer`` takes.  Both come from passes over ``parts`` in the executors.
     """
     import keras
     from elephas.spark_model import SparkModel
-    from elephas.utils.rdd_utils import to_simple_rdd
-
-    from .model import build_normal
 
     keras.utils.set_random_seed(cfg.seed)
-    model = build_normal(x.shape[2], x.shape[1])
-    spark_model = SparkModel(model, frequency="epoch", mode="synchronous", num_workers=cfg.partitions)
-    order = np.random.default_rng(cfg.seed).permutation(len(x))
-    rdd = to_simple_rdd(sc, x[order], x[order]).repartition(cfg.partitions)
-    rdd.cache()
-    probe = x[order[: min(len(x), 20000)]]
+    model = build_normal(probe.x.shape[2], probe.x.shape[1])
+    spark_model = SparkModel(model, frequency="epoch", mode="synchronous", num_workers=None)
+    rdd = _pairs(parts, centre=False, autoencode=True)
     for epoch in range(1, cfg.epochs + 1):
         t = time.perf_counter()
         with _quiet():
             spark_model.fit(rdd, epochs=1, batch_size=cfg.batch_size, verbose=0)
-        rec = spark_model.master_network.predict(probe, batch_size=4096, verbose=0)
-        mse = float(np.mean((rec - probe) ** 2))
-        progress(f"[{label}] epoch {epoch}/{cfg.epochs} ({_pace(t, len(x))}) mse={mse:.4f}")
-    rdd.unpersist()
+        rec = spark_model.master_network.predict(probe.x, batch_size=4096, verbose=0)
+        mse = float(np.mean((rec - probe.x) ** 2))
+        progress(f"[{label}] epoch {epoch}/{cfg.epochs} ({_pace(t, windows)}) mse={mse:.4f}")
     trained = spark_model.master_network
-    rec = trained.predict(x, batch_size=4096, verbose=0)
-    sq = (rec - x) ** 2
-    mse = np.maximum(sq.mean(axis=(0, 1)), NORMAL_MSE_FLOOR).astype(np.float64)
-    rel = (sq / mse).max(axis=(1, 2))
-    scale = float(max(rel.max(), 1e-6))
-    return trained, mse, scale
+    ae = sc.broadcast(Scorer.keras("reconstruction", trained))
+
+    def sums(blocks: Iterator[Block]) -> Iterator[tuple[np.ndarray, int]]:
+        for b in blocks:
+            sq = (ae.value.output(b.x) - b.x).astype(np.float64) ** 2
+            yield sq.sum(axis=(0, 1)), sq.shape[0] * sq.shape[1]
+
+    total, n = parts.mapPartitions(sums).reduce(lambda a, c: (a[0] + c[0], a[1] + c[1]))
+    mse_f = np.maximum(total / max(n, 1), NORMAL_MSE_FLOOR)
+
+    def worst(blocks: Iterator[Block]) -> Iterator[float]:
+        for b in blocks:
+            sq = (ae.value.output(b.x) - b.x).astype(np.float64) ** 2
+            yield float((sq / mse_f).max()) if len(b) else 0.0
+
+    scale = float(max(parts.mapPartitions(worst).max(), 1e-6))
+    ae.destroy()
+    return trained, mse_f, scale
 
 
 NORMAL_MSE_FLOOR = 1e-3  # a feature reproduced perfectly (constant in training) must not weigh infinitely
 
 
-def predict(model: Any, x: np.ndarray) -> np.ndarray:
-    out: np.ndarray = model.predict(x, batch_size=4096, verbose=0).ravel().astype(np.float32)
-    return out
-
-
-def train_svm(sc: Any, x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> Any:
-    """MLlib LinearSVC on flattened windows, class-weighted; returns the fitted model."""
+def train_svm(sc: SparkContext, blocks: RDD[Block], counts: tuple[int, int], cfg: TrainConfig) -> Any:
+    """MLlib LinearSVC on the flattened (normalized) windows of ``blocks``, class-weighted by
+    ``counts`` (benign, anomalous); the DataFrame is built in the executors. Returns the model."""
     from pyspark.ml.classification import LinearSVC
-    from pyspark.ml.linalg import Vectors
+    from pyspark.ml.functions import array_to_vector
     from pyspark.sql import SparkSession
 
     spark = SparkSession(sc)
-    w = class_weights(y)
-    flat = x.reshape(len(x), -1).astype(float)
-    rows = [(Vectors.dense(r), float(t), float(w[int(t)])) for r, t in zip(flat, y, strict=True)]
-    df = spark.createDataFrame(rows, ["features", "label", "weight"]).repartition(cfg.partitions)
+    w = class_weights(*counts)
+
+    def rows(b: Block) -> Iterator[tuple[list[float], float, float]]:
+        flat = b.x.reshape(len(b), -1).astype(np.float64)
+        for r, t in zip(flat, b.y.tolist(), strict=True):
+            yield r.tolist(), float(t), w[int(t)]
+
+    df = spark.createDataFrame(blocks.flatMap(rows), "x array<double>, label double, weight double")
+    df = df.select(array_to_vector("x").alias("features"), "label", "weight").repartition(cfg.partitions)
     svc = LinearSVC(maxIter=cfg.svm_iterations, regParam=cfg.svm_reg, weightCol="weight", standardization=False)
     return svc.fit(df)
-
-
-def svm_margins(svm: Any, x: np.ndarray) -> np.ndarray:
-    """The linear SVM's decision margins on (normalized) windows."""
-    coef = svm.coefficients.toArray()
-    out: np.ndarray = x.reshape(len(x), -1) @ coef + svm.intercept
-    return out
 
 
 def squash(z: np.ndarray, temperature: float) -> np.ndarray:
