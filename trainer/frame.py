@@ -323,13 +323,14 @@ def balanced(b: Block, plan: dict[str, dict[str, int]], seed: int) -> Block:
 
 
 def scatter(rdd: RDD[Block], partitions: int, seed: int) -> RDD[Block]:
-    """The windows dealt at random over ``partitions`` partitions, one block per partition.
+    """The windows dealt at random over ``partitions`` partitions.
 
     The extraction writes a trace per part, so partitions as read may hold one class only; the
     synchronous Elephas step averages what every partition learnt in its epoch, and a benign-only
     partition would pull the average toward "all benign".  Each window goes to a seeded random
-    partition; a partition's pieces are joined in block-key order, whatever order the shuffle
-    delivers them in.
+    partition; a partition's pieces stay blocks of their own (one pickle of a whole partition
+    would have to fit an executor's JVM at once) and are ordered by key, whatever order the
+    shuffle delivers them in, so every run trains on the same sequence.
     """
     from pyspark import StorageLevel
 
@@ -338,22 +339,12 @@ def scatter(rdd: RDD[Block], partitions: int, seed: int) -> RDD[Block]:
         for p in range(partitions):
             m = dest == p
             if m.any():
-                yield p, b.take(m)
+                yield p, replace(b.take(m), key=f"{b.key}@{p}")
 
-    def join(pieces: Iterator[tuple[int, Block]]) -> Iterator[Block]:
-        got = sorted((b for _, b in pieces), key=lambda b: b.key)
-        if got:
-            yield replace(
-                got[0],
-                key=f"partition/{got[0].key}",
-                x=np.concatenate([b.x for b in got]),
-                y=np.concatenate([b.y for b in got]),
-                sec=np.concatenate([b.sec for b in got]),
-                taxonomy=np.concatenate([b.taxonomy for b in got]),
-                flow=np.concatenate([b.flow for b in got]),
-            )
+    def order(pieces: Iterator[tuple[int, Block]]) -> Iterator[Block]:
+        yield from sorted((b for _, b in pieces), key=lambda b: b.key)
 
-    dealt = rdd.flatMap(deal).partitionBy(partitions, lambda p: p).mapPartitions(join)
+    dealt = rdd.flatMap(deal).partitionBy(partitions, lambda p: p).mapPartitions(order)
     return dealt.persist(StorageLevel.MEMORY_AND_DISK)
 
 

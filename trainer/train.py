@@ -82,7 +82,7 @@ def train_lstm(
     centre: bool = False,
 ) -> Any:
     """Train the paper's LSTM on Spark with Elephas, synchronously: each epoch every partition of
-    ``parts`` (``frame.scatter``'s, one block each) trains from the current weights and the driver
+    ``parts`` (``frame.scatter``'s) trains from the current weights and the driver
     averages the updates.  ``counts`` are (benign, anomalous) windows of ``parts``, for the class
     weights; ``val`` a small sample to print the loss on; ``centre``: the centre second alone
     (the no-context baseline).  Returns the Keras model."""

@@ -145,11 +145,14 @@ def test_each_class_weighs_half_of_the_training_split():
 
 def test_windows_are_dealt_over_partitions_the_same_way_every_run(sc, workdir):
     blocks = read_blocks(sc, workdir / "feat")
-    one = scatter(blocks, 3, seed=5).collect()
-    two = scatter(blocks, 3, seed=5).collect()
-    assert len(one) == 3 and all(a.x.tobytes() == b.x.tobytes() for a, b in zip(one, two, strict=True))
-    assert all(0 < int(b.y.sum()) < len(b) for b in one)  # each partition has both classes
-    got = np.sort(np.concatenate([b.flow for b in one]))
+    one = scatter(blocks, 3, seed=5).glom().collect()
+    two = scatter(blocks, 3, seed=5).glom().collect()
+    assert len(one) == 3 and [[b.key for b in p] for p in one] == [[b.key for b in p] for p in two]
+    assert all(a.x.tobytes() == b.x.tobytes() for p, q in zip(one, two, strict=True) for a, b in zip(p, q, strict=True))
+    for part in one:  # each partition has both classes
+        y = np.concatenate([b.y for b in part])
+        assert 0 < int(y.sum()) < len(y)
+    got = np.sort(np.concatenate([b.flow for p in one for b in p]))
     whole = gather(blocks)
     assert whole is not None and np.array_equal(got, np.sort(whole.flow))
 
