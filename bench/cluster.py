@@ -18,7 +18,7 @@ two heads, one epoch) on the two-worker cluster: the driver's peak RSS (its Pyth
 JVM, the larger), windows/s of the supervised epoch, and the wall time.
 
     .venv/trainer/bin/python bench/cluster.py [--traces 4] [--max-benign 3000] [--max-anomalous 600]
-        [--driver-memory 1g] [--scale 3]
+        [--driver-memory 1g] [--scale 3]   (--scale 0: the scaling part only)
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, str, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"bench: {' '.join(args[:1])} failed: {err.strip().splitlines()[-3:]}")
+        # the Python error, not the JVM's stack frames after it
+        lines = [ln for ln in err.strip().splitlines() if not ln.lstrip().startswith(("at ", "..."))]
+        raise SystemExit(f"bench: {' '.join(args[:1])} failed:\n" + "\n".join(lines[-12:]))
     return seconds, err, usage.ru_maxrss / 1024
 
 
@@ -111,7 +113,10 @@ def main() -> int:
     )
     ap.add_argument("--driver-memory", default="1g", help="spark.driver.memory (default %(default)s)")
     ap.add_argument(
-        "--scale", type=float, default=3.0, help="windows to train on, in driver memories (default %(default)s)"
+        "--scale",
+        type=float,
+        default=3.0,
+        help="windows to train on, in driver memories (default %(default)s; 0: skip the big run)",
     )
     args = ap.parse_args()
     if not shutil.which("java"):
@@ -154,7 +159,7 @@ def main() -> int:
                     "rss": rss,
                     "tasks": [ran_tasks(w) for w in work],
                 }
-                if n == 2:
+                if n == 2 and args.scale > 0:
                     big = tmp / "big"
                     target = int(args.scale * _bytes(args.driver_memory))
                     copies, windows = replicate(feat, big, target)
@@ -180,6 +185,8 @@ def main() -> int:
         f"driver peak RSS {max(one['rss'], two['rss']):.0f} MiB"
     )
     b = big_row
+    if not b:
+        return 0
     print(
         f"big run, 2 workers: {b['windows']:,} windows ({b['gib']:.2f} GiB of float32, "
         f"{b['gib'] * 2**30 / _bytes(args.driver_memory):.1f}x spark.driver.memory {args.driver_memory}): "
