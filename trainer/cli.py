@@ -517,8 +517,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with spark_context(args.master) as sc:
         blocks = read_blocks(sc, args.features)
         summary = summarize(blocks)
-        scored = score_blocks(sc, blocks, [BundleScorer(str(Path(args.model[0]).resolve()))])
-        results, samples = evaluate_scored(scored, [bundle.name], [bundle.threshold], seed=0)
+        with score_blocks(sc, blocks, [BundleScorer(str(Path(args.model[0]).resolve()))]) as scored:
+            results, samples = evaluate_scored(scored, [bundle.name], [bundle.threshold], seed=0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {

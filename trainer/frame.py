@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -378,16 +379,17 @@ class Scorer:
     map (the SVM's), applied to the whole window or (``centre``) its centre second alone."""
 
     name: str
-    token: str = ""  # names the Keras model in each worker's cache (``_built``)
+    token: str = ""  # names the Keras model in each worker's cache (``_worker_cached``)
     json: str = ""
     weights: tuple[np.ndarray, ...] = ()
     coef: np.ndarray | None = None
     intercept: float = 0.0
     centre: bool = False
+    logit: bool = True  # scores are logits or margins (squashed by a temperature), not probabilities
 
     @staticmethod
-    def keras(name: str, model: Any, *, centre: bool = False) -> Scorer:
-        return Scorer(name, uuid.uuid4().hex, model.to_json(), tuple(model.get_weights()), centre=centre)
+    def keras(name: str, model: Any, *, centre: bool = False, logit: bool = True) -> Scorer:
+        return Scorer(name, uuid.uuid4().hex, model.to_json(), tuple(model.get_weights()), centre=centre, logit=logit)
 
     @staticmethod
     def linear(name: str, coef: np.ndarray, intercept: float) -> Scorer:
@@ -401,36 +403,38 @@ class Scorer:
             return lin.astype(np.float32)
         if not len(xs):
             return np.zeros((0, 1), np.float32)
-        res: np.ndarray = _built(self).predict(xs, batch_size=4096, verbose=0)
+        res: np.ndarray = _worker_cached(self.token, self._build).predict(xs, batch_size=4096, verbose=0)
         return res.astype(np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """One score per window."""
         return self.output(x).reshape(len(x), -1)[:, 0]
 
+    def _build(self) -> Any:
+        import keras
 
-_BUILT: dict[str, Any] = {}  # Scorer.token -> its Keras model, in this Python process
+        model = keras.models.model_from_json(self.json)
+        model.set_weights(list(self.weights))
+        return model
 
 
-def _built(s: Scorer) -> Any:
-    """The Keras model of ``s``, built once per Python worker and scorer (a task scores many blocks)."""
-    import keras
+_CACHE: dict[str, Any] = {}  # models built in this Python worker: a task scores many blocks
 
-    model = _BUILT.get(s.token)
-    if model is None:
-        if len(_BUILT) > 8:
-            _BUILT.clear()
-        model = keras.models.model_from_json(s.json)
-        model.set_weights(list(s.weights))
-        _BUILT[s.token] = model
-    return model
+
+def _worker_cached(key: str, build: Callable[[], Any]) -> Any:
+    """``build()``'s result, made once per Python worker and ``key``; a few kept at most (each run
+    names its models afresh, and a reused worker would otherwise keep every run's)."""
+    got = _CACHE.get(key)
+    if got is None:
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        got = _CACHE[key] = build()
+    return got
 
 
 class BundleScorer:
     """A bundle on a path every executor reads, scored as the sensor scores it (LiteRT, its own
     normalization, its heads' combination), loaded once per Python worker."""
-
-    _loaded: dict[str, Any] = {}
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -438,17 +442,17 @@ class BundleScorer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         from sensor.model import ModelBundle
 
-        bundle = BundleScorer._loaded.get(self.path)
-        if bundle is None:
-            bundle = BundleScorer._loaded[self.path] = ModelBundle(self.path)
+        bundle = _worker_cached(f"bundle:{self.path}", lambda: ModelBundle(self.path))
         out: np.ndarray = bundle.score(x)
         return out.astype(np.float32)
 
 
+@contextmanager
 def score_blocks(
     sc: SparkContext, rdd: RDD[Block], scorers: Sequence[Callable[[np.ndarray], np.ndarray]]
-) -> RDD[tuple[Block, np.ndarray]]:
-    """Each block with its (n, len(scorers)) float32 scores; the scorers are broadcast once."""
+) -> Iterator[RDD[tuple[Block, np.ndarray]]]:
+    """Each block with its (n, len(scorers)) float32 scores, for use within the ``with`` block:
+    the scorers are broadcast once, and the broadcast is destroyed on leaving it."""
     bc = sc.broadcast(scorers)
 
     def run(blocks: Iterator[Block]) -> Iterator[tuple[Block, np.ndarray]]:
@@ -456,7 +460,10 @@ def score_blocks(
         for b in blocks:
             yield b, np.stack([m(b.x) for m in models], axis=1) if len(b) else np.zeros((0, len(models)), np.float32)
 
-    return rdd.mapPartitions(run)
+    try:
+        yield rdd.mapPartitions(run)
+    finally:
+        bc.destroy()
 
 
 def budget_ranks(scored: RDD[tuple[Block, np.ndarray]], budgets: list[float]) -> list[tuple[int, list[float]]]:

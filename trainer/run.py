@@ -88,6 +88,8 @@ def _fit_models(
     blocks: RDD[Block],
     train_side: Side,
     test_side: Side,
+    s_tr: Summary,
+    s_te: Summary,
     cfg: TrainConfig,
     budget: float,
     with_baselines: bool,
@@ -95,6 +97,7 @@ def _fit_models(
 ) -> Fitted:
     """Train on ``blocks``' ``train_side``, pick thresholds for the false-alert budget on the
     training data, score ``test_side``: every pass over windows runs in the executors.
+    ``s_tr`` and ``s_te`` summarize the two sides (the caller has checked them).
 
     The combined sensor (supervised and normal heads, either firing) gets half the budget
     per head; each baseline gets all of it.
@@ -103,7 +106,6 @@ def _fit_models(
 
     norm = fit_normalization(side(blocks, train_side))
     tr = normalized(side(blocks, train_side), norm).persist(StorageLevel.MEMORY_AND_DISK)
-    s_tr = summarize(tr)
     counts = (s_tr.windows - s_tr.anomalous, s_tr.anomalous)
     if min(counts) == 0:
         raise UsageError(f"{label}: the training split has only one class; inject attacks or add labels")
@@ -120,7 +122,7 @@ def _fit_models(
     parts = scatter(sup, cfg.partitions, cfg.seed)
     s_sup = summarize(parts)
     sup_counts = (s_sup.windows - s_sup.anomalous, s_sup.anomalous)
-    models["lstm"] = train_lstm(parts, sup_counts, cfg, val, _say, f"{label} lstm")
+    models["lstm"] = train_lstm(parts, sup_counts, s_tr.n_features, cfg, val, _say, f"{label} lstm")
     scorers = [Scorer.keras("lstm", logit_model(models["lstm"]))]
     budgets = [budget / 2]
 
@@ -134,11 +136,11 @@ def _fit_models(
     ae, mse, scale = train_normal(sc, benign, n_benign, cfg, probe, _say, f"{label} normal")
     benign.unpersist()
     models["normal"] = ae
-    scorers.append(Scorer.keras("normal", normal_scorer(ae, mse, scale, unroll=False)))
+    scorers.append(Scorer.keras("normal", normal_scorer(ae, mse, scale, unroll=False), logit=False))
     budgets.append(budget / 2)
 
     if with_baselines:
-        nc = train_lstm(parts, sup_counts, cfg, val, _say, f"{label} no-context lstm", centre=True)
+        nc = train_lstm(parts, sup_counts, s_tr.n_features, cfg, val, _say, f"{label} no-context lstm", centre=True)
         models["lstm (no context)"] = nc
         scorers.append(Scorer.keras("lstm (no context)", logit_model(nc), centre=True))
         _say(f"[{label} svm] training MLlib LinearSVC")
@@ -150,20 +152,20 @@ def _fit_models(
     parts.unpersist()
 
     _say(f"[{label}] thresholds: scoring {s_tr.windows:,} training windows")
-    ranks = budget_ranks(score_blocks(sc, tr, scorers), budgets)
+    with score_blocks(sc, tr, scorers) as scored_tr:
+        ranks = budget_ranks(scored_tr, budgets)
     tr.unpersist()
     temps: dict[str, float] = {}
     thresholds: dict[str, float] = {}
     for scorer, head_budget, (n, ranked) in zip(scorers, budgets, ranks, strict=True):
         top = np.asarray(ranked, np.float64)
-        if scorer.name != "normal":
+        if scorer.logit:
             # logits and margins: the top benign one sets the temperature (the ranks are flows' tops)
             temps[scorer.name] = temperature_for(top[:1])
             top = squash(top, temps[scorer.name]).astype(np.float64)
         thresholds[scorer.name] = _threshold((n, top.tolist()), head_budget)
 
     raw_te = side(blocks, test_side)
-    s_te = summarize(raw_te)
     _say(f"[{label}] scoring {s_te.windows:,} held-out windows")
     check = gather(sample(raw_te, _fraction(SAMPLE_WINDOWS, s_te.windows), cfg.seed, "check"))
     check_x = check.x if check is not None else np.zeros((0, 3, s_tr.n_features), np.float32)
@@ -179,8 +181,9 @@ def _fit_models(
         out["combined"] = np.minimum(np.maximum(out["lstm"] / t_lstm, out["normal"] / t_normal) / 2, 1.0)
         return np.stack([out[n] for n in names], axis=1).astype(np.float32)
 
-    scored = score_blocks(sc, normalized(raw_te, norm), scorers).map(lambda it: (it[0], finish(it[1])))
-    results, samples = evaluate_scored(scored, names, [thresholds[n] for n in names], cfg.seed)
+    with score_blocks(sc, normalized(raw_te, norm), scorers) as scored:
+        finished = scored.map(lambda it: (it[0], finish(it[1])))
+        results, samples = evaluate_scored(finished, names, [thresholds[n] for n in names], cfg.seed)
     return Fitted(norm, models, mse, scale, temps, samples, thresholds, results, check_x)
 
 
@@ -288,7 +291,8 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         else:
             cuts = time_cuts(summary, args.test_fraction)
             train_side, test_side = before_cut(cuts, test=False), before_cut(cuts, test=True)
-        if summarize(side(blocks, test_side)).anomalous == 0:
+        s_tr, s_te = summarize(side(blocks, train_side)), summarize(side(blocks, test_side))
+        if s_te.anomalous == 0:
             raise UsageError(
                 "the held-out windows contain no anomalous one; inject attacks that span the split, "
                 "lower --test-fraction or hold out a family"
@@ -296,16 +300,22 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         report["manifest"] = run_manifest(
             args.features, set(summary.traces), settings, args.master, sc.defaultParallelism, __version__
         )
-        fit = _fit_models(sc, blocks, train_side, test_side, cfg, args.false_alert_budget, args.baselines, "held out")
+        fit = _fit_models(
+            sc, blocks, train_side, test_side, s_tr, s_te, cfg, args.false_alert_budget, args.baselines, "held out"
+        )
         report["splits"]["held out"] = fit.results
         report["plots"] = plot(fit.scores, fit.results, fit.thresholds, out)
         if args.family_holdout:
             for fam in sorted(f for f in summary.families if f):
                 held = held_seconds(blocks, fam)
-                if summarize(side(blocks, in_seconds(held, test=False))).anomalous == 0:
-                    continue
                 tr, te = in_seconds(held, test=False), in_seconds(held, test=True)
-                kept = _fit_models(sc, blocks, tr, te, cfg, args.false_alert_budget, False, f"without {fam}")
+                f_tr = summarize(side(blocks, tr))
+                if f_tr.anomalous == 0:
+                    continue
+                f_te = summarize(side(blocks, te))
+                kept = _fit_models(
+                    sc, blocks, tr, te, f_tr, f_te, cfg, args.false_alert_budget, False, f"without {fam}"
+                )
                 report["splits"][f"leave out {fam} (never trained on it)"] = kept.results
         blocks.unpersist()
 

@@ -74,6 +74,7 @@ def _pairs(parts: RDD[Block], centre: bool, autoencode: bool) -> RDD[tuple[np.nd
 def train_lstm(
     parts: RDD[Block],
     counts: tuple[int, int],
+    n_features: int,
     cfg: TrainConfig,
     val: Block | None = None,
     progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
@@ -84,13 +85,13 @@ def train_lstm(
     """Train the paper's LSTM on Spark with Elephas, synchronously: each epoch every partition of
     ``parts`` (``frame.scatter``'s) trains from the current weights and the driver
     averages the updates.  ``counts`` are (benign, anomalous) windows of ``parts``, for the class
-    weights; ``val`` a small sample to print the loss on; ``centre``: the centre second alone
-    (the no-context baseline).  Returns the Keras model."""
+    weights; ``n_features`` the features per second; ``val`` a small sample to print the loss on;
+    ``centre``: the centre second alone (the no-context baseline).  Returns the Keras model."""
     import keras
     from elephas.spark_model import SparkModel
 
     keras.utils.set_random_seed(cfg.seed)
-    model = build_lstm(parts.first().x.shape[2], 1 if centre else 3)
+    model = build_lstm(n_features, 1 if centre else 3)
     # num_workers=None: Elephas would repartition (a full shuffle) on every fit call; the
     # partitions are already dealt at random, one per Elephas worker.
     spark_model = SparkModel(model, frequency="epoch", mode="synchronous", num_workers=None)

@@ -27,11 +27,11 @@ def test_metrics_from_spark_equal_the_whole_arrays(sc, workdir, tmp_path):
     assert whole is not None
     rng = np.random.default_rng(1)
     scorers = [Scorer.linear(f"m{i}", rng.normal(size=whole.x[0].size) * 0.01, 0.0) for i in range(2)]
-    scored = score_blocks(sc, blocks, scorers)
-    results, samples = evaluate_scored(scored, ["a", "b"], [0.0, 0.5], seed=3)
-    # the reference: the same scores (BLAS may round a dot product differently in another batch,
-    # and this trace has many identical windows whose ties that would break differently)
-    ref = np.concatenate([s for _, s in sorted(scored.collect(), key=lambda it: it[0].key)])
+    with score_blocks(sc, blocks, scorers) as scored:
+        results, samples = evaluate_scored(scored, ["a", "b"], [0.0, 0.5], seed=3)
+        # the reference: the same scores (BLAS may round a dot product differently in another batch,
+        # and this trace has many identical windows whose ties that would break differently)
+        ref = np.concatenate([s for _, s in sorted(scored.collect(), key=lambda it: it[0].key)])
     for j, (name, thr) in enumerate(zip("ab", (0.0, 0.5), strict=True)):
         s = ref[:, j]
         r = results[name]

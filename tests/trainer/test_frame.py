@@ -171,7 +171,8 @@ def test_the_flow_budget_ranked_in_spark_gives_the_threshold_of_the_whole_array(
     assert whole is not None
     coef = np.random.default_rng(0).normal(size=whole.x[0].size)
     scorer = Scorer.linear("probe", coef, 0.25)
-    ((n, ranked),) = budget_ranks(score_blocks(sc, blocks, [scorer]), [30.0])
+    with score_blocks(sc, blocks, [scorer]) as scored:
+        ((n, ranked),) = budget_ranks(scored, [30.0])
     score = scorer(whole.x).astype(np.float64)
     benign = whole.y == 0
     keys, inv = np.unique(whole.flow[benign], return_inverse=True)
