@@ -79,9 +79,17 @@ class FeaturePipeline:
     time-sorted packets and flow rows; the trainer labels flow-seconds there.
     """
 
-    def __init__(self, config: PipelineConfig = PipelineConfig(), on_second: SecondHook | None = None):
+    def __init__(
+        self,
+        config: PipelineConfig = PipelineConfig(),
+        on_second: SecondHook | None = None,
+        emit_from: int | None = None,
+    ):
         self.config = config
         self.on_second = on_second
+        # Seconds before emit_from − 1 only warm the state (flows, host history, link
+        # baseline): no aggregates, features or windows, which are most of a second's cost.
+        self.emit_from = emit_from
         self.late_packets = 0
         self.packets = 0
         self.clock_restarts = 0
@@ -192,15 +200,21 @@ class FeaturePipeline:
         ip = packets if is_ip.all() else packets[is_ip]
         fs = self.flows.update(ip, s)
         self.flows.expire((s + 1) * NS)
+        if len(packets):
+            self._last_active = s
+        if self.emit_from is not None and s < self.emit_from - 1:
+            self.history.update(fs, s)
+            self.baseline.deviation(second_context(packets, fs, s, ip))
+            return PipelineOutput()
         if self.on_second is not None:
             self.on_second(s, packets, fs)
         agg = aggregate_second(ip, self.config.aggregate)
         ctx = second_context(packets, fs, s, ip)
         fwd, rev = aggregate_match(agg, fs)
         x = flow_second_features(fs, ctx, self.baseline.deviation(ctx), fwd, rev, self.history.update(fs, s))
-        if len(packets):
-            self._last_active = s
         wins = self.windows.push(s, window_keys(fs), x)
+        if self.emit_from is not None:
+            wins = [w for w in wins if w.sec >= self.emit_from]
         return PipelineOutput([SecondReport(s, ctx, fs, agg)], wins)
 
 
@@ -213,3 +227,43 @@ def run_files(
         for batch in read_packets(path):
             yield pipe.push(batch)
     yield pipe.finish()
+
+
+def run_range(
+    path: str,
+    start: int,
+    end: int,
+    warm_up: int,
+    config: PipelineConfig = PipelineConfig(),
+    on_second: SecondHook | None = None,
+) -> Iterator[PipelineOutput]:
+    """The windows of one capture whose centre second lies in ``[start, end)``, for a task that
+    extracts one time range of a long trace while others extract the rest.
+
+    The pipeline starts ``warm_up`` seconds before ``start`` (those seconds only fill its state)
+    and reads up to the close of second ``end`` (the t+1 of the last window).  A window
+    comes out bit-equal to the uncut run's when nothing before the warm-up reaches it: its
+    flow and that flow's key started after ``start − warm_up``, and the host history and link
+    baseline had forgotten the seconds before (they decay as e^(−warm_up/tau)).  The capture
+    must run forward in time (the caller checks): packet time, not file position, picks the
+    packets.  Reading the packets before the warm-up costs a decode and no more.
+    """
+    pipe = FeaturePipeline(config, on_second, emit_from=start)
+    lo, hi = (start - warm_up) * NS, (end + 1) * NS
+    # The uncut run closes second ``end`` at the first batch reaching slack past it; packets of
+    # the second that come later are late there too.
+    stop = hi + int(config.slack * NS)
+    for batch in read_packets(path):
+        ts = batch["ts"]
+        if len(ts) == 0 or ts.max() < lo:
+            continue
+        keep = (ts >= lo) & (ts < hi)
+        yield _before(pipe.push(batch if keep.all() else batch[keep]), end)
+        if ts.max() >= stop:
+            break
+    yield _before(pipe.finish(), end)
+
+
+def _before(out: PipelineOutput, end: int) -> PipelineOutput:
+    out.windows = [w for w in out.windows if w.sec < end]
+    return out

@@ -20,6 +20,7 @@ from sensor import __version__
 from sensor.errors import FlowlstmError, UsageError
 
 from .corpus import FAMILIES, CorpusConfig
+from .extract import SPLIT_SECONDS, WARM_UP_SECONDS
 from .jobs import TrainJob
 
 log = logging.getLogger("flowlstm.train")
@@ -52,6 +53,13 @@ Spark: --master takes any master URL (default local[*]); the trainer's venv
 must exist at the same path on the executors.
 
 {EXIT_CODES}"""
+
+
+def _seconds(text: str) -> int:
+    """A whole number of seconds, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of seconds (0 or more), not {text!r}")
+    return int(text)
 
 
 def _add_master(p: argparse.ArgumentParser) -> None:
@@ -164,6 +172,11 @@ label and taxonomy columns.  A window is anomalous when a packet of its
 flow in its centre second matches an anomaly in the label files.  A label file
 named after a trace (mix1.xml for mix1.pcap) applies to that trace only; the
 others (e.g. a MAWILab day's CSV) apply to every trace without its own.
+A trace longer than --split seconds is cut into time ranges of that length,
+each its own task (OUT/trace=NAME/part-K.parquet), so one long capture uses
+every core: each range's pipeline starts --warm-up seconds before it to fill
+the flow table, host history and link baseline.  Flows older than the warm-up
+and the decayed history of the seconds before it are what a cut changes.
 Run again on the same OUT, it skips every trace whose capture, labels and
 settings hash as before (OUT/trace=NAME/_SUCCESS.json), so a growing set of
 captures is extracted incrementally.
@@ -186,6 +199,20 @@ examples:
         metavar="FILE",
         help="optional aguri3/agurim output (Aguri-2.0 text, UTC times) joined per second as "
         "agurim_share/agurim_entries columns",
+    )
+    p.add_argument(
+        "--split",
+        type=_seconds,
+        default=SPLIT_SECONDS,
+        metavar="SEC",
+        help="cut traces longer than SEC seconds into ranges of SEC, one task each; 0: never (default %(default)s)",
+    )
+    p.add_argument(
+        "--warm-up",
+        type=_seconds,
+        default=WARM_UP_SECONDS,
+        metavar="SEC",
+        help="seconds of packets before each range that only fill the pipeline's state (default %(default)s)",
     )
     p.add_argument("--out", required=True, metavar="DIR")
     _add_master(p)
@@ -448,7 +475,18 @@ def cmd_features(args: argparse.Namespace) -> int:
         if not Path(p).is_file():
             raise UsageError(f"{p}: no such file")
     with spark_context(args.master) as sc:
-        done = extract(sc, pcaps, args.out, args.labels, PipelineConfig(), args.agurim, names, labels_by_trace)
+        done = extract(
+            sc,
+            pcaps,
+            args.out,
+            args.labels,
+            PipelineConfig(),
+            args.agurim,
+            names,
+            labels_by_trace,
+            split=args.split,
+            warm_up=args.warm_up,
+        )
     for d in done:
         again = " (unchanged since it was extracted: skipped)" if d["skipped"] else ""
         print(f"{d['trace']}: {d['windows']} windows, {d['anomalous']} anomalous{again}")

@@ -6,7 +6,14 @@ labels each window's centre flow-second from the MAWILab-format labels, and
 writes ``OUT/trace=NAME/part-0.parquet`` in the sensor's window format plus
 ``label`` and ``taxonomy`` columns.
 
-A finished partition gets ``_SUCCESS.json``, naming what it was extracted from: the
+A long trace (a 15-minute MAWI file holds tens of millions of packets) is cut into time
+ranges, each its own task writing ``part-K.parquet``: the task reads the capture from the
+start (a compressed file cannot be entered in the middle) but runs the pipeline only from
+a warm-up before its range, and keeps the windows centred in it
+(``sensor.pipeline.run_range``).  The cut is by packet time, so a trace whose time does not
+run forward is never cut.
+
+A finished partition (every part) gets ``_SUCCESS.json``, naming what it was extracted from: the
 sha256 of the capture, of its label and AGURIM files, the pipeline settings and the
 feature-schema version.  A task whose inputs hash the same skips the trace, so
 ``features`` run again over a growing set of captures (a week of traffic, a day at a
@@ -58,6 +65,13 @@ class TraceSummary(TypedDict):
 
 
 MARKER = "_SUCCESS.json"
+# A 15-minute MAWI trace becomes three tasks.  The warm-up is five time constants of the host
+# history (60 s) and 2.5 of the link baseline (120 s): their memory of the seconds before it
+# is down to e^-5 and e^-2.5 of what the uncut run has; flows longer than it are seen
+# from mid-stream.  Warm-up seconds cost about 60% of an extracted one (no aggregates,
+# features or windows), so a range costs about 1.6x its own length.
+SPLIT_SECONDS = 300
+WARM_UP_SECONDS = 300
 
 
 def _sha256(path: str) -> str:
@@ -121,39 +135,140 @@ class _SecondLabels:
         return y, tax
 
 
-def extract_trace(
+class Range(TypedDict):
+    """One time range of a split trace: windows centred in [start, end), state from start − warm_up."""
+
+    part: int
+    start: int
+    end: int
+    warm_up: int
+
+
+class TraceJob(TypedDict):
+    """What the planning task hands the extraction tasks for one trace."""
+
+    trace: str
+    path: str
+    labels: list[str]
+    inputs: dict[str, Any]
+    ranges: list[Range] | None  # None: the whole trace in one task
+    skipped: TraceSummary | None  # extracted before from the same inputs
+
+
+def _part_path(part_dir: Path, k: int) -> Path:
+    return part_dir / f"part-{k}.parquet"
+
+
+def time_ranges(path: str, split: int, warm_up: int) -> list[Range] | None:
+    """Ranges of about ``split`` seconds covering the trace's packets, or None when it fits one
+    (or its time does not run forward: a stepped clock or files out of order make the
+    pipeline restart its clock, which a cut by packet time could not reproduce)."""
+    from sensor.capture import read_packets
+    from sensor.flows import NS
+    from sensor.pipeline import RESTART_AFTER
+
+    seconds: list[np.ndarray] = []
+    high = -(1 << 62)
+    for batch in read_packets(path):
+        ts = batch["ts"]
+        if len(ts) == 0:
+            continue
+        if (ts < np.maximum.accumulate(np.maximum(ts, high)) - RESTART_AFTER * NS).any():
+            return None
+        high = max(high, int(ts.max()))
+        seconds.append(np.unique(ts // NS))
+    if not seconds:
+        return None
+    occupied = np.unique(np.concatenate(seconds))
+    if int(occupied[-1]) - int(occupied[0]) < split:
+        return None
+    ranges: list[Range] = []
+    a = int(occupied[0])
+    while True:
+        nxt = occupied[occupied >= a + split]
+        end = int(nxt[0]) if len(nxt) else int(occupied[-1]) + 1
+        ranges.append({"part": len(ranges), "start": a, "end": end, "warm_up": warm_up})
+        if not len(nxt):
+            return ranges
+        a = end
+
+
+def plan_trace(
     path: str,
     out_dir: str,
+    name: str,
     label_paths: list[str],
+    agurim_paths: Sequence[str],
     config: dict[str, Any],
-    agurim_paths: Sequence[str] = (),
-    name: str | None = None,
-) -> TraceSummary:
-    """One Spark task: features of one trace → its Parquet partition (``trace=NAME``, by default
-    the file's name).  Returns a summary."""
+    split: int,
+    warm_up: int,
+) -> TraceJob:
+    """One Spark task per trace: hash its inputs, skip it if they are what its partition was
+    extracted from, else clear the partition and cut the trace into time ranges (``split``
+    seconds each, 0: never)."""
+    part = Path(out_dir) / f"trace={name}"
+    inputs = _inputs(path, label_paths, agurim_paths, config)
+    ranges = time_ranges(path, split, warm_up) if split else None
+    if ranges is not None:
+        inputs["ranges"] = [[r["start"], r["end"]] for r in ranges]
+        inputs["warm_up"] = warm_up
+    job: TraceJob = {
+        "trace": name,
+        "path": path,
+        "labels": label_paths,
+        "inputs": inputs,
+        "ranges": ranges,
+        "skipped": None,
+    }
+    try:
+        before = json.loads((part / MARKER).read_text())
+    except (OSError, ValueError):
+        before = None
+    n_parts = len(ranges) if ranges else 1
+    if (
+        isinstance(before, dict)
+        and before.get("inputs") == inputs
+        and all(_part_path(part, k).is_file() for k in range(n_parts))
+    ):
+        got = before["summary"]
+        job["skipped"] = {
+            "trace": name,
+            "path": path,
+            "windows": got["windows"],
+            "anomalous": got["anomalous"],
+            "skipped": True,
+        }
+        return job
+    part.mkdir(parents=True, exist_ok=True)
+    (part / MARKER).unlink(missing_ok=True)  # until the new partition is whole
+    for old in part.glob("part-*.parquet"):  # an earlier cut may have had more parts
+        old.unlink()
+    return job
+
+
+def extract_part(
+    job: TraceJob, rng: Range | None, out_dir: str, config: dict[str, Any], agurim_paths: Sequence[str] = ()
+) -> tuple[int, int]:
+    """One Spark task: the windows of a trace (or of one of its time ranges) → one Parquet part.
+    Returns (windows, anomalous)."""
+    from sensor.pipeline import run_range
+
     from .agurim import AGURIM_FIELDS, AgurimIndex
     from .labels import load_labels
 
     cfg = PipelineConfig(flows=FlowConfig(**config["flows"]), slack=config["slack"])
-    labels = _SecondLabels(load_labels(label_paths) if label_paths else None)
-    name = name or trace_name(path)
-    part = Path(out_dir) / f"trace={name}"
-    part.mkdir(parents=True, exist_ok=True)
-    inputs = _inputs(path, label_paths, agurim_paths, config)
-    marker = part / MARKER
-    try:
-        before = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        before = None
-    if isinstance(before, dict) and before.get("inputs") == inputs and (part / "part-0.parquet").is_file():
-        got = before["summary"]
-        return {"trace": name, "path": path, "windows": got["windows"], "anomalous": got["anomalous"], "skipped": True}
-    marker.unlink(missing_ok=True)  # until the new partition is whole
+    labels = _SecondLabels(load_labels(job["labels"]) if job["labels"] else None)
+    part = Path(out_dir) / f"trace={job['trace']}"
+    outputs = (
+        run_files([job["path"]], cfg, labels)
+        if rng is None
+        else run_range(job["path"], rng["start"], rng["end"], rng["warm_up"], cfg, labels)
+    )
     windows = anomalous = 0
     agurim = AgurimIndex(list(agurim_paths)) if agurim_paths else None
     fields = LABEL_FIELDS + (AGURIM_FIELDS if agurim else [])
-    with WindowWriter(str(part / "part-0.parquet"), fields) as writer:
-        for out in run_files([path], cfg, labels):
+    with WindowWriter(str(_part_path(part, rng["part"] if rng else 0)), fields) as writer:
+        for out in outputs:
             for w in out.windows:
                 y, tax = labels.take(w.sec, w.keys["flow_id"])
                 extra: dict[str, np.ndarray] = {}
@@ -162,10 +277,22 @@ def extract_trace(
                 writer.write(w, label=y, taxonomy=tax, **extra)
                 windows += len(w)
                 anomalous += int(y.sum())
-    summary: TraceSummary = {"trace": name, "path": path, "windows": windows, "anomalous": anomalous, "skipped": False}
+    return windows, anomalous
+
+
+def seal_trace(job: TraceJob, out_dir: str, windows: int, anomalous: int) -> TraceSummary:
+    """Mark a trace's partition whole (every part written), naming what it was extracted from."""
+    summary: TraceSummary = {
+        "trace": job["trace"],
+        "path": job["path"],
+        "windows": windows,
+        "anomalous": anomalous,
+        "skipped": False,
+    }
+    part = Path(out_dir) / f"trace={job['trace']}"
     tmp = part / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"inputs": inputs, "summary": summary}, indent=1))
-    os.replace(tmp, marker)
+    tmp.write_text(json.dumps({"inputs": job["inputs"], "summary": summary}, indent=1))
+    os.replace(tmp, part / MARKER)
     return summary
 
 
@@ -185,12 +312,17 @@ def extract(
     agurim_paths: Sequence[str] = (),
     names: list[str] | None = None,
     labels_by_trace: list[list[str]] | None = None,
+    split: int = SPLIT_SECONDS,
+    warm_up: int = WARM_UP_SECONDS,
 ) -> list[TraceSummary]:
-    """Run ``extract_trace`` for every path as its own Spark task; return the summaries.
+    """Extract every path on Spark; return the summaries.
 
-    ``names`` (partition names, one per path) and ``labels_by_trace`` (label files, one list
-    per path) come from a corpus; without them names are the files' and labels are matched
-    by name (``labels_for``).
+    Three stages: one planning task per trace (hashes, skip or clear, cut into time ranges
+    of ``split`` seconds with ``warm_up`` seconds of state before each), one extraction task
+    per trace or range, one task per trace marking its partition whole.  ``names``
+    (partition names, one per path) and ``labels_by_trace`` (label files, one list per path)
+    come from a corpus; without them names are the files' and labels are matched by name
+    (``labels_for``).
     """
     names = names or [trace_name(p) for p in paths]
     if len(set(names)) != len(names):
@@ -198,13 +330,35 @@ def extract(
     cfg = {"flows": asdict(config.flows), "slack": config.slack}
     out_dir = os.path.abspath(out_dir)
     per_trace = labels_by_trace or [labels_for(n, label_paths, names) for n in names]
-    jobs = [
+    traces = [
         (os.path.abspath(p), [os.path.abspath(x) for x in lab], n)
         for p, n, lab in zip(paths, names, per_trace, strict=True)
     ]
     agurim = [os.path.abspath(p) for p in agurim_paths]
-    rdd = sc.parallelize(jobs, max(1, len(jobs)))
-    summaries: list[TraceSummary] = rdd.map(
-        lambda job: extract_trace(job[0], out_dir, job[1], cfg, agurim, job[2])
-    ).collect()
-    return summaries
+    jobs: list[TraceJob] = (
+        sc.parallelize(traces, max(1, len(traces)))
+        .map(lambda t: plan_trace(t[0], out_dir, t[2], t[1], agurim, cfg, split, warm_up))
+        .collect()
+    )
+    whole: list[Range | None] = [None]
+    todo = [(j, r) for j in jobs if j["skipped"] is None for r in (j["ranges"] or whole)]
+    counts: dict[str, list[int]] = {j["trace"]: [0, 0] for j in jobs}
+    if todo:
+        done = (
+            sc.parallelize(todo, len(todo))
+            .map(lambda jr: (jr[0]["trace"], extract_part(jr[0], jr[1], out_dir, cfg, agurim)))
+            .collect()
+        )
+        for trace, (w, a) in done:
+            counts[trace][0] += w
+            counts[trace][1] += a
+    fresh = [(j, counts[j["trace"]]) for j in jobs if j["skipped"] is None]
+    sealed = {
+        s["trace"]: s
+        for s in (
+            sc.parallelize(fresh, max(1, len(fresh))).map(lambda jc: seal_trace(jc[0], out_dir, *jc[1])).collect()
+            if fresh
+            else []
+        )
+    }
+    return [j["skipped"] or sealed[j["trace"]] for j in jobs]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.lib.recfunctions import repack_fields
 
 from sensor.capture import read_packets
-from sensor.features import SCHEMA
+from sensor.features import AGGREGATE_FEATURES, CONTEXT_FEATURES, FLOW_FEATURES, SCHEMA
 from sensor.flows import NS, FlowConfig
-from sensor.pipeline import FeaturePipeline, PipelineConfig, run_files
+from sensor.history import HISTORY_FEATURES
+from sensor.pipeline import FeaturePipeline, PipelineConfig, run_files, run_range
 
 from ..conftest import ATTACKS, MAWI_PCAP
 
@@ -154,3 +156,71 @@ def test_a_scan_carries_its_header_anomalies_and_its_minute_of_fan_out(reference
     mawi_keys, mawi_x = reference
     assert (mawi_x[:, 1, bad] > 0).sum() <= 2
     assert np.quantile(mawi_x[:, 1, svcs], 0.99) < centre[scanner, svcs].max()
+
+
+def cut(path, start: int, end: int, length: int, warm_up: int):
+    """The windows of ``path`` extracted range by range, as a split trace's tasks do."""
+    outs = []
+    for a in range(start, end, length):
+        outs += run_range(str(path), a, min(a + length, end), warm_up)
+    return collect(outs)
+
+
+def test_ranges_with_the_whole_past_as_warm_up_are_the_uncut_run(reference):
+    keys, _ = reference
+    first, last = int(keys["sec"].min()), int(keys["sec"].max())
+    for length in (9, 40):  # nine ranges, two
+        got = cut(MAWI_PCAP, first, last + 1, length, warm_up=last - first + 2)
+        assert np.array_equal(got[0], reference[0]) and np.array_equal(got[1], reference[1]), length
+
+
+def _names(keys):
+    """Each window's key without its flow id (ids are per run): 5-tuple, start, second, totals."""
+    packed = repack_fields(keys[[n for n in keys.dtype.names if n != "flow_id"]])
+    return packed.view(f"V{packed.dtype.itemsize}")
+
+
+def _endpoints(keys):
+    """(unordered endpoints, protocol, second) of each window, as bytes."""
+    a = np.concatenate([keys["src"], keys["sport"].astype(">u2").view(np.uint8).reshape(-1, 2)], axis=1)
+    b = np.concatenate([keys["dst"], keys["dport"].astype(">u2").view(np.uint8).reshape(-1, 2)], axis=1)
+    va, vb = (np.ascontiguousarray(e).view("V18").ravel() for e in (a, b))
+    swap = np.argsort(np.stack([va, vb], axis=1), axis=1)[:, 0] == 1
+    lo, hi = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
+    rest = np.stack([keys["proto"].astype(np.int64), keys["sec"]], axis=1).view(np.uint8)
+    return np.ascontiguousarray(np.concatenate([lo, hi, rest], axis=1)).view("V52").ravel()
+
+
+def _by_flow_second(keys, x):
+    rows = _names(keys)
+    order = np.argsort(rows)
+    return rows[order], x[order]
+
+
+def test_a_short_warm_up_changes_only_state_from_before_it(reference):
+    keys, x = reference
+    first, last = int(keys["sec"].min()), int(keys["sec"].max())
+    length = 25
+    want_rows, want_x = _by_flow_second(keys, x)
+    flow_level = [SCHEMA.index(n) for n in FLOW_FEATURES + AGGREGATE_FEATURES]
+    state = [SCHEMA.index(n) for n in HISTORY_FEATURES + CONTEXT_FEATURES]
+    error = {}
+    for warm_up in (5, 20):
+        gk, gx = cut(MAWI_PCAP, first, last + 1, length, warm_up)
+        # Every flow-second is windowed once, cut or not (a flow first seen inside the warm-up
+        # may be turned round: its first packet there names the initiator).
+        assert np.array_equal(np.sort(_endpoints(gk)), np.sort(_endpoints(keys)))
+        rows, gx = _by_flow_second(gk, gx)
+        # A flow that began inside the warm-up is the same flow (start, totals) ...
+        # (every flow that began after its range's warm-up did; older ones may not have).
+        range_start = first + (keys["sec"] - first) // length * length
+        seen_whole = keys["start_ts"] >= (range_start - warm_up) * NS
+        assert np.isin(_names(keys[seen_whole]), rows).all()
+        mine, theirs = np.isin(rows, want_rows), np.isin(want_rows, rows)
+        assert mine.sum() == theirs.sum() < len(keys)
+        # ... and what it and its second's aggregates look like is the uncut run's, bit for bit.
+        assert np.array_equal(gx[mine][:, :, flow_level], want_x[theirs][:, :, flow_level])
+        # The decayed history and the link baseline remember less of the seconds before the
+        # warm-up the longer it is.
+        error[warm_up] = float(np.abs(gx[mine][:, :, state] - want_x[theirs][:, :, state]).mean())
+    assert 0 < error[20] < error[5]

@@ -177,3 +177,31 @@ def test_features_again_skips_what_is_extracted_and_redoes_what_changed(workdir,
     assert "skipped" not in capsys.readouterr().out
     assert part.read_bytes() == before  # the windows and labels as extracted the first time
     assert json.loads((part.parent / "_SUCCESS.json").read_text())["summary"]["windows"] > 50_000
+
+
+def test_a_trace_cut_into_time_ranges_gives_the_uncut_windows(workdir, tmp_path, capsys):
+    uncut = read_windows(str(workdir / "feat" / "trace=mix" / "part-0.parquet"))
+    feat = tmp_path / "feat"
+    args = ["features", "--pcap", str(workdir / "mix.pcap"), "--labels", str(workdir / "mix.xml")]
+    args += ["--out", str(feat), "--master", "local[2]"]
+    # The 78 s trace in four ranges, four tasks, each warmed up from the trace's start.
+    assert train_main([*args, "--split", "20", "--warm-up", "100"]) == 0
+    part = feat / "trace=mix"
+    parts = sorted(part.glob("part-*.parquet"), key=lambda p: int(p.stem.split("-")[1]))
+    assert len(parts) == 4
+    got = [read_windows(str(p)) for p in parts]
+    assert np.concatenate([g.x for g in got]).tobytes() == uncut.x.tobytes()
+    for col in uncut.table.column_names:
+        joined = np.concatenate([g.table.column(col).to_numpy(zero_copy_only=False) for g in got])
+        assert np.array_equal(joined, uncut.table.column(col).to_numpy(zero_copy_only=False)), col
+    marker = json.loads((part / "_SUCCESS.json").read_text())
+    assert marker["inputs"]["warm_up"] == 100 and len(marker["inputs"]["ranges"]) == 4
+    assert marker["summary"]["windows"] == len(uncut.x)
+    capsys.readouterr()
+    assert train_main([*args, "--split", "20", "--warm-up", "100"]) == 0
+    assert "skipped" in capsys.readouterr().out
+    # Another cut is another extraction: no part of the old one is left to be read twice.
+    assert train_main([*args, "--split", "0"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert [p.name for p in part.glob("part-*.parquet")] == ["part-0.parquet"]
+    assert read_windows(str(part / "part-0.parquet")).x.tobytes() == uncut.x.tobytes()
