@@ -41,6 +41,8 @@ from sensor.flows import FlowConfig
 from sensor.parquet import WindowWriter
 from sensor.pipeline import PipelineConfig, run_files
 
+from .spark import stage
+
 if TYPE_CHECKING:
     from pyspark import SparkContext
 
@@ -335,23 +337,27 @@ def extract(
         for p, n, lab in zip(paths, names, per_trace, strict=True)
     ]
     agurim = [os.path.abspath(p) for p in agurim_paths]
-    jobs: list[TraceJob] = (
-        sc.parallelize(traces, max(1, len(traces)))
-        .map(lambda t: plan_trace(t[0], out_dir, t[2], t[1], agurim, cfg, split, warm_up))
-        .collect()
-    )
+    with stage(sc, f"[features] hashing and planning {len(traces)} traces"):
+        jobs: list[TraceJob] = (
+            sc.parallelize(traces, max(1, len(traces)))
+            .map(lambda t: plan_trace(t[0], out_dir, t[2], t[1], agurim, cfg, split, warm_up))
+            .collect()
+        )
     whole: list[Range | None] = [None]
     todo = [(j, r) for j in jobs if j["skipped"] is None for r in (j["ranges"] or whole)]
     counts: dict[str, list[int]] = {j["trace"]: [0, 0] for j in jobs}
     if todo:
-        done = (
-            sc.parallelize(todo, len(todo))
-            .map(lambda jr: (jr[0]["trace"], extract_part(jr[0], jr[1], out_dir, cfg, agurim)))
-            .collect()
-        )
-        for trace, (w, a) in done:
-            counts[trace][0] += w
-            counts[trace][1] += a
+        fresh_traces = sum(j["skipped"] is None for j in jobs)
+        with stage(sc, f"[features] extracting {len(todo)} parts of {fresh_traces} traces") as st:
+            done = (
+                sc.parallelize(todo, len(todo))
+                .map(lambda jr: (jr[0]["trace"], extract_part(jr[0], jr[1], out_dir, cfg, agurim)))
+                .collect()
+            )
+            for trace, (w, a) in done:
+                counts[trace][0] += w
+                counts[trace][1] += a
+            st.windows = sum(c[0] for c in counts.values())
     fresh = [(j, counts[j["trace"]]) for j in jobs if j["skipped"] is None]
     sealed = {
         s["trace"]: s

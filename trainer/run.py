@@ -43,7 +43,7 @@ from .frame import (
 from .jobs import TrainJob
 from .manifest import run_manifest
 from .model import centre_only_twin, inference_twin, linear_scorer, logit_model, normal_scorer, temperature_for
-from .spark import spark_context
+from .spark import spark_context, stage
 from .train import TrainConfig, squash, train_lstm, train_normal, train_svm
 
 if TYPE_CHECKING:
@@ -151,8 +151,10 @@ def _fit_models(
         budgets += [budget, budget]
     parts.unpersist()
 
-    _say(f"[{label}] thresholds: scoring {s_tr.windows:,} training windows")
-    with score_blocks(sc, tr, scorers) as scored_tr:
+    with (
+        stage(sc, f"[{label}] thresholds: scoring training windows", s_tr.windows),
+        score_blocks(sc, tr, scorers) as scored_tr,
+    ):
         ranks = budget_ranks(scored_tr, budgets)
     tr.unpersist()
     temps: dict[str, float] = {}
@@ -166,7 +168,6 @@ def _fit_models(
         thresholds[scorer.name] = _threshold((n, top.tolist()), head_budget)
 
     raw_te = side(blocks, test_side)
-    _say(f"[{label}] scoring {s_te.windows:,} held-out windows")
     check = gather(sample(raw_te, _fraction(SAMPLE_WINDOWS, s_te.windows), cfg.seed, "check"))
     check_x = check.x if check is not None else np.zeros((0, 3, s_tr.n_features), np.float32)
     thresholds["combined"] = 0.5
@@ -181,7 +182,10 @@ def _fit_models(
         out["combined"] = np.minimum(np.maximum(out["lstm"] / t_lstm, out["normal"] / t_normal) / 2, 1.0)
         return np.stack([out[n] for n in names], axis=1).astype(np.float32)
 
-    with score_blocks(sc, normalized(raw_te, norm), scorers) as scored:
+    with (
+        stage(sc, f"[{label}] scoring held-out windows", s_te.windows),
+        score_blocks(sc, normalized(raw_te, norm), scorers) as scored,
+    ):
         finished = scored.map(lambda it: (it[0], finish(it[1])))
         results, samples = evaluate_scored(finished, names, [thresholds[n] for n in names], cfg.seed)
     return Fitted(norm, models, mse, scale, temps, samples, thresholds, results, check_x)
@@ -283,7 +287,9 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         blocks = read_blocks(
             sc, args.features, traces, args.max_benign_per_trace, args.max_anomalous_per_trace, args.seed
         )
-        summary = summarize(blocks)
+        with stage(sc, "[train] reading the windows") as st:
+            summary = summarize(blocks)
+            st.windows = summary.windows
         _say(f"[train] {summary.windows:,} windows ({summary.anomalous:,} anomalous) in {len(summary.traces)} traces")
         report["dataset"] = dataset_summary(summary)
         if split is not None:

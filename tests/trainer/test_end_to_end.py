@@ -186,6 +186,7 @@ def test_a_trace_cut_into_time_ranges_gives_the_uncut_windows(workdir, tmp_path,
     args += ["--out", str(feat), "--master", "local[2]"]
     # The 78 s trace in four ranges, four tasks, each warmed up from the trace's start.
     assert train_main([*args, "--split", "20", "--warm-up", "100"]) == 0
+    assert "[features] extracting 4 parts of 1 traces: 4/4 tasks in" in capsys.readouterr().err
     part = feat / "trace=mix"
     parts = sorted(part.glob("part-*.parquet"), key=lambda p: int(p.stem.split("-")[1]))
     assert len(parts) == 4
