@@ -60,15 +60,40 @@ def _pace(t0: float, windows: int) -> str:
     return f"{dt:.1f} s, {windows / max(dt, 1e-9):,.0f} windows/s"
 
 
-def _pairs(parts: RDD[Block], centre: bool, autoencode: bool) -> RDD[tuple[np.ndarray, Any]]:
+def _seed(*parts: int) -> int:
+    """One 31-bit seed from several numbers (run seed, epoch, partition), the same everywhere."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0]) & 0x7FFFFFFF
+
+
+def _pairs(parts: RDD[Block], centre: bool, autoencode: bool, seed: int, epoch: int) -> RDD[tuple[np.ndarray, Any]]:
     """What Elephas's workers iterate: (window, target) per window, made in the executors from
-    the partition's block (Elephas stacks them again into one array per partition)."""
+    the partition's blocks (Elephas stacks them again into one array per partition).
 
-    def pairs(b: Block) -> Iterator[tuple[np.ndarray, Any]]:
-        x = b.x[:, 1:2] if centre else b.x
-        return zip(x, x, strict=True) if autoencode else zip(x, b.y.astype(np.float32), strict=True)
+    Elephas builds each worker's model and calls ``fit`` with no seed, so the shuffle of every
+    epoch was the worker process's luck: two runs of one seed on one machine gave other
+    bundles.  The worker asks for these pairs after building its model and before ``fit``,
+    in the same task, so seeding Keras here, from the run's seed, the epoch and the partition,
+    makes the fit reproducible wherever the partition runs (Elephas has no hook for it)."""
 
-    return parts.flatMap(pairs)
+    def pairs(index: int, blocks: Iterator[Block]) -> Iterator[tuple[np.ndarray, Any]]:
+        import keras
+
+        keras.utils.set_random_seed(_seed(seed, epoch, index))
+        for b in blocks:
+            x = b.x[:, 1:2] if centre else b.x
+            yield from zip(x, x, strict=True) if autoencode else zip(x, b.y.astype(np.float32), strict=True)
+
+    return parts.mapPartitionsWithIndex(pairs)
+
+
+def _seed_dropout(model: Any, seed: int) -> None:
+    """Give the LSTMs' dropout a seed of its own in the model Elephas sends the workers (its
+    JSON): unseeded, each worker's masks came from the process's random state."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.LSTM):
+            layer.cell.seed = seed
 
 
 def train_lstm(
@@ -95,11 +120,12 @@ def train_lstm(
     # num_workers=None: Elephas would repartition (a full shuffle) on every fit call; the
     # partitions are already dealt at random, one per Elephas worker.
     spark_model = SparkModel(model, frequency="epoch", mode="synchronous", num_workers=None)
-    rdd = _pairs(parts, centre, autoencode=False)
     weights = class_weights(*counts)
     n = sum(counts)
     for epoch in range(1, cfg.epochs + 1):
         t = time.perf_counter()
+        rdd = _pairs(parts, centre, autoencode=False, seed=cfg.seed, epoch=epoch)
+        _seed_dropout(spark_model.master_network, _seed(cfg.seed, epoch))
         with _quiet():
             spark_model.fit(rdd, epochs=1, batch_size=cfg.batch_size, verbose=0, class_weight=weights)
         msg = f"[{label}] epoch {epoch}/{cfg.epochs} ({_pace(t, n)})"
@@ -139,9 +165,9 @@ def train_normal(
     keras.utils.set_random_seed(cfg.seed)
     model = build_normal(probe.x.shape[2], probe.x.shape[1])
     spark_model = SparkModel(model, frequency="epoch", mode="synchronous", num_workers=None)
-    rdd = _pairs(parts, centre=False, autoencode=True)
     for epoch in range(1, cfg.epochs + 1):
         t = time.perf_counter()
+        rdd = _pairs(parts, centre=False, autoencode=True, seed=cfg.seed, epoch=epoch)
         with _quiet():
             spark_model.fit(rdd, epochs=1, batch_size=cfg.batch_size, verbose=0)
         rec = spark_model.master_network.predict(probe.x, batch_size=4096, verbose=0)

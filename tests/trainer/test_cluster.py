@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sensor.model import ModelBundle
@@ -58,3 +59,17 @@ def test_features_and_train_on_a_standalone_cluster(cluster, workdir, tmp_path, 
     # Both workers' executors ran tasks: the training really was spread over the cluster.
     ran = [ran_tasks(w) for w in work]
     assert all(n > 0 for n in ran), ran
+
+    # The same seed and inputs on local[2] (the same four partitions, dealt by the seed) give
+    # the same model: every partition's fit is seeded where it runs, and the driver averages
+    # the updates in partition order.  (The .tflite files differ in tensor names: Keras numbers
+    # layers per process, and this one has built models before.)
+    here = tmp_path / "local"
+    assert train_main([*train[:3], "--out", str(here), *train[5:], "--master", "local[2]", "--partitions", "4"]) == 0
+    mine, theirs = (json.loads((r / "bundle" / "metadata.json").read_text()) for r in (here, run))
+    assert mine["normalization"] == theirs["normalization"]
+    assert mine["threshold"] == theirs["threshold"]
+    assert [h["threshold"] for h in mine["heads"]] == [h["threshold"] for h in theirs["heads"]]
+    windows = local.x[:: max(1, len(local.x) // 4096)]
+    scores = [ModelBundle(r / "bundle").score_all(windows) for r in (here, run)]
+    assert np.array_equal(scores[0], scores[1])
