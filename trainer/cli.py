@@ -178,8 +178,9 @@ every core: each range's pipeline starts --warm-up seconds before it to fill
 the flow table, host history and link baseline.  Flows older than the warm-up
 and the decayed history of the seconds before it are what a cut changes.
 Run again on the same OUT, it skips every trace whose capture, labels and
-settings hash as before (OUT/trace=NAME/_SUCCESS.json), so a growing set of
-captures is extracted incrementally.
+settings hash as before (OUT/trace=NAME/_SUCCESS.json; a trace extracted
+whole is not cut again), so a growing set of captures is extracted
+incrementally.
 
 examples:
   flowlstm-train features --pcap mix.pcap --labels mix.xml --out feat/

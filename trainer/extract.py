@@ -210,10 +210,36 @@ def plan_trace(
     seconds each, 0: never)."""
     part = Path(out_dir) / f"trace={name}"
     inputs = _inputs(path, label_paths, agurim_paths, config)
+    try:
+        before = json.loads((part / MARKER).read_text())
+    except (OSError, ValueError):
+        before = None
+    if isinstance(before, dict) and isinstance(before.get("inputs"), dict):
+        # The cut is a function of the capture and the two settings, so a trace extracted
+        # before is recognised without reading its packets again; one extracted whole
+        # stays whole (exact) whatever the split now.
+        was = dict(before["inputs"])
+        cut = was.pop("ranges", None)
+        same = was == inputs or (cut is not None and was == {**inputs, "split": split, "warm_up": warm_up})
+        if same and all(_part_path(part, k).is_file() for k in range(len(cut) if cut else 1)):
+            got = before["summary"]
+            return {
+                "trace": name,
+                "path": path,
+                "labels": label_paths,
+                "inputs": before["inputs"],
+                "ranges": None,
+                "skipped": {
+                    "trace": name,
+                    "path": path,
+                    "windows": got["windows"],
+                    "anomalous": got["anomalous"],
+                    "skipped": True,
+                },
+            }
     ranges = time_ranges(path, split, warm_up) if split else None
     if ranges is not None:
-        inputs["ranges"] = [[r["start"], r["end"]] for r in ranges]
-        inputs["warm_up"] = warm_up
+        inputs |= {"split": split, "warm_up": warm_up, "ranges": [[r["start"], r["end"]] for r in ranges]}
     job: TraceJob = {
         "trace": name,
         "path": path,
@@ -222,25 +248,6 @@ def plan_trace(
         "ranges": ranges,
         "skipped": None,
     }
-    try:
-        before = json.loads((part / MARKER).read_text())
-    except (OSError, ValueError):
-        before = None
-    n_parts = len(ranges) if ranges else 1
-    if (
-        isinstance(before, dict)
-        and before.get("inputs") == inputs
-        and all(_part_path(part, k).is_file() for k in range(n_parts))
-    ):
-        got = before["summary"]
-        job["skipped"] = {
-            "trace": name,
-            "path": path,
-            "windows": got["windows"],
-            "anomalous": got["anomalous"],
-            "skipped": True,
-        }
-        return job
     part.mkdir(parents=True, exist_ok=True)
     (part / MARKER).unlink(missing_ok=True)  # until the new partition is whole
     for old in part.glob("part-*.parquet"):  # an earlier cut may have had more parts

@@ -201,8 +201,14 @@ def test_a_trace_cut_into_time_ranges_gives_the_uncut_windows(workdir, tmp_path,
     capsys.readouterr()
     assert train_main([*args, "--split", "20", "--warm-up", "100"]) == 0
     assert "skipped" in capsys.readouterr().out
+    assert train_main([*args, "--split", "20", "--warm-up", "50"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert len(list(part.glob("part-*.parquet"))) == 4
     # Another cut is another extraction: no part of the old one is left to be read twice.
     assert train_main([*args, "--split", "0"]) == 0
     assert "skipped" not in capsys.readouterr().out
     assert [p.name for p in part.glob("part-*.parquet")] == ["part-0.parquet"]
     assert read_windows(str(part / "part-0.parquet")).x.tobytes() == uncut.x.tobytes()
+    # A trace extracted whole is exact: it is not cut again.
+    assert train_main([*args, "--split", "20", "--warm-up", "100"]) == 0
+    assert "skipped" in capsys.readouterr().out
