@@ -43,6 +43,7 @@ import numpy as np
 from sensor.addresses import format_address
 from sensor.capture.files import CaptureReader
 from sensor.errors import FlowlstmError, UsageError
+from sensor.flows import header_anomalies
 
 from .inject import AttackSpec, _ipv4s_of, _is_local, _read, _remap_frame, _write_pcap, inject
 from .labels import NS
@@ -170,17 +171,37 @@ def squeeze(ts: np.ndarray, max_gap: float, spread_pps: float) -> np.ndarray:
     return np.cumsum(gaps)
 
 
-def addresses(path: Path) -> tuple[Counter[str], Counter[str]]:
-    """Packets per source address and per destination address of a capture (IPv4 and IPv6)."""
+@dataclass(frozen=True)
+class HostCounts:
+    """Packets per source and per destination address of a capture (IPv4 and IPv6): of all
+    its IP packets, and of the odd ones, those no ordinary stack sends (bad fragments,
+    impossible TCP flags: ``sensor.flows.header_anomalies``)."""
+
+    src: Counter[str]
+    dst: Counter[str]
+    odd_src: Counter[str]
+    odd_dst: Counter[str]
+    packets: int
+
+
+def addresses(path: Path) -> HostCounts:
+    """The host counts of a capture, in one pass over its packets."""
     src: Counter[str] = Counter()
     dst: Counter[str] = Counter()
+    odd_src: Counter[str] = Counter()
+    odd_dst: Counter[str] = Counter()
+    packets = 0
     for batch in CaptureReader(str(path)):
         ip = batch[batch["l3"] != 0]
-        for col, counter in (("src", src), ("dst", dst)):
-            values, counts = np.unique(ip[col], axis=0, return_counts=True)
-            for v, n in zip(values, counts.tolist(), strict=True):
-                counter[format_address(v)] += n
-    return src, dst
+        packets += len(ip)
+        flags = header_anomalies(ip)
+        odd = ip[(flags[:, 1] + flags[:, 3]) > 0] if flags is not None else ip[:0]
+        for part, pair in ((ip, (src, dst)), (odd, (odd_src, odd_dst))):
+            for col, counter in zip(("src", "dst"), pair, strict=True):
+                values, counts = np.unique(part[col], axis=0, return_counts=True)
+                for v, n in zip(values, counts.tolist(), strict=True):
+                    counter[format_address(v)] += n
+    return HostCounts(src, dst, odd_src, odd_dst, packets)
 
 
 def key_host(src: Counter[str], dst: Counter[str]) -> tuple[str, str]:
@@ -198,6 +219,28 @@ def key_host(src: Counter[str], dst: Counter[str]) -> tuple[str, str]:
     close = sorted(h for h, n in total.items() if n >= 0.9 * top)
     host = max(close, key=lambda h: (not ipaddress.ip_address(h).is_global, total[h]))
     return host, ("src" if src[host] >= dst[host] else "dst")
+
+
+# Below this share of a capture's packets, its busiest host is one of many unrelated hosts
+# doing the same thing (Zeek's DHCP flood: 250 Inform/ACK exchanges among 500 addresses).
+DISTRIBUTED_SHARE = 0.1
+
+
+def ground_truth(counts: HostCounts) -> tuple[tuple[str, ...], str]:
+    """The hosts whose packets are the attack, and their role (the labels' filter).
+
+    Where a capture has odd packets, they are the attack, and its key is the host in most
+    of them: teardrop's capture is two overlapping fragments amid the lab host's DNS and
+    pings, and its busiest host is that innocent one. Where no host is in a tenth of the
+    packets, every source is a key. Otherwise the key host (``key_host``).
+    """
+    if counts.odd_src:
+        host, role = key_host(counts.odd_src, counts.odd_dst)
+        return (host,), role
+    host, role = key_host(counts.src, counts.dst)
+    if (counts.src + counts.dst)[host] < DISTRIBUTED_SHARE * counts.packets:
+        return tuple(sorted(counts.src)), "src"
+    return (host,), role
 
 
 def _site_address(site: int, capture: int, host: int) -> bytes:
@@ -297,7 +340,7 @@ class PreparedAttack:
     family: str
     path: Path  # the prepared pcap
     seconds: float
-    key: str
+    keys: tuple[str, ...]  # the labels' filter: these hosts in ``role``
     role: str
     hosts: tuple[str, ...]
 
@@ -317,14 +360,13 @@ def prepare_attack(cap: Capture, data: Path, out: Path, cfg: CorpusConfig) -> Pr
     path = out / "attacks" / cap.group / f"{stem}.pcap"
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_pcap(str(path), p.ts, p.wire, p.frames)
-    src, dst = addresses(path)
-    if not (src + dst):
+    counts = addresses(path)
+    if not counts.packets:
         log.warning("attack %s left out: no IP packets", cap.rel)
         return None
-    key, role = key_host(src, dst)
-    return PreparedAttack(
-        cap.rel, cap.group, path, float(p.ts[-1] - p.ts[0]) / NS, key, role, tuple(sorted(src.keys() | dst.keys()))
-    )
+    keys, role = ground_truth(counts)
+    hosts = tuple(sorted(counts.src.keys() | counts.dst.keys()))
+    return PreparedAttack(cap.rel, cap.group, path, float(p.ts[-1] - p.ts[0]) / NS, keys, role, hosts)
 
 
 def _remap_hosts(hosts: Iterable[str], remapped: dict[str, str]) -> list[str]:
@@ -348,7 +390,7 @@ def build_mix(
     for j, a in enumerate(picks):
         rate = float(rng.choice(RATES))
         offset = j * slot + float(rng.uniform(0, max(slot - min(a.seconds / rate, slot), 0) * 0.8))
-        specs.append(AttackSpec(str(a.path), round(offset, 3), rate, family, a.role, (a.key,)))
+        specs.append(AttackSpec(str(a.path), round(offset, 3), rate, family, a.role, a.keys))
     name = f"{family}--{background.name}"
     pcap = out / "mixes" / f"{name}.pcap"
     pcap.parent.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,10 @@ import pytest
 from sensor.addresses import format_addresses
 from sensor.capture import read_packets
 from trainer import corpus
-from trainer.corpus import CorpusConfig, build, key_host, squeeze
+from trainer.corpus import CorpusConfig, addresses, build, ground_truth, key_host, squeeze
+from trainer.inject import _write_pcap
 from trainer.labels import NS, load_labels, match_packets
-from trainer.synth import SYNTHETIC
+from trainer.synth import _MF, SYNTHETIC, _frame
 
 from ..conftest import ATTACKS, DATA
 
@@ -149,6 +150,36 @@ def test_the_key_host_prefers_the_lab_host_of_a_two_host_exchange():
     assert key_host(src, dst) == ("192.168.1.5", "src")
     flood = Counter({f"203.0.113.{i}": 1 for i in range(50)})
     assert key_host(flood, Counter({"10.10.10.10": 50})) == ("10.10.10.10", "dst")
+
+
+def _write(path, packets):
+    frames = [_frame(p, i, 64) for i, p in enumerate(packets)]
+    ts = np.array([p[0] for p in packets], dtype=np.int64)
+    _write_pcap(str(path), ts, np.array([w for _, w in frames], dtype=np.int64), [f for f, _ in frames])
+    return path
+
+
+def _ip(text):
+    return int(ipaddress.ip_address(text))
+
+
+def test_the_labelled_hosts_are_the_attack_not_the_busiest_host(tmp_path):
+    lab, resolver, spoofed, victim = map(_ip, ("10.0.0.6", "151.164.1.8", "10.1.1.1", "129.111.30.27"))
+    # Teardrop's capture: the lab host's DNS and pings around two overlapping fragments
+    # from a spoofed source (a tiny first fragment, the second starting inside it).
+    chatter = [(i * NS, lab, resolver, 17, 5000 + i, 53, 0, 40, 0) for i in range(3)]
+    chatter += [(i * NS + 1, resolver, lab, 17, 53, 5000 + i, 0, 200, 0) for i in range(3)]
+    frags = [(5 * NS, spoofed, victim, 17, 31915, 20197, 0, 28, _MF), (5 * NS + 1, spoofed, victim, 17, 0, 0, 0, 4, 3)]
+    counts = addresses(_write(tmp_path / "teardrop.pcap", chatter + frags))
+    assert key_host(counts.src, counts.dst)[0] == "10.0.0.6"  # what the busiest host would label
+    assert ground_truth(counts) == (("10.1.1.1",), "src")
+    # A flood of spoofed clients, one packet each: every source is the attack.
+    clients = [(i * 1000, _ip("128.2.8.0") + i, _ip("128.2.5.0") + i, 17, 68, 67, 0, 300, 0) for i in range(100)]
+    keys, role = ground_truth(addresses(_write(tmp_path / "dhcp.pcap", clients)))
+    assert role == "src" and len(keys) == 100 and "128.2.8.99" in keys
+    # One victim in every packet stays the one key.
+    flood = [(i * 1000, _ip("203.0.113.0") + i % 50, victim, 6, 1024 + i, 80, 0x02, 0, 0) for i in range(200)]
+    assert ground_truth(addresses(_write(tmp_path / "flood.pcap", flood))) == (("129.111.30.27",), "dst")
 
 
 def test_unknown_families_and_sources_are_refused_in_one_line(data, tmp_path):
