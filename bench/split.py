@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -39,18 +38,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from throughput import MAWI, build_pcap  # noqa: E402
 
-from sensor.addresses import address_bytes  # noqa: E402
+from sensor.addresses import parse_addresses  # noqa: E402
 from sensor.features import CONTEXT_FEATURES, SCHEMA  # noqa: E402
 from sensor.history import HISTORY_FEATURES  # noqa: E402
 from sensor.parquet import read_windows  # noqa: E402
 
 KEY = ["start_ts", "src", "dst", "sport", "dport", "proto", "sec", "total_pkts", "total_bytes"]
-
-
-def _addresses(text: np.ndarray) -> np.ndarray:
-    uniq, inv = np.unique(text.astype(str), return_inverse=True)
-    packed = np.array([list(address_bytes(ipaddress.ip_address(a))) for a in uniq], np.uint8).reshape(-1, 16)
-    return packed[inv.reshape(-1)]
 
 
 def windows(feat: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +55,7 @@ def windows(feat: Path) -> tuple[np.ndarray, np.ndarray]:
         dtype = [(c, (np.uint8, 16)) if c in ("src", "dst") else (c, np.asarray(cols[c]).dtype) for c in KEY]
         rec = np.zeros(len(w.x), dtype)
         for c in KEY:
-            rec[c] = _addresses(cols[c]) if c in ("src", "dst") else cols[c]
+            rec[c] = parse_addresses(cols[c]) if c in ("src", "dst") else cols[c]
         keys.append(repack_fields(rec).view(f"V{rec.dtype.itemsize}"))
         xs.append(w.x)
     k, x = np.concatenate(keys), np.concatenate(xs)

@@ -56,3 +56,12 @@ def format_addresses(addrs: np.ndarray) -> np.ndarray:
     uniq, inv = np.unique(keys, return_inverse=True)
     text = np.array([format_address(u.tobytes()) for u in uniq], dtype=object)
     return text[inv]
+
+
+def parse_addresses(text: np.ndarray) -> np.ndarray:
+    """(N,) address strings → (N, 16) uint8, the inverse of ``format_addresses``, parsing each
+    distinct address once."""
+    uniq, inv = np.unique(np.asarray(text).astype(str), return_inverse=True)
+    packed = np.frombuffer(b"".join(address_bytes(ipaddress.ip_address(a)) for a in uniq), np.uint8)
+    out: np.ndarray = packed.reshape(-1, 16)[inv.reshape(-1)]
+    return out

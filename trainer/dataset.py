@@ -5,7 +5,6 @@ The splits of windows themselves (by time, by family) run in Spark: ``trainer/fr
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sensor.addresses import address_bytes
+from sensor.addresses import parse_addresses
 from sensor.errors import UsageError
 from sensor.hashing import endpoint_order, mix64
 
@@ -24,11 +23,7 @@ def flow_identity(table: pa.Table, rows: np.ndarray) -> np.ndarray:
     one identity (inject keeps the background's packets and times), so a false-alert budget
     counts it once, not once per mix; flows of different backgrounds never share one."""
     cols = {c: table.column(c).to_numpy(zero_copy_only=False)[rows] for c in ("src", "dst", "sport", "dport", "proto")}
-    addrs = {}
-    for c in ("src", "dst"):
-        text, inv = np.unique(cols[c].astype(str), return_inverse=True)
-        packed = np.array([list(address_bytes(ipaddress.ip_address(a))) for a in text], dtype=np.uint8).reshape(-1, 16)
-        addrs[c] = packed[inv.reshape(-1)]
+    addrs = {c: parse_addresses(cols[c]) for c in ("src", "dst")}
     h, _ = endpoint_order(addrs["src"], addrs["dst"], cols["sport"], cols["dport"], cols["proto"])
     out: np.ndarray = mix64(h, table.column("start_ts").to_numpy()[rows].astype(np.uint64))
     return out

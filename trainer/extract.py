@@ -157,6 +157,10 @@ class TraceJob(TypedDict):
     skipped: TraceSummary | None  # extracted before from the same inputs
 
 
+def _summary(trace: str, path: str, windows: int, anomalous: int, skipped: bool) -> TraceSummary:
+    return {"trace": trace, "path": path, "windows": windows, "anomalous": anomalous, "skipped": skipped}
+
+
 def _part_path(part_dir: Path, k: int) -> Path:
     return part_dir / f"part-{k}.parquet"
 
@@ -223,19 +227,14 @@ def plan_trace(
         same = was == inputs or (cut is not None and was == {**inputs, "split": split, "warm_up": warm_up})
         if same and all(_part_path(part, k).is_file() for k in range(len(cut) if cut else 1)):
             got = before["summary"]
+            done = _summary(name, path, got["windows"], got["anomalous"], skipped=True)
             return {
                 "trace": name,
                 "path": path,
                 "labels": label_paths,
                 "inputs": before["inputs"],
                 "ranges": None,
-                "skipped": {
-                    "trace": name,
-                    "path": path,
-                    "windows": got["windows"],
-                    "anomalous": got["anomalous"],
-                    "skipped": True,
-                },
+                "skipped": done,
             }
     ranges = time_ranges(path, split, warm_up) if split else None
     if ranges is not None:
@@ -291,13 +290,7 @@ def extract_part(
 
 def seal_trace(job: TraceJob, out_dir: str, windows: int, anomalous: int) -> TraceSummary:
     """Mark a trace's partition whole (every part written), naming what it was extracted from."""
-    summary: TraceSummary = {
-        "trace": job["trace"],
-        "path": job["path"],
-        "windows": windows,
-        "anomalous": anomalous,
-        "skipped": False,
-    }
+    summary = _summary(job["trace"], job["path"], windows, anomalous, skipped=False)
     part = Path(out_dir) / f"trace={job['trace']}"
     tmp = part / (MARKER + ".tmp")
     tmp.write_text(json.dumps({"inputs": job["inputs"], "summary": summary}, indent=1))
