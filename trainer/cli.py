@@ -96,8 +96,8 @@ what 'features --corpus' extracts and what an evaluation holds out.
 Families: """
         + ", ".join(FAMILIES)
         + """; and, for training only, synthetic families: random
-captures of the generic shapes of floods, scans, reflections and malformed
-packets (--synthetic).
+captures of the generic shapes of floods, scans, reflections, malformed packets,
+one source's floods and beacons (--synthetic).
 
 examples:
   flowlstm-train corpus --data ../shared/data --out out/corpus
@@ -126,8 +126,9 @@ examples:
         type=int,
         default=CorpusConfig.synthetic,
         metavar="N",
-        help="random captures per synthetic family (synth-fanin, synth-fanout, synth-replies, synth-malformed: "
-        "the generic shapes of floods, scans, reflections and malformed packets, for training; 0: none; "
+        help="random captures per synthetic family (synth-fanin, synth-fanout, synth-replies, synth-malformed, "
+        "synth-point, synth-beacon: the generic shapes of floods, scans, reflections, malformed packets, one "
+        "source's flood and beacons, for training; 0: none; "
         "default %(default)s)",
     )
 

@@ -165,9 +165,16 @@ def _remap_frame(frame: bytes, l3: int, mapping: dict[bytes, bytes]) -> bytes:
     return frame[:l3] + bytes(hdr) + frame[l3 + ihl :]
 
 
-def _is_local(addr: bytes) -> bool:
+def _is_group(addr: bytes) -> bool:
+    """A multicast group, the limited broadcast or the unspecified address: no host of its own.
+    Remapped onto a host, a DHCP flood to 255.255.255.255 would become a unicast one."""
     ip = ipaddress.IPv4Address(addr)
-    return not ip.is_global
+    return ip.is_multicast or ip.is_unspecified or addr == b"\xff\xff\xff\xff"
+
+
+def _is_local(addr: bytes) -> bool:
+    """A lab or LAN host (not an Internet one, not a group): what remapping moves."""
+    return not ipaddress.IPv4Address(addr).is_global and not _is_group(addr)
 
 
 def _ipv4s_of(frames: list[bytes], l3: np.ndarray) -> list[tuple[bytes, bytes]]:
@@ -203,7 +210,7 @@ def inject(
     rng = np.random.default_rng(seed)
     bts, bwire, bframes, bl3 = _read(background)
     t0, t_end = int(bts.min()), int(bts.max())
-    hosts = {a for pair in _ipv4s_of(bframes, bl3) for a in pair if a}
+    hosts = {a for pair in _ipv4s_of(bframes, bl3) for a in pair if a and not _is_group(a)}
     pool_hosts = sorted(hosts if pool == "any" else {a for a in hosts if not _is_local(a)})
     used: set[bytes] = set()
     all_ts, all_wire, all_frames = [bts], [bwire], list(bframes)

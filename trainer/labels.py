@@ -336,6 +336,8 @@ CORPUS_CLASSES = {
     "synth-fanout": "collective",
     "synth-replies": "collective",
     "synth-malformed": "point",
+    "synth-point": "point",
+    "synth-beacon": "contextual",
 }
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from .inject import _write_pcap
 from .labels import NS
 
-SYNTHETIC = ("synth-fanin", "synth-fanout", "synth-replies", "synth-malformed")
+SYNTHETIC = ("synth-fanin", "synth-fanout", "synth-replies", "synth-malformed", "synth-point", "synth-beacon")
 MAX_PACKETS = 40_000  # per capture: rate × duration is cut to this
 T0 = 1_600_000_000  # s; inject moves every instance to its slot anyway
 _ETH = bytes.fromhex("0200000000020200000000010800")
@@ -213,11 +213,93 @@ def malformed(rng: np.random.Generator) -> list[Packet]:
     return out
 
 
+def point_flood(rng: np.random.Generator) -> list[Packet]:
+    """One source flooding one destination — a host, its LAN's broadcast or a multicast
+    group — over one to four flows, at a rate no conversation of its kind keeps up: a
+    point-to-point DoS or an alpha flow of any protocol, the target answering a little or
+    not at all."""
+    rate = float(np.exp(rng.uniform(np.log(200), np.log(20000))))
+    t = _times(rng, rate, float(np.exp(rng.uniform(np.log(0.05), np.log(20)))))
+    n = len(t)
+    src = int(_hosts(rng, 1, 8)[0])
+    target = rng.choice(["host", "host", "host", "broadcast", "multicast"])
+    if target == "broadcast":
+        dst = 0xFFFFFFFF
+    elif target == "multicast":
+        dst = 0xE0000000 + int(rng.integers(1, 1 << 24))
+    else:
+        dst = int(_hosts(rng, 1, 24)[0])
+    proto = int(rng.choice([6, 17, 17, 1]))
+    flags = int(rng.choice([_TCP_SYN, _TCP_ACK, 0x18, _TCP_RST])) if proto == 6 else 8
+    dport = int(rng.choice([_SERVICE_PORTS[0], 67, 20000, 502, 139, 80, int(rng.integers(1, 65536))]))
+    sports = rng.choice(rng.integers(1024, 65536, int(rng.integers(1, 5))), n)
+    size = int(rng.choice([0, int(rng.integers(1, 1400))]))
+    answered = rng.uniform(0.0, 0.3) if target == "host" else 0.0
+    out: list[Packet] = []
+    for i in range(n):
+        ti, sp = int(t[i]), int(sports[i])
+        out.append((ti, src, dst, proto, sp, dport, flags, size, 0))
+        if rng.random() < answered:
+            back = _TCP_RSTACK if proto == 6 else (3 if proto == 17 else 0)
+            out.append(
+                (ti + 100_000, dst, src, proto if proto != 17 else 1, dport, sp, back, 0 if proto != 17 else 28, 0)
+            )
+    return out
+
+
+def _near(rng: np.random.Generator, size: int) -> int:
+    """A payload within 10% of ``size``."""
+    return int(size * rng.uniform(0.9, 1.1))
+
+
+def beacon(rng: np.random.Generator) -> list[Packet]:
+    """One host calling one server back every period, a little jittered, with requests and
+    answers of nearly one size: the shape of C&C check-ins, implants and miners of any kind —
+    ordinary in every second, regular over a minute."""
+    period = float(np.exp(rng.uniform(np.log(0.5), np.log(8))))
+    jitter = rng.uniform(0.0, 0.2)
+    client, server = int(_hosts(rng, 1, 16)[0]), int(_hosts(rng, 1, 8)[0])
+    tcp = rng.random() < 0.7
+    dport = int(rng.choice([443, 80, 8080, 8443, 4444, 53, int(rng.integers(1, 65536))]))
+    ask, answer = int(rng.integers(20, 600)), int(rng.integers(0, 1400))
+    exchanges = int(rng.integers(1, 4))
+    rtt = int(rng.uniform(5, 200) * 1e6)
+    sport = int(rng.integers(1024, 60000))
+    out: list[Packet] = []
+    t = T0 * NS
+    for call in range(int(60 / period)):
+        t += int(period * (1 + rng.uniform(-jitter, jitter)) * NS)
+        sp = sport + call  # a new connection each call, from the next ephemeral port
+        if tcp:
+            out += [
+                (t, client, server, 6, sp, dport, _TCP_SYN, 0, 0),
+                (t + rtt, server, client, 6, dport, sp, _TCP_SYNACK, 0, 0),
+            ]
+            for k in range(exchanges):
+                u = t + (2 + 2 * k) * rtt
+                out += [
+                    (u, client, server, 6, sp, dport, 0x18, _near(rng, ask), 0),
+                    (u + rtt, server, client, 6, dport, sp, 0x18, _near(rng, answer), 0),
+                ]
+            u = t + (3 + 2 * exchanges) * rtt
+            out += [(u, client, server, 6, sp, dport, 0x11, 0, 0), (u + rtt, server, client, 6, dport, sp, 0x11, 0, 0)]
+        else:
+            for k in range(exchanges):
+                u = t + 2 * k * rtt
+                out += [
+                    (u, client, server, 17, sp, dport, 0, _near(rng, ask), 0),
+                    (u + rtt, server, client, 17, dport, sp, 0, _near(rng, answer), 0),
+                ]
+    return out
+
+
 GENERATORS: dict[str, Callable[[np.random.Generator], list[Packet]]] = {
     "synth-fanin": fanin,
     "synth-fanout": fanout,
     "synth-replies": replies,
     "synth-malformed": malformed,
+    "synth-point": point_flood,
+    "synth-beacon": beacon,
 }
 
 

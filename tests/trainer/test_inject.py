@@ -86,3 +86,39 @@ def test_spec_parsing_errors():
         AttackSpec.parse("x.pcap")
     with pytest.raises(UsageError, match="not an IP"):
         AttackSpec.parse("x.pcap@1:1:ntscSYN:src=1.2.3")
+
+
+def test_group_addresses_are_not_remapped_onto_hosts(tmp_path):
+    # A lab host's DHCP to the limited broadcast and mDNS to its group, and a flood of the
+    # unspecified source: the lab host moves to a background host, the groups stay groups.
+    import ipaddress
+
+    from sensor.addresses import format_addresses
+    from trainer.inject import _write_pcap
+    from trainer.synth import _frame
+
+    lab, bcast, mdns, nobody = (
+        int(ipaddress.ip_address(a)) for a in ("192.168.7.9", "255.255.255.255", "224.0.0.251", "0.0.0.0")
+    )
+    t0 = 1_574_312_400 * 10**9
+    packets = [(t0 + i * 10**6, lab, bcast, 17, 68, 67, 0, 300, 0) for i in range(10)]
+    packets += [(t0 + i * 10**6 + 1, lab, mdns, 17, 5353, 5353, 0, 100, 0) for i in range(10)]
+    packets += [(t0 + i * 10**6 + 2, nobody, bcast, 17, 68, 67, 0, 300, 0) for i in range(10)]
+    frames = [_frame(p, i, 64) for i, p in enumerate(packets)]
+    attack = tmp_path / "a.pcap"
+    ts = np.array([p[0] for p in packets], dtype=np.int64)
+    _write_pcap(str(attack), ts, np.array([w for _, w in frames], dtype=np.int64), [f for f, _ in frames])
+    out = tmp_path / "m.pcap"
+    summary = inject(
+        str(MAWI_PCAP),
+        [AttackSpec.parse(f"{attack}@5")],
+        str(out),
+        str(tmp_path / "m.csv"),
+        str(tmp_path / "m.xml"),
+        seed=1,
+    )
+    assert list(summary["injected"][0]["remapped"]) == ["192.168.7.9"]
+    p = np.concatenate(list(read_packets(str(out))))
+    dst = set(format_addresses(p["dst"]).tolist())
+    src = set(format_addresses(p["src"]).tolist())
+    assert {"255.255.255.255", "224.0.0.251"} <= dst and "0.0.0.0" in src and "192.168.7.9" not in src

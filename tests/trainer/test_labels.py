@@ -110,7 +110,9 @@ def test_taxonomy_mapping():
 def test_synthetic_families_have_their_class_and_are_their_own_family():
     # they were reported as "contextual" and pooled as family "other" before
     for name in SYNTHETIC:
-        expected = "point" if name == "synth-malformed" else "collective"  # malformed packets, not a shape of many
+        # malformed packets and one source's flood are not shapes of many; a beacon is one only over minutes
+        single = {"synth-malformed": "point", "synth-point": "point", "synth-beacon": "contextual"}
+        expected = single.get(name, "collective")
         assert anomaly_class(name) == expected and taxonomy_family(name) == name
 
 

@@ -41,6 +41,17 @@ def test_each_capture_has_its_familys_shape(family, seed, tmp_path):
     elif family == "synth-replies":  # answers from service ports to one victim
         assert (dst == d).all() and len(set(src)) >= 10
         assert len(set(p["sport"].tolist())) == 1 and int(p["sport"][0]) < 12000
+    elif family == "synth-point":  # one source to one destination, at most four flows, fast
+        assert (src == s).mean() >= 0.7 and len(set(dst[src == s])) == 1
+        assert len(set(p["sport"][src == s].tolist())) <= 4
+        assert len(p) / max((int(p["ts"][-1]) - int(p["ts"][0])) / 1e9, 0.05) >= 100
+    elif family == "synth-beacon":  # one pair, a new connection every period, a little jittered
+        assert len(set(src) | set(dst)) == 2
+        mine = src == src[0]  # the client calls first
+        calls, first = np.unique(p["sport"][mine], return_index=True)
+        assert len(calls) >= 7
+        gaps = np.diff(np.sort(p["ts"][mine][first].astype(np.int64)))
+        assert gaps.std() <= 0.25 * gaps.mean()
     else:  # packets no stack sends, as tshark dissects them, among the attacker's ordinary ones
         anomalies = reference.header_anomalies(path)
         assert np.array_equal(header_anomalies(p), anomalies)
