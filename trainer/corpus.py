@@ -217,8 +217,14 @@ def key_host(src: Counter[str], dst: Counter[str]) -> tuple[str, str]:
         raise UsageError("an attack capture without IP packets cannot be labelled")
     top = max(total.values())
     close = sorted(h for h, n in total.items() if n >= 0.9 * top)
-    host = max(close, key=lambda h: (not ipaddress.ip_address(h).is_global, total[h]))
+    # A flood to the broadcast or a group has the group in every packet; the host sending it is the key.
+    host = max(close, key=lambda h: (not _is_group_text(h), not ipaddress.ip_address(h).is_global, total[h]))
     return host, ("src" if src[host] >= dst[host] else "dst")
+
+
+def _is_group_text(text: str) -> bool:
+    ip = ipaddress.ip_address(text)
+    return ip.is_multicast or ip.is_unspecified or text == "255.255.255.255"
 
 
 # Below this share of a capture's packets, its busiest host is one of many unrelated hosts

@@ -150,6 +150,9 @@ def test_the_key_host_prefers_the_lab_host_of_a_two_host_exchange():
     assert key_host(src, dst) == ("192.168.1.5", "src")
     flood = Counter({f"203.0.113.{i}": 1 for i in range(50)})
     assert key_host(flood, Counter({"10.10.10.10": 50})) == ("10.10.10.10", "dst")
+    # A flood to the broadcast or from the unspecified address: the host in it is the key.
+    assert key_host(Counter({"192.168.1.9": 40}), Counter({"255.255.255.255": 40})) == ("192.168.1.9", "src")
+    assert key_host(Counter({"0.0.0.0": 40}), Counter({"192.168.1.1": 40})) == ("192.168.1.1", "dst")
 
 
 def _write(path, packets):
