@@ -43,9 +43,9 @@ import numpy as np
 from sensor.addresses import format_address
 from sensor.capture.files import CaptureReader
 from sensor.errors import FlowlstmError, UsageError
-from sensor.flows import header_anomalies
+from sensor.flows import ANOMALY_NAMES, header_anomalies
 
-from .inject import AttackSpec, _ipv4s_of, _is_local, _read, _remap_frame, _write_pcap, inject
+from .inject import AttackSpec, _ipv4s_of, _is_local, _read, _remap_frame, _write_pcap, inject, is_group
 from .labels import NS
 from .synth import SYNTHETIC, write_capture
 
@@ -184,6 +184,9 @@ class HostCounts:
     packets: int
 
 
+_BAD_FRAG, _BAD_TCP = ANOMALY_NAMES.index("bad_frag"), ANOMALY_NAMES.index("bad_tcp")
+
+
 def addresses(path: Path) -> HostCounts:
     """The host counts of a capture, in one pass over its packets."""
     src: Counter[str] = Counter()
@@ -195,7 +198,7 @@ def addresses(path: Path) -> HostCounts:
         ip = batch[batch["l3"] != 0]
         packets += len(ip)
         flags = header_anomalies(ip)
-        odd = ip[(flags[:, 1] + flags[:, 3]) > 0] if flags is not None else ip[:0]
+        odd = ip[(flags[:, _BAD_FRAG] + flags[:, _BAD_TCP]) > 0] if flags is not None else ip[:0]
         for part, pair in ((ip, (src, dst)), (odd, (odd_src, odd_dst))):
             for col, counter in zip(("src", "dst"), pair, strict=True):
                 values, counts = np.unique(part[col], axis=0, return_counts=True)
@@ -218,13 +221,9 @@ def key_host(src: Counter[str], dst: Counter[str]) -> tuple[str, str]:
     top = max(total.values())
     close = sorted(h for h, n in total.items() if n >= 0.9 * top)
     # A flood to the broadcast or a group has the group in every packet; the host sending it is the key.
-    host = max(close, key=lambda h: (not _is_group_text(h), not ipaddress.ip_address(h).is_global, total[h]))
+    ips = {h: ipaddress.ip_address(h) for h in close}
+    host = max(close, key=lambda h: (not is_group(ips[h]), not ips[h].is_global, total[h]))
     return host, ("src" if src[host] >= dst[host] else "dst")
-
-
-def _is_group_text(text: str) -> bool:
-    ip = ipaddress.ip_address(text)
-    return ip.is_multicast or ip.is_unspecified or text == "255.255.255.255"
 
 
 # Below this share of a capture's packets, its busiest host is one of many unrelated hosts

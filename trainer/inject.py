@@ -165,11 +165,17 @@ def _remap_frame(frame: bytes, l3: int, mapping: dict[bytes, bytes]) -> bytes:
     return frame[:l3] + bytes(hdr) + frame[l3 + ihl :]
 
 
-def _is_group(addr: bytes) -> bool:
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def is_group(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """A multicast group, the limited broadcast or the unspecified address: no host of its own.
     Remapped onto a host, a DHCP flood to 255.255.255.255 would become a unicast one."""
-    ip = ipaddress.IPv4Address(addr)
-    return ip.is_multicast or ip.is_unspecified or addr == b"\xff\xff\xff\xff"
+    return ip.is_multicast or ip.is_unspecified or ip == _BROADCAST
+
+
+def _is_group(addr: bytes) -> bool:
+    return is_group(ipaddress.IPv4Address(addr))
 
 
 def _is_local(addr: bytes) -> bool:

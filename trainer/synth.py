@@ -35,6 +35,7 @@ T0 = 1_600_000_000  # s; inject moves every instance to its slot anyway
 _ETH = bytes.fromhex("0200000000020200000000010800")
 _SERVICE_PORTS = (53, 123, 19, 161, 389, 1900, 11211, 17, 3702, 443, 80)
 _TCP_SYN, _TCP_ACK, _TCP_RST, _TCP_SYNACK, _TCP_RSTACK = 0x02, 0x10, 0x04, 0x12, 0x14
+_TCP_PSHACK, _TCP_FINACK = 0x18, 0x11
 
 # t (ns), src, dst, proto, sport, dport, flags/type, payload, IP extras: the header's flags and
 # fragment-offset field in the low 16 bits, words of IP options above them.
@@ -133,7 +134,7 @@ def fanin(rng: np.random.Generator) -> list[Packet]:
     bots = _hosts(rng, int(rng.integers(20, 500)), 8)
     srcs = rng.integers(0x01000000, 0xDF000000, n) if spoofed else rng.choice(bots, n)
     proto = int(rng.choice([6, 6, 17, 1]))
-    flags = int(rng.choice([_TCP_SYN, _TCP_SYN, _TCP_ACK, _TCP_RST, 0x18]))
+    flags = int(rng.choice([_TCP_SYN, _TCP_SYN, _TCP_ACK, _TCP_RST, _TCP_PSHACK]))
     dport = int(rng.choice([80, 443, 53, 25565, 27015, 22, int(rng.integers(1, 65535))]))
     size = int(rng.choice([0, 0, int(rng.integers(1, 1400))]))
     sports = rng.integers(1024, 65536, n)
@@ -230,8 +231,8 @@ def point_flood(rng: np.random.Generator) -> list[Packet]:
     else:
         dst = int(_hosts(rng, 1, 24)[0])
     proto = int(rng.choice([6, 17, 17, 1]))
-    flags = int(rng.choice([_TCP_SYN, _TCP_ACK, 0x18, _TCP_RST])) if proto == 6 else 8
-    dport = int(rng.choice([_SERVICE_PORTS[0], 67, 20000, 502, 139, 80, int(rng.integers(1, 65536))]))
+    flags = int(rng.choice([_TCP_SYN, _TCP_ACK, _TCP_PSHACK, _TCP_RST])) if proto == 6 else 8
+    dport = int(rng.choice([53, 67, 20000, 502, 139, 80, int(rng.integers(1, 65536))]))
     sports = rng.choice(rng.integers(1024, 65536, int(rng.integers(1, 5))), n)
     size = int(rng.choice([0, int(rng.integers(1, 1400))]))
     answered = rng.uniform(0.0, 0.3) if target == "host" else 0.0
@@ -278,11 +279,14 @@ def beacon(rng: np.random.Generator) -> list[Packet]:
             for k in range(exchanges):
                 u = t + (2 + 2 * k) * rtt
                 out += [
-                    (u, client, server, 6, sp, dport, 0x18, _near(rng, ask), 0),
-                    (u + rtt, server, client, 6, dport, sp, 0x18, _near(rng, answer), 0),
+                    (u, client, server, 6, sp, dport, _TCP_PSHACK, _near(rng, ask), 0),
+                    (u + rtt, server, client, 6, dport, sp, _TCP_PSHACK, _near(rng, answer), 0),
                 ]
             u = t + (3 + 2 * exchanges) * rtt
-            out += [(u, client, server, 6, sp, dport, 0x11, 0, 0), (u + rtt, server, client, 6, dport, sp, 0x11, 0, 0)]
+            out += [
+                (u, client, server, 6, sp, dport, _TCP_FINACK, 0, 0),
+                (u + rtt, server, client, 6, dport, sp, _TCP_FINACK, 0, 0),
+            ]
         else:
             for k in range(exchanges):
                 u = t + 2 * k * rtt
