@@ -256,7 +256,8 @@ examples:
         type=float,
         default=TrainJob.false_alert_budget,
         metavar="N",
-        help="thresholds let at most N in 10,000 benign training flows alert (split between the two heads; "
+        help="thresholds let at most N in 10,000 benign training (or --calibrate-on) flows alert (split "
+        "between the two heads; "
         "default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=TrainJob.seed)
@@ -278,6 +279,13 @@ examples:
     )
     p.add_argument(
         "--hold-out-sources", metavar="LIST", default="", help="with --corpus: benign sources never trained on"
+    )
+    p.add_argument(
+        "--calibrate-on",
+        metavar="LIST",
+        default="",
+        help="with --corpus: benign sources no model trains on, whose flows alone set the thresholds, so "
+        "the false-alert budget is met on networks the models never saw (default: the training flows)",
     )
     p.add_argument(
         "--max-benign-per-trace",
@@ -514,6 +522,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.corpus,
             tuple(f for f in args.hold_out_families.split(",") if f),
             tuple(f for f in args.hold_out_sources.split(",") if f),
+            tuple(f for f in args.calibrate_on.split(",") if f),
             args.max_benign_per_trace,
             args.max_anomalous_per_trace,
             not args.no_family_balance,

@@ -39,31 +39,55 @@ class CorpusSplit:
     sources: tuple[str, ...]  # benign sources trained on
     held_out_families: tuple[str, ...]
     held_out_sources: tuple[str, ...]
+    calibrate: frozenset[str] = frozenset()  # traces that only set the thresholds
+    calibration_sources: tuple[str, ...] = ()
 
 
-def corpus_split(corpus: dict[str, Any], families: Iterable[str] = (), sources: Iterable[str] = ()) -> CorpusSplit:
-    """Hold out attack ``families`` and benign ``sources`` of a corpus (``trainer/corpus.py``).
+def corpus_split(
+    corpus: dict[str, Any],
+    families: Iterable[str] = (),
+    sources: Iterable[str] = (),
+    calibration: Iterable[str] = (),
+) -> CorpusSplit:
+    """Hold out attack ``families`` and benign ``sources`` of a corpus (``trainer/corpus.py``),
+    and keep the ``calibration`` sources for the thresholds alone.
 
     Training gets the mixes of every other family on backgrounds of every other source, and
     the benign traces of those sources.  Testing gets the mixes of the held-out families on
     held-out backgrounds (all families, or all backgrounds, where nothing of that kind is
-    held out) and the benign traces of the held-out sources.  What is neither — a held-out
-    family on a training background, say — is used by neither side.
+    held out) and the benign traces of the held-out sources.  Calibration gets the benign
+    traces of its sources and their mixes of the trained families: no model learns from
+    them, so the scores their benign flows get are those of a network the models never saw.
+    What is none of these — a held-out family on a training or calibration background, say —
+    is used by no side.
     """
-    hf, hs = set(families), set(sources)
-    unknown = (hf - set(corpus["families"])) | (hs - set(corpus["sources"]))
+    hf, hs, hc = set(families), set(sources), set(calibration)
+    unknown = (hf - set(corpus["families"])) | ((hs | hc) - set(corpus["sources"]))
     if unknown:
         raise UsageError(f"not in the corpus: {', '.join(sorted(unknown))}")
+    if hs & hc:
+        raise UsageError(f"both held out and calibrated on: {', '.join(sorted(hs & hc))}")
     train: set[str] = set()
     test: set[str] = set()
+    calibrate: set[str] = set()
     for t in corpus["traces"]:
         seen_src = t["source"] not in hs
+        fit = calibrate if t["source"] in hc else train
         if t["kind"] == "benign":
-            (train if seen_src else test).add(t["name"])
+            (fit if seen_src else test).add(t["name"])
         elif seen_src and t["family"] not in hf:
-            train.add(t["name"])
-        elif (not hf or t["family"] in hf) and (not hs or not seen_src):
+            fit.add(t["name"])
+        elif (not hf or t["family"] in hf) and (not hs or not seen_src) and t["source"] not in hc:
             test.add(t["name"])
     fams = tuple(f for f in corpus["families"] if f not in hf)
-    srcs = tuple(x for x in corpus["sources"] if x not in hs)
-    return CorpusSplit(frozenset(train), frozenset(test), fams, srcs, tuple(sorted(hf)), tuple(sorted(hs)))
+    srcs = tuple(x for x in corpus["sources"] if x not in hs | hc)
+    return CorpusSplit(
+        frozenset(train),
+        frozenset(test),
+        fams,
+        srcs,
+        tuple(sorted(hf)),
+        tuple(sorted(hs)),
+        frozenset(calibrate),
+        tuple(sorted(hc)),
+    )

@@ -183,10 +183,10 @@ def summarize(rdd: RDD[Block]) -> Summary:
 Side = Callable[[Block], np.ndarray]  # a block's rows on one side of a split, as a mask
 
 
-def by_trace(names: Iterable[str]) -> Side:
-    """The windows of the named traces."""
+def by_trace(names: Iterable[str], inside: bool = True) -> Side:
+    """The windows of the named traces (``inside`` False: of every other trace)."""
     keep = frozenset(names)
-    return lambda b: np.full(len(b), b.trace in keep)
+    return lambda b: np.full(len(b), (b.trace in keep) == inside)
 
 
 def time_cuts(s: Summary, test_fraction: float) -> dict[str, int]:

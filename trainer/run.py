@@ -44,7 +44,7 @@ from .jobs import TrainJob
 from .manifest import run_manifest
 from .model import centre_only_twin, inference_twin, linear_scorer, logit_model, normal_scorer, temperature_for
 from .spark import spark_context, stage
-from .train import TrainConfig, squash, train_lstm, train_normal, train_svm
+from .train import TrainConfig, error_scale, squash, train_lstm, train_normal, train_svm
 
 if TYPE_CHECKING:
     from pyspark import RDD, SparkContext
@@ -94,10 +94,12 @@ def _fit_models(
     budget: float,
     with_baselines: bool,
     label: str,
+    calibration: RDD[Block] | None = None,
 ) -> Fitted:
     """Train on ``blocks``' ``train_side``, pick thresholds for the false-alert budget on the
-    training data, score ``test_side``: every pass over windows runs in the executors.
-    ``s_tr`` and ``s_te`` summarize the two sides (the caller has checked them).
+    benign flows of ``calibration`` (the training data where there is none), score
+    ``test_side``: every pass over windows runs in the executors.  ``s_tr`` and ``s_te``
+    summarize the two sides (the caller has checked them).
 
     The combined sensor (supervised and normal heads, either firing) gets half the budget
     per head; each baseline gets all of it.
@@ -135,6 +137,13 @@ def _fit_models(
     assert probe is not None  # the split has benign windows (checked above)
     ae, mse, scale = train_normal(sc, benign, n_benign, cfg, probe, _say, f"{label} normal")
     benign.unpersist()
+    calibrated = None
+    if calibration is not None:
+        calibrated = normalized(calibration, norm).persist(StorageLevel.MEMORY_AND_DISK)
+        # A network the head never saw has errors far beyond its training ones: scored on the
+        # training scale, dozens of its flows are exactly 1.0 in float32 and no threshold can
+        # rank them.  The scale of the calibration flows keeps them resolved.
+        scale = max(scale, error_scale(sc, ae, mse, side(calibrated, lambda b: b.y == 0)))
     models["normal"] = ae
     scorers.append(Scorer.keras("normal", normal_scorer(ae, mse, scale, unroll=False), logit=False))
     budgets.append(budget / 2)
@@ -151,12 +160,18 @@ def _fit_models(
         budgets += [budget, budget]
     parts.unpersist()
 
+    # Scores on the training windows are those of traffic the models learned: on a new network
+    # the benign tail is heavier, so a budget met there is exceeded there.  Calibration sources
+    # the models never saw put the thresholds where an unseen network's benign flows score.
+    ranked_on, ranked_what = (tr, "training") if calibrated is None else (calibrated, "calibration")
     with (
-        stage(sc, f"[{label}] thresholds: scoring training windows", s_tr.windows),
-        score_blocks(sc, tr, scorers) as scored_tr,
+        stage(sc, f"[{label}] thresholds: scoring {ranked_what} windows", 0 if calibration else s_tr.windows),
+        score_blocks(sc, ranked_on, scorers) as scored_tr,
     ):
         ranks = budget_ranks(scored_tr, budgets)
     tr.unpersist()
+    if calibrated is not None:
+        calibrated.unpersist()
     temps: dict[str, float] = {}
     thresholds: dict[str, float] = {}
     for scorer, head_budget, (n, ranked) in zip(scorers, budgets, ranks, strict=True):
@@ -243,15 +258,23 @@ def train_all(args: TrainJob) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     split: CorpusSplit | None = None
     traces: set[str] | None = None
-    if args.corpus and (args.hold_out_families or args.hold_out_sources):
-        split = corpus_split(load_corpus(Path(args.corpus)), args.hold_out_families, args.hold_out_sources)
-        traces = set(split.train | split.test)
+    if args.calibration_sources and not args.corpus:
+        raise UsageError("calibration sources need --corpus: they are sources of a corpus")
+    held_out = bool(args.hold_out_families or args.hold_out_sources)
+    if args.corpus and (held_out or args.calibration_sources):
+        split = corpus_split(
+            load_corpus(Path(args.corpus)), args.hold_out_families, args.hold_out_sources, args.calibration_sources
+        )
+        traces = set(split.train | split.test | split.calibrate)
+    if split is not None and held_out:
         split_text = (
             f"corpus: held out families {', '.join(split.held_out_families) or 'none'}; "
             f"sources {', '.join(split.held_out_sources) or 'none'}"
         )
     else:
         split_text = f"time: last {args.test_fraction:.0%} of each trace's time span held out"
+    if split is not None and split.calibration_sources:
+        split_text += f"; thresholds set on {', '.join(split.calibration_sources)} (never trained on)"
     cfg = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -284,7 +307,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         "baselines": args.baselines,
     }
     with spark_context(args.master) as sc:
-        blocks = read_blocks(
+        blocks = read = read_blocks(
             sc, args.features, traces, args.max_benign_per_trace, args.max_anomalous_per_trace, args.seed
         )
         with stage(sc, "[train] reading the windows") as st:
@@ -292,7 +315,14 @@ def train_all(args: TrainJob) -> dict[str, Any]:
             st.windows = summary.windows
         _say(f"[train] {summary.windows:,} windows ({summary.anomalous:,} anomalous) in {len(summary.traces)} traces")
         report["dataset"] = dataset_summary(summary)
-        if split is not None:
+        calibration = None
+        if split is not None and split.calibrate:
+            calibration = side(blocks, by_trace(split.calibrate))
+            s_cal = summarize(calibration)
+            if s_cal.windows == s_cal.anomalous:
+                raise UsageError(f"no benign window in {', '.join(split.calibration_sources)} to set thresholds on")
+            blocks = side(read, by_trace(split.calibrate, inside=False))
+        if split is not None and held_out:
             train_side, test_side = by_trace(split.train), by_trace(split.test)
         else:
             cuts = time_cuts(summary, args.test_fraction)
@@ -307,7 +337,17 @@ def train_all(args: TrainJob) -> dict[str, Any]:
             args.features, set(summary.traces), settings, args.master, sc.defaultParallelism, __version__
         )
         fit = _fit_models(
-            sc, blocks, train_side, test_side, s_tr, s_te, cfg, args.false_alert_budget, args.baselines, "held out"
+            sc,
+            blocks,
+            train_side,
+            test_side,
+            s_tr,
+            s_te,
+            cfg,
+            args.false_alert_budget,
+            args.baselines,
+            "held out",
+            calibration,
         )
         report["splits"]["held out"] = fit.results
         report["plots"] = plot(fit.scores, fit.results, fit.thresholds, out)
@@ -320,10 +360,10 @@ def train_all(args: TrainJob) -> dict[str, Any]:
                     continue
                 f_te = summarize(side(blocks, te))
                 kept = _fit_models(
-                    sc, blocks, tr, te, f_tr, f_te, cfg, args.false_alert_budget, False, f"without {fam}"
+                    sc, blocks, tr, te, f_tr, f_te, cfg, args.false_alert_budget, False, f"without {fam}", calibration
                 )
                 report["splits"][f"leave out {fam} (never trained on it)"] = kept.results
-        blocks.unpersist()
+        read.unpersist()
 
     provenance = {
         "features": str(Path(args.features).resolve()),
@@ -340,6 +380,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
             "sources": list(split.sources),
             "held_out_families": list(split.held_out_families),
             "held_out_sources": list(split.held_out_sources),
+            "calibration_sources": list(split.calibration_sources),
         }
     report["split"] = split_text
     metrics = {

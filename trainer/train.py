@@ -182,7 +182,15 @@ def train_normal(
             yield sq.sum(axis=(0, 1)), sq.shape[0] * sq.shape[1]
 
     total, n = parts.mapPartitions(sums).reduce(lambda a, c: (a[0] + c[0], a[1] + c[1]))
+    ae.destroy()
     mse_f = np.maximum(total / max(n, 1), NORMAL_MSE_FLOOR)
+    return trained, mse_f, error_scale(sc, trained, mse_f, parts)
+
+
+def error_scale(sc: SparkContext, trained: Any, mse_f: np.ndarray, parts: RDD[Block]) -> float:
+    """The largest relative reconstruction error of any window of ``parts`` (normalized):
+    ``normal_scorer``'s scale, under which every one of them scores below 1 − 1/e."""
+    ae = sc.broadcast(Scorer.keras("reconstruction", trained))
 
     def worst(blocks: Iterator[Block]) -> Iterator[float]:
         for b in blocks:
@@ -191,7 +199,7 @@ def train_normal(
 
     scale = float(max(parts.mapPartitions(worst).max(), 1e-6))
     ae.destroy()
-    return trained, mse_f, scale
+    return scale
 
 
 NORMAL_MSE_FLOOR = 1e-3  # a feature reproduced perfectly (constant in training) must not weigh infinitely

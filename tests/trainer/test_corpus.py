@@ -212,6 +212,16 @@ def test_a_corpus_split_trains_on_nothing_it_holds_out(built):
     assert only_family.test == {"scan--site-zeek-misc-1", "scan--site-ppa-book-1"}
     with pytest.raises(Exception, match="not in the corpus: nope"):
         corpus_split(c, ["nope"])
+    # a calibration source is taken from training whole (its benign trace and its mixes of
+    # trained families); a held-out family's mix on it is used by no side
+    cal = corpus_split(c, ["scan"], ["ppa-book"], ["zeek-misc"])
+    assert cal.calibrate == {"site-zeek-misc-1", "reflection--site-zeek-misc-1"}
+    assert cal.train == {"netshare-test-dlt_ppp"} and cal.test == split.test
+    assert cal.calibration_sources == ("zeek-misc",) and "zeek-misc" not in cal.sources
+    assert corpus_split(c, (), (), ["zeek-misc"]).test == set()
+    assert "scan--site-zeek-misc-1" not in corpus_split(c, ["scan"], (), ["zeek-misc"]).test
+    with pytest.raises(Exception, match="both held out and calibrated on: ppa-book"):
+        corpus_split(c, (), ["ppa-book"], ["ppa-book"])
 
 
 def test_synthetic_families_add_mixes_and_leave_the_real_ones_as_they_were(data, built, tmp_path):

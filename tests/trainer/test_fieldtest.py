@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from sensor.model import DEFAULT_BUNDLE, ModelBundle
+from sensor.parquet import read_windows
 from trainer.cli import main as train_main
+from trainer.dataset import flow_identity
 from trainer.fieldtest import Alert, Tally, TraceRun, default_sensor, read_eve, run_sensor, select
 from trainer.labels import NS
 
@@ -165,6 +168,34 @@ def test_a_model_trained_without_a_family_is_evaluated_at_the_alert_level_on_it(
     assert "| no-scan |" in md and "| scan |" in md
     for png in report["plots"]:
         assert (out / png).stat().st_size > 5_000
+
+
+def test_thresholds_set_on_a_calibration_source_meet_the_budget_there(chain):
+    """--calibrate-on: the source trains no model; its benign flows alone set the thresholds,
+    so on it each head alerts on at most its share of the budget (one flow more for the
+    quantized bundle's rounding)."""
+    run = chain / "calibrated"
+    args = ["train", "--features", str(chain / "feat"), "--corpus", str(chain / "corpus"), "--out", str(run)]
+    args += ["--hold-out-families", "scan", "--calibrate-on", "ppa-book", "--epochs", "1", "--no-family-holdout"]
+    assert train_main([*args, "--no-baselines", "--master", "local[2]", "--false-alert-budget", "200"]) == 0
+    meta = json.loads((run / "bundle" / "metadata.json").read_text())["training"]
+    assert meta["corpus"]["calibration_sources"] == ["ppa-book"] and "ppa-book" not in meta["corpus"]["sources"]
+    assert "thresholds set on ppa-book (never trained on)" in meta["split"]
+    bundle = ModelBundle(run / "bundle")
+    ids, scores = [], []
+    for trace in ("site-ppa-book-1", "reflection--site-ppa-book-1"):  # its benign trace and its mix
+        for part in (chain / "feat" / f"trace={trace}").glob("*.parquet"):
+            w = read_windows(str(part))
+            benign = np.flatnonzero(w.table.column("label").to_numpy() == 0)
+            ids.append(flow_identity(w.table, benign))
+            scores.append(bundle.score_all(w.x[benign]))
+    flows, inv = np.unique(np.concatenate(ids), return_inverse=True)
+    top = np.full((len(flows), len(bundle.head_names)), -1.0)
+    np.maximum.at(top, inv.reshape(-1), np.concatenate(scores))
+    allowed = int(np.floor(len(flows) * 100 / 1e4))  # half of the budget per head
+    assert allowed >= 1
+    for j in range(len(bundle.head_names)):
+        assert (top[:, j] >= bundle.thresholds[j]).sum() <= allowed + 1
 
 
 def test_a_site_is_fitted_in_one_command(tmp_path):
