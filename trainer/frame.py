@@ -403,8 +403,7 @@ class Scorer:
             return lin.astype(np.float32)
         if not len(xs):
             return np.zeros((0, 1), np.float32)
-        res: np.ndarray = _worker_cached(self.token, self._build).predict(xs, batch_size=4096, verbose=0)
-        return res.astype(np.float32)
+        return _predict(_worker_cached(self.token, self._build), xs)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """One score per window."""
@@ -416,6 +415,30 @@ class Scorer:
         model = keras.models.model_from_json(self.json)
         model.set_weights(list(self.weights))
         return model
+
+
+PREDICT_BATCH = 4096  # windows per call at most
+PREDICT_SMALLEST = 256
+
+
+def _predict(model: Any, x: np.ndarray) -> np.ndarray:
+    """``model``'s output on ``x``, in batches padded to a power of two (256 to 4096 rows).
+
+    Blocks come in every length, and Keras traces its predict function afresh for each new
+    batch shape: scoring blocks of 20–400 windows with ``predict`` took 123 ms a block against
+    5 ms for padded ``predict_on_batch`` (60 blocks, one thread), and the held-out scoring of a
+    fold ran at 179 windows/s.  Five shapes are traced once per worker; rows are independent
+    in these models, so the padding changes no real row's output.
+    """
+    out = []
+    for i in range(0, len(x), PREDICT_BATCH):
+        chunk = x[i : i + PREDICT_BATCH]
+        n = len(chunk)
+        size = max(PREDICT_SMALLEST, 1 << (n - 1).bit_length())
+        padded = np.zeros((size, *chunk.shape[1:]), np.float32)
+        padded[:n] = chunk
+        out.append(np.asarray(model.predict_on_batch(padded))[:n])
+    return np.concatenate(out).astype(np.float32)
 
 
 _CACHE: dict[str, Any] = {}  # models built in this Python worker: a task scores many blocks

@@ -184,3 +184,23 @@ def test_the_flow_budget_ranked_in_spark_gives_the_threshold_of_the_whole_array(
     thr = threshold_for_flow_budget(n, ranked, 30.0)
     alerted = int((top >= thr).sum())
     assert alerted <= allowed and (top >= ranked_np[allowed]).sum() > allowed  # the lowest such threshold
+
+
+def test_keras_scores_in_padded_batches_equal_the_model_on_each_window():
+    """Scorer.keras pads blocks to a few batch shapes (Keras retraces for every new one): each
+    row's score is the model's on that window alone, for blocks shorter and longer than a batch."""
+    import keras
+
+    from trainer.frame import PREDICT_BATCH
+    from trainer.model import build_lstm
+
+    keras.utils.set_random_seed(3)
+    model = build_lstm(12, 3)
+    scorer = Scorer.keras("lstm", model)
+    rng = np.random.default_rng(5)
+    for n in (1, 37, PREDICT_BATCH + 5):
+        x = rng.normal(size=(n, 3, 12)).astype(np.float32)
+        want = np.concatenate([np.asarray(model(x[i : i + 1], training=False)) for i in range(0, n, max(1, n // 7))])
+        got = scorer(x)
+        assert got.shape == (n,) and got.dtype == np.float32
+        np.testing.assert_allclose(got[:: max(1, n // 7)], want[:, 0], rtol=1e-5, atol=1e-6)
