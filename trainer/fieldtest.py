@@ -57,6 +57,14 @@ class Alert:
     src: str
     dst: str
     sid: int
+    kind: str = "anomaly"  # alert.metadata.flowlstm_kind: flood, scan, reflection, anomaly
+    heads: tuple[str, ...] = ()  # the heads that fired (flowlstm_head)
+    flows: int = 1  # member flows of the alerted aggregate (flowlstm_flows)
+
+    @property
+    def anatomy(self) -> str:
+        """What a false alert was: its kind, the heads that fired, one flow or several."""
+        return f"{self.kind} / {'+'.join(self.heads) or '?'} / {'one flow' if self.flows == 1 else 'several flows'}"
 
 
 @dataclass
@@ -81,8 +89,17 @@ def read_eve(path: Path) -> tuple[list[Alert], int]:
         for line in f:
             ev = json.loads(line)
             if ev.get("event_type") == "alert":
+                meta = ev["alert"].get("metadata", {})
                 alerts.append(
-                    Alert(_epoch(ev["timestamp"]), ev["src_ip"], ev["dest_ip"], int(ev["alert"]["signature_id"]))
+                    Alert(
+                        _epoch(ev["timestamp"]),
+                        ev["src_ip"],
+                        ev["dest_ip"],
+                        int(ev["alert"]["signature_id"]),
+                        (meta.get("flowlstm_kind") or ["anomaly"])[0],
+                        tuple(meta.get("flowlstm_head", ())),
+                        int((meta.get("flowlstm_flows") or ["1"])[0]),
+                    )
                 )
             elif ev.get("event_type") == "stats":
                 flows = int(ev["stats"]["flow"]["total"])
@@ -135,9 +152,14 @@ class Tally:
     benign_alerts: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # by source
     benign_flows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     benign_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # False alerts on benign traces by what they were (Alert.anatomy): which kind of alert and
+    # which head a model's false alerts come from is where the next change has to look.
+    false_anatomy: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, trace: dict[str, Any], run: TraceRun) -> None:
         if trace["kind"] == "benign":
+            for a in run.alerts:
+                self.false_anatomy[a.anatomy] += 1
             self.benign_alerts[trace["source"]] += len(run.alerts)
             self.benign_flows[trace["source"]] += run.flows
             self.benign_seconds[trace["source"]] += max(float(trace["seconds"]), 1.0)
@@ -202,6 +224,7 @@ class Tally:
             "false_per_hour": _rate(alerts, hours),
             "false_per_10k_flows": _rate(alerts, flows / 1e4),
             "sources": per_source,
+            "false_anatomy": dict(sorted(self.false_anatomy.items(), key=lambda kv: (-kv[1], kv[0]))),
         }
 
 
@@ -356,6 +379,14 @@ def write_report(report: dict[str, Any], out: Path) -> None:
                 for m in models.values()
             ]
             lines.append(f"| {s} | {first['flows']} | " + " | ".join(cells) + " |")
+    anatomy = sorted({a for m in models.values() for a in m.get("false_anatomy", {})})
+    if anatomy:
+        lines += ["", "## False alerts on benign traces by kind / heads fired / members", ""]
+        lines += ["| alert | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        for a in anatomy:
+            lines.append(
+                f"| {a} | " + " | ".join(str(m.get("false_anatomy", {}).get(a, 0)) for m in models.values()) + " |"
+            )
     for p in report.get("plots", []):
         lines += ["", f"![{p}]({p})"]
     (out / "report.md").write_text("\n".join(lines) + "\n")

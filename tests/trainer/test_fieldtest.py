@@ -64,11 +64,31 @@ def test_benign_alerts_are_false_per_source_per_hour_and_per_10k_flows():
     assert s["sources"]["iot"]["per_10k_flows"] == 1.5
 
 
+def test_false_alerts_on_benign_traces_are_counted_by_kind_head_and_members():
+    t = Tally()
+    benign = {"kind": "benign", "source": "iot", "seconds": 60.0, "attacks": []}
+    lone = Alert(1.0, "a", "b", 1, "anomaly", ("supervised",), 1)
+    flood = Alert(2.0, "c", "b", 2, "flood", ("supervised", "normal"), 40)
+    t.add(benign, TraceRun("b", [lone, lone, flood], 100))
+    t.add(_mix([_inst(100.0, 110.0, ["10.0.0.1"])]), TraceRun("m", [lone], 100))  # a mix: not counted here
+    assert t.summary()["false_anatomy"] == {
+        "anomaly / supervised / one flow": 2,
+        "flood / supervised+normal / several flows": 1,
+    }
+
+
 def test_the_real_sensor_run_is_read_back_with_its_flows(tmp_path):
     run = run_sensor(default_sensor(), str(DEFAULT_BUNDLE), str(ATTACKS / "hping3.pcapng"), tmp_path / "e.json")
     alerts, flows = read_eve(tmp_path / "e.json")
     assert run.flows == flows > 1000 and len(run.alerts) == len(alerts)
     assert all(a.t > 1e9 and a.src and a.dst for a in run.alerts)
+    # each alert's kind, heads and members as the sensor wrote them in alert.metadata
+    events = [json.loads(line) for line in open(tmp_path / "e.json")]
+    meta = [e["alert"]["metadata"] for e in events if e["event_type"] == "alert"]
+    assert [(a.kind, list(a.heads), a.flows) for a in alerts] == [
+        (m["flowlstm_kind"][0], m["flowlstm_head"], int(m["flowlstm_flows"][0])) for m in meta
+    ]
+    assert {a.kind for a in alerts} <= {"flood", "scan", "reflection", "anomaly"} and all(a.heads for a in alerts)
 
 
 @pytest.fixture(scope="module")
