@@ -62,6 +62,13 @@ def _seconds(text: str) -> int:
     return int(text)
 
 
+def _positive(text: str) -> int:
+    """A whole number, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text!r}")
+    return int(text)
+
+
 def _add_master(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--master",
@@ -261,6 +268,15 @@ examples:
         "default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=TrainJob.seed)
+    p.add_argument(
+        "--ensemble",
+        type=_positive,
+        default=TrainJob.ensemble,
+        metavar="K",
+        help="the supervised head is the mean of K LSTMs' logits, trained with seeds SEED .. SEED+K-1 "
+        "(default %(default)s: the paper's one LSTM); with K > 1 the first member alone is exported "
+        "beside it, as RUN/baselines/combined-one-member, for comparison",
+    )
     p.add_argument("--no-family-holdout", action="store_true", help="skip the leave-family-out runs")
     p.add_argument(
         "--no-baselines",
@@ -527,6 +543,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.max_anomalous_per_trace,
             not args.no_family_balance,
             not args.no_baselines,
+            args.ensemble,
         )
     )
     print(f"report: {Path(args.out) / 'report.md'}; bundle: {Path(args.out) / 'bundle'}")

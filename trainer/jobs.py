@@ -28,3 +28,4 @@ class TrainJob:
     max_anomalous_per_trace: int = 0
     family_balance: bool = True  # supervised LSTMs: small attack families drawn up to the mean family
     baselines: bool = True  # also the no-context LSTM and the linear SVM, for the report and side-by-side bundles
+    ensemble: int = 1  # supervised LSTMs averaged into the supervised head

@@ -1,7 +1,9 @@
 """The paper's LSTM, the normal-behaviour LSTM, their inference twins, and TFLite export.
 
 Training uses Al Jallad et al.'s setup: LSTM(64, ReLU, dropout 0.5) → Dense(1,
-sigmoid), binary cross-entropy, RMSprop(lr 0.001, rho 0.9).
+sigmoid), binary cross-entropy, RMSprop(lr 0.001, rho 0.9).  The supervised head may be
+an ensemble of such LSTMs trained with different seeds, scoring sigmoid of the mean of
+their logits (``ensemble_logits``, ``ensemble_twin``).
 
 The normal-behaviour head is the paper's "network language" taken literally: an
 LSTM encoder-decoder (64 units, ReLU, same optimizer) trained on benign windows only
@@ -27,6 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,6 +128,29 @@ def inference_twin(trained: keras.Model, temperature: float = 1.0, *, unroll: bo
     return twin
 
 
+def ensemble_twin(members: Sequence[keras.Model], temperature: float = 1.0) -> keras.Model:
+    """The inference twin of an ensemble of supervised LSTMs: sigmoid(mean of their logits / T),
+    each member unrolled and dropout-free (one member: ``inference_twin``)."""
+    if len(members) == 1:
+        return inference_twin(members[0], temperature)
+    import keras
+    from keras import layers
+
+    window, n_features = members[0].input_shape[1:]
+    inp = keras.Input((window, n_features))
+    logits = []
+    for m in members:
+        z = keras.Sequential(
+            [keras.Input((window, n_features)), layers.LSTM(UNITS, activation="relu", unroll=True), layers.Dense(1)]
+        )
+        weights = m.get_weights()
+        weights[-2] = weights[-2] / temperature
+        weights[-1] = weights[-1] / temperature
+        z.set_weights(weights)
+        logits.append(z(inp))
+    return keras.Model(inp, layers.Activation("sigmoid")(layers.Average()(logits)))
+
+
 def centre_only_twin(trained: keras.Model, temperature: float = 1.0) -> keras.Model:
     """The no-context baseline (trained on the centre second alone) as the sensor runs it:
     a (3, F) window cropped to its centre second, then the unrolled twin."""
@@ -163,6 +189,18 @@ def logit_model(trained: keras.Model) -> keras.Model:
     )
     model.set_weights(trained.get_weights())
     return model
+
+
+def ensemble_logits(members: Sequence[keras.Model]) -> keras.Model:
+    """``logit_model`` of an ensemble: the mean of its members' logits (one member: its own)."""
+    if len(members) == 1:
+        return logit_model(members[0])
+    import keras
+    from keras import layers
+
+    window, n_features = members[0].input_shape[1:]
+    inp = keras.Input((window, n_features))
+    return keras.Model(inp, layers.Average()([logit_model(m)(inp) for m in members]))
 
 
 TEMPERATURE_TOP = 8.0  # the top benign training logit maps to sigmoid(8) = 0.99966

@@ -218,6 +218,26 @@ def test_thresholds_set_on_a_calibration_source_meet_the_budget_there(chain):
         assert (top[:, j] >= bundle.thresholds[j]).sum() <= allowed + 1
 
 
+def test_an_ensemble_head_is_trained_exported_and_compared_with_one_member(chain):
+    """--ensemble 2: the supervised head is two LSTMs' mean logit, in one TFLite file the
+    sensor loads; the first member alone is evaluated and exported beside it."""
+    run = chain / "ensemble"
+    args = ["train", "--features", str(chain / "feat"), "--corpus", str(chain / "corpus"), "--out", str(run)]
+    args += ["--hold-out-families", "scan", "--ensemble", "2", "--epochs", "1", "--no-family-holdout"]
+    assert train_main([*args, "--no-baselines", "--master", "local[2]"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["config"]["ensemble"] == 2
+    assert {"lstm", "lstm (one member)", "normal", "combined"} <= set(report["splits"]["held out"])
+    meta = json.loads((run / "bundle" / "metadata.json").read_text())
+    assert meta["model"]["ensemble"] == 2
+    both, one = ModelBundle(run / "bundle"), ModelBundle(run / "baselines" / "combined-one-member")
+    assert both.head_names == ("supervised", "normal") and one.head_names == ("supervised-one-member", "normal")
+    w = read_windows(str(next((chain / "feat" / "trace=scan--site-ppa-book-1").glob("*.parquet"))))
+    s_both, s_one = both.score_all(w.x), one.score_all(w.x)
+    assert np.array_equal(s_both[:, 1], s_one[:, 1])  # one normal head
+    assert not np.allclose(s_both[:, 0], s_one[:, 0])  # two supervised heads
+
+
 def test_a_site_is_fitted_in_one_command(tmp_path):
     """flowlstm-train site: a site's own captures (here the MAWI excerpt and a Zeek trace) →
     corpus, features, both heads, the alert-level report on its traces beside the shipped bundle."""

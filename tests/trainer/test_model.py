@@ -1,0 +1,60 @@
+"""The supervised head as an ensemble (trainer/model.py): the mean of its members' logits, in
+the executors' scorer and in the exported twin alike, and a twin that converts to TFLite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.model import build_lstm, ensemble_logits, ensemble_twin, inference_twin, logit_model, to_tflite
+
+F = 6
+
+
+def _members(k: int) -> list:
+    import keras
+
+    out = []
+    for seed in range(k):
+        keras.utils.set_random_seed(seed)
+        out.append(build_lstm(F))
+    return out
+
+
+def _windows(n: int = 64) -> np.ndarray:
+    return np.random.default_rng(3).normal(size=(n, 3, F)).astype(np.float32)
+
+
+def test_the_ensemble_scores_the_mean_of_its_members_logits():
+    members, x, t = _members(3), _windows(), 1.7
+    z = np.stack([logit_model(m).predict(x, verbose=0).ravel() for m in members])
+    assert np.allclose(ensemble_logits(members).predict(x, verbose=0).ravel(), z.mean(axis=0), atol=1e-5)
+    twin = ensemble_twin(members, t).predict(x, verbose=0).ravel()
+    assert np.allclose(twin, 1 / (1 + np.exp(-z.mean(axis=0) / t)), atol=1e-5)
+    # not any one member's score: the members differ, so the mean is a new function
+    assert not np.allclose(twin, 1 / (1 + np.exp(-z[0] / t)), atol=1e-3)
+
+
+def test_an_ensemble_of_one_is_the_paper_lstm():
+    (m,) = _members(1)
+    x = _windows()
+    assert np.array_equal(ensemble_twin([m], 2.0).predict(x, verbose=0), inference_twin(m, 2.0).predict(x, verbose=0))
+    assert np.array_equal(ensemble_logits([m]).predict(x, verbose=0), logit_model(m).predict(x, verbose=0))
+
+
+@pytest.mark.slow
+def test_the_ensemble_twin_converts_to_a_quantized_model_that_scores_alike(tmp_path):
+    import tensorflow as tf
+
+    members, x = _members(2), _windows(256)
+    twin = ensemble_twin(members, 1.5)
+    to_tflite(members[0], tmp_path / "e.tflite", twin=twin)
+    interp = tf.lite.Interpreter(model_path=str(tmp_path / "e.tflite"))
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    interp.resize_tensor_input(inp["index"], x.shape)
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    got = interp.get_tensor(out["index"]).ravel()
+    want = twin.predict(x, verbose=0).ravel()
+    assert np.max(np.abs(got - want)) < 0.05  # dynamic-range int8 weights
