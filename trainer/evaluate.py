@@ -135,7 +135,7 @@ def _areas(scored: RDD[tuple[Block, np.ndarray]], j: int) -> dict[str, float]:
     n_ranges = max(1, scored.context.defaultParallelism * AREA_RANGES_PER_CORE)
     # Range bounds at quantiles of every block's distinct scores (a few per block reach the driver).
     probes = per_block.map(lambda vc: np.quantile(vc[0], np.linspace(0, 1, 9)) if len(vc[0]) else np.zeros(0))
-    sample = np.concatenate([p for p in probes.collect()] + [np.zeros(0)])
+    sample = np.concatenate([*probes.collect(), np.zeros(0)])
     bounds = np.unique(np.quantile(sample, np.linspace(0, 1, n_ranges + 1)[1:-1])) if len(sample) else np.zeros(0)
 
     def cut(vc: tuple[np.ndarray, np.ndarray]) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:

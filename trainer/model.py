@@ -136,18 +136,8 @@ def ensemble_twin(members: Sequence[keras.Model], temperature: float = 1.0) -> k
     import keras
     from keras import layers
 
-    window, n_features = members[0].input_shape[1:]
-    inp = keras.Input((window, n_features))
-    logits = []
-    for m in members:
-        z = keras.Sequential(
-            [keras.Input((window, n_features)), layers.LSTM(UNITS, activation="relu", unroll=True), layers.Dense(1)]
-        )
-        weights = m.get_weights()
-        weights[-2] = weights[-2] / temperature
-        weights[-1] = weights[-1] / temperature
-        z.set_weights(weights)
-        logits.append(z(inp))
+    inp = keras.Input(members[0].input_shape[1:])
+    logits = [logit_model(m, temperature, unroll=True)(inp) for m in members]
     return keras.Model(inp, layers.Activation("sigmoid")(layers.Average()(logits)))
 
 
@@ -177,17 +167,21 @@ def linear_scorer(coef: np.ndarray, intercept: float, temperature: float, window
     return model
 
 
-def logit_model(trained: keras.Model) -> keras.Model:
-    """The supervised LSTM without its sigmoid: windows → z = kernel · h + bias (float32, not
-    saturated as sigmoid(z) is), the same weights, dropout-free, for scoring in the executors."""
+def logit_model(trained: keras.Model, temperature: float = 1.0, *, unroll: bool = False) -> keras.Model:
+    """The supervised LSTM without its sigmoid: windows → z / T, z = kernel · h + bias (float32,
+    not saturated as sigmoid(z) is), the same weights, dropout-free: for scoring in the
+    executors, and (unrolled) as an ensemble member in ``ensemble_twin``."""
     import keras
     from keras import layers
 
     window, n_features = trained.input_shape[1:]
     model = keras.Sequential(
-        [keras.Input((window, n_features)), layers.LSTM(UNITS, activation="relu"), layers.Dense(1)]
+        [keras.Input((window, n_features)), layers.LSTM(UNITS, activation="relu", unroll=unroll), layers.Dense(1)]
     )
-    model.set_weights(trained.get_weights())
+    weights = trained.get_weights()
+    weights[-2] = weights[-2] / temperature  # the output Dense's kernel and bias
+    weights[-1] = weights[-1] / temperature
+    model.set_weights(weights)
     return model
 
 
