@@ -48,6 +48,7 @@ _PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP", 47
 # flags are not: one stray SYN-RST probe from the Internet's background scanners is in the
 # MAWI excerpt, and alerting on each one is noise.
 _BAD_FRAGMENTS = SCHEMA.index("frac_bad_frag")
+_PRESENT = SCHEMA.index("present")
 _CID = communityid.CommunityID()
 _MAPPED_V4 = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
 
@@ -165,8 +166,13 @@ def alert_records(
         sids = np.empty(len(g), dtype=np.int64)
         for kind in set(kinds.tolist()):
             sids[kinds == kind] = (config.signatures.get(kind) or config.signatures["anomaly"]).sid
-        malformed = batch.x[hit[g.rep], 1, _BAD_FRAGMENTS] > 0
-        keep, folded = thresholder.decide(batch.sec, sids, keys["src"], keys["dst"], (g.members == 1) & ~malformed)
+        rep_x = batch.x[hit[g.rep]]
+        malformed = rep_x[:, 1, _BAD_FRAGMENTS] > 0
+        # the second of the newest packets each candidate's window shows (t+1, t or t-1)
+        present = rep_x[:, :, _PRESENT] > 0
+        seen = batch.sec + 1 - np.argmax(present[:, ::-1], axis=1)
+        lone = (g.members == 1) & ~malformed
+        keep, folded = thresholder.decide(batch.sec, sids, keys["src"], keys["dst"], lone, seen)
         chosen, keys, kinds, folded = chosen[keep], keys[keep], kinds[keep], folded[keep]
         if len(chosen) == 0:
             return []

@@ -430,17 +430,18 @@ TABLE: tuple[Setting, ...] = (
         "thresholding.corroborate",
         int,
         60,
-        "a lone anomalous flow alerts only if its destination was anomalous in an earlier "
-        "second within SEC seconds; 0 alerts at once (default %(default)s)",
+        "a lone anomalous flow alerts only if its destination was anomalous in packets of an "
+        "earlier second within SEC seconds; 0 alerts at once (default %(default)s)",
         "--corroborate",
         lo=0,
         hi=86400,
         metavar="SEC",
         expect_text="seconds, from 0 to 86400",
         doc="A lone anomalous flow (the only flow of its alert in its second) alerts only if its\n"
-        "destination was anomalous in an earlier second within this many seconds (one flow\n"
-        "that looks like one member of a flood for one second is no evidence); 0 alerts at\n"
-        "once.  Alerts of several flows are never held back.",
+        "destination was anomalous in packets of an earlier second, within this many seconds,\n"
+        "than the newest packets the lone flow's window shows (one flow that looks like one\n"
+        "member of a flood for one second is no evidence, nor is the next window seeing the same\n"
+        "packets again); 0 alerts at once.  Alerts of several flows are never held back.",
     ),
     Setting(
         "thresholding.max-per-second",

@@ -19,8 +19,13 @@ the only member of its alert in its second.  One flow that scores like one membe
 flood, for one second, is what most false alerts on networks the model never saw are
 (docs/model/folds/README.md); an attack of one flow — a DoS connection, a beacon, a tunnel —
 comes back.  A lone candidate becomes an alert only if its destination was anomalous
-(in any candidate, lone or not) in an earlier second within ``corroborate`` seconds;
-held-back ones are counted as suppressed.  Candidates of several flows are never held.
+(in any candidate, lone or not) in packets of an earlier second, within ``corroborate``
+seconds, than the newest packets the candidate shows.  Seconds are those of packets, not of
+windows: windows overlap, so a flow active in seconds s and s+1 is judged on both in the
+window of s, and the window of s+1 shows it nothing new; counted by window second, such a
+flow corroborated itself (in the demo's MAWI background, two flows of two packets to port
+443, a second apart, alerted so).  Held-back candidates are counted as suppressed.
+Candidates of several flows are never held.
 """
 
 from __future__ import annotations
@@ -90,19 +95,23 @@ class Thresholder:
     suppressed: int = 0
     emitted: int = 0
     _state: dict[tuple[int, str, bytes | None], _State] = field(default_factory=dict)
-    _anomalous: dict[bytes, int] = field(default_factory=dict)  # destination → last second it was
+    _anomalous: dict[bytes, int] = field(default_factory=dict)  # destination → newest anomalous packets' second
     _second: int = -1
     _in_second: int = 0
 
-    def _corroborated(self, sec: int, dst: np.ndarray, lone: np.ndarray) -> np.ndarray:
+    def _corroborated(self, dst: np.ndarray, lone: np.ndarray, seen: np.ndarray) -> np.ndarray:
         """Which candidates may alert: those of several flows, and lone ones whose destination
-        was anomalous in an earlier second within ``corroborate``; then remember this second."""
+        was anomalous in packets of a second before ``seen`` (within ``corroborate``); then
+        remember each destination's newest anomalous second."""
         keys = [d.tobytes() for d in dst]
+        newest = seen.tolist()
         ok = ~lone
         for i in np.flatnonzero(lone).tolist():
             last = self._anomalous.get(keys[i])
-            ok[i] = last is not None and 0 < sec - last <= self.corroborate
-        self._anomalous.update(dict.fromkeys(keys, sec))
+            ok[i] = last is not None and 0 < newest[i] - last <= self.corroborate
+        for key, at in zip(keys, newest, strict=True):
+            if at > self._anomalous.get(key, at - 1):
+                self._anomalous[key] = at
         return ok
 
     def _rule(self, sid: int) -> ThresholdRule | None:
@@ -110,12 +119,18 @@ class Thresholder:
         return exact[0] if exact else next((r for r in self.rules if r.sid == 0), None)
 
     def decide(
-        self, sec: int, sids: np.ndarray, src: np.ndarray, dst: np.ndarray, lone: np.ndarray | None = None
+        self,
+        sec: int,
+        sids: np.ndarray,
+        src: np.ndarray,
+        dst: np.ndarray,
+        lone: np.ndarray | None = None,
+        seen: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Candidates of second ``sec``, in order: signature ids, (N, 16) source/destination
-        addresses and which are lone flows (None: none).  Returns which to emit, and for each
-        the number of earlier alerts of its key it stands for (suppressed since that key's
-        last emitted alert)."""
+        addresses, which are lone flows (None: none) and the second of the newest packets each
+        shows (None: ``sec``).  Returns which to emit, and for each the number of earlier
+        alerts of its key it stands for (suppressed since that key's last emitted alert)."""
         if sec != self._second:
             self._second, self._in_second = sec, 0
             # Forget expired keys so state stays bounded by the active ones.
@@ -129,7 +144,7 @@ class Thresholder:
         owner: dict[int, _State] = {}  # kept candidate → its key's state
         considered = np.ones(n, dtype=bool)
         if self.corroborate and lone is not None:
-            considered = self._corroborated(sec, dst, lone)
+            considered = self._corroborated(dst, lone, np.full(n, sec, np.int64) if seen is None else seen)
         for sid in np.unique(sids[considered]).tolist():
             idx = np.flatnonzero((sids == sid) & considered)
             rule = self._rule(sid)

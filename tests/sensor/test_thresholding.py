@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sensor.eve import AlertConfig, alert_records
+from sensor.features import SCHEMA
 from sensor.threshold import Thresholder, ThresholdRule, default_rules
 
 
@@ -129,6 +130,46 @@ def test_a_lone_flow_alerts_only_once_its_destination_was_anomalous_in_an_earlie
     assert t.suppressed == 4 and t.emitted == 4
     off = Thresholder([ThresholdRule("limit", "by_both", 10**6, 60, 0)], max_per_second=10**6, corroborate=0)
     assert off.decide(100, sids, src, _to(1, 2, 2), np.array([True, True, False]))[0].all()
+
+
+def test_a_lone_flow_is_corroborated_by_newer_packets_not_by_the_same_packets_seen_again():
+    """Windows overlap: a flow active in seconds 10 and 11 has windows at 10 (packets up to 11)
+    and 11 (packets up to 11, nothing new); neither corroborates the other.  Packets of a
+    later second do; so does a destination's anomaly of any flow in an earlier second."""
+    t = Thresholder([ThresholdRule("limit", "by_both", 10**6, 60, 0)], max_per_second=10**6, corroborate=60)
+    one, src, lone = np.ones(1, np.int64), np.zeros((1, 16), np.uint8), np.array([True])
+    assert t.decide(10, one, src, _to(1), lone, np.array([11]))[0].tolist() == [False]
+    assert t.decide(11, one, src, _to(1), lone, np.array([11]))[0].tolist() == [False]
+    assert t.decide(12, one, src, _to(1), lone, np.array([13]))[0].tolist() == [True]  # back, two seconds on
+    assert t.decide(13, one, src, _to(2), lone, np.array([13]))[0].tolist() == [False]
+    assert t.decide(73, one, src, _to(2), lone, np.array([73]))[0].tolist() == [True]  # 60 s on: within
+    assert t.decide(140, one, src, _to(2), lone, np.array([140]))[0].tolist() == [False]  # 67 s on: not
+    assert t.suppressed == 4 and t.emitted == 2
+
+
+def test_alert_records_hold_a_lone_flow_until_it_is_back_with_newer_packets():
+    """Through alert_records, on MAWI windows: a lone anomalous flow active in two consecutive
+    seconds never alerts (its second window shows nothing the first had not seen); one active
+    in three alerts once, in its third window."""
+    from sensor.pipeline import run_files
+
+    from ..conftest import MAWI_PCAP
+
+    batches = [w for o in run_files([MAWI_PCAP]) for w in o.windows][5:25]
+    present = SCHEMA.index("present")
+    by_flow: dict[int, list[tuple[int, ...]]] = {}
+    for batch in batches:
+        flags = (batch.x[:, :, present] > 0).astype(int).tolist()
+        for fid, p in zip(batch.keys["flow_id"].tolist(), flags, strict=True):
+            by_flow.setdefault(fid, []).append(tuple(p))
+    for pattern, alerts in ((((0, 1, 1), (1, 1, 0)), 0), (((0, 1, 1), (1, 1, 1), (1, 1, 0)), 1)):
+        fid = next(f for f, ps in by_flow.items() if tuple(ps) == pattern)
+        th = Thresholder([ThresholdRule("limit", "by_both", 10**6, 60, 0)], max_per_second=10**6, corroborate=60)
+        n = 0
+        for batch in batches:
+            scores = (batch.keys["flow_id"] == fid).astype(np.float32)  # this flow alone is anomalous
+            n += len(alert_records(batch, scores, 0.5, "t@0", AlertConfig(per="flow"), thresholder=th))
+        assert n == alerts, (pattern, n)
 
 
 @pytest.mark.slow
