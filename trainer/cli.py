@@ -69,6 +69,17 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _fraction(text: str) -> float:
+    """A fraction of a trace's time span: at least 0, below 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 up to (not including) 1, not {text!r}")
+    return value
+
+
 def _add_master(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--master",
@@ -302,6 +313,15 @@ examples:
         default="",
         help="with --corpus: benign sources no model trains on, whose flows alone set the thresholds, so "
         "the false-alert budget is met on networks the models never saw (default: the training flows)",
+    )
+    p.add_argument(
+        "--calibrate-last",
+        type=_fraction,
+        default=TrainJob.calibrate_last,
+        metavar="FRACTION",
+        help="the last FRACTION of each training trace's time span (before the held-out part, if the "
+        "split is by time) trains no model; its benign flows alone set the thresholds, so the budget "
+        "is met on seconds the heads never saw (default %(default)s: the training flows)",
     )
     p.add_argument(
         "--max-benign-per-trace",
@@ -539,6 +559,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             tuple(f for f in args.hold_out_families.split(",") if f),
             tuple(f for f in args.hold_out_sources.split(",") if f),
             tuple(f for f in args.calibrate_on.split(",") if f),
+            args.calibrate_last,
             args.max_benign_per_trace,
             args.max_anomalous_per_trace,
             not args.no_family_balance,

@@ -220,6 +220,18 @@ def before_cut(cuts: dict[str, int], test: bool) -> Side:
     return lambda b: (b.sec >= cuts[b.trace]) if test else (b.sec < cuts[b.trace])
 
 
+def both(a: Side, b: Side) -> Side:
+    """The rows on both sides."""
+    return lambda blk: a(blk) & b(blk)
+
+
+def late_seconds(s: Summary, train: Side, fraction: float, held: float = 0.0) -> tuple[Side, Side]:
+    """``train`` cut by time into (fit, calibration): calibration is the last ``fraction`` of
+    each trace's time span before its last ``held`` (the time split's test part, if any)."""
+    late = time_cuts(s, fraction + held)
+    return both(train, before_cut(late, test=False)), both(train, before_cut(late, test=True))
+
+
 def held_seconds(rdd: RDD[Block], family: str) -> dict[str, np.ndarray]:
     """Per trace, the sorted seconds in which ``family`` has an anomalous window."""
 

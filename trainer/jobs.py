@@ -24,6 +24,7 @@ class TrainJob:
     hold_out_families: tuple[str, ...] = ()  # with corpus: attack families never trained on
     hold_out_sources: tuple[str, ...] = ()  # with corpus: benign sources never trained on
     calibration_sources: tuple[str, ...] = ()  # with corpus: benign sources that only set the thresholds
+    calibrate_last: float = 0.0  # the last fraction of each training trace's span only sets the thresholds
     max_benign_per_trace: int = 0  # windows kept per trace (0: all): no busy trace outweighs the quiet ones
     max_anomalous_per_trace: int = 0
     family_balance: bool = True  # supervised LSTMs: small attack families drawn up to the mean family

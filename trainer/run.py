@@ -25,12 +25,14 @@ from .frame import (
     balance_plan,
     balanced,
     before_cut,
+    both,
     budget_ranks,
     by_trace,
     fit_normalization,
     gather,
     held_seconds,
     in_seconds,
+    late_seconds,
     normalized,
     read_blocks,
     sample,
@@ -296,6 +298,8 @@ def train_all(args: TrainJob) -> dict[str, Any]:
     traces: set[str] | None = None
     if args.calibration_sources and not args.corpus:
         raise UsageError("calibration sources need --corpus: they are sources of a corpus")
+    if args.calibration_sources and args.calibrate_last:
+        raise UsageError("thresholds come from calibration sources or from the training traces' last seconds, not both")
     held_out = bool(args.hold_out_families or args.hold_out_sources)
     if args.corpus and (held_out or args.calibration_sources):
         split = corpus_split(
@@ -311,6 +315,8 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         split_text = f"time: last {args.test_fraction:.0%} of each trace's time span held out"
     if split is not None and split.calibration_sources:
         split_text += f"; thresholds set on {', '.join(split.calibration_sources)} (never trained on)"
+    if args.calibrate_last:
+        split_text += f"; thresholds set on each training trace's last {args.calibrate_last:.0%} (never trained on)"
     cfg = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -330,6 +336,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
             "seed": cfg.seed,
             "master": args.master,
             "test_fraction": args.test_fraction,
+            "calibrate_last": args.calibrate_last,
             "family_balance": cfg.family_balance,
             "ensemble": cfg.ensemble,
         },
@@ -360,11 +367,23 @@ def train_all(args: TrainJob) -> dict[str, Any]:
             if s_cal.windows == s_cal.anomalous:
                 raise UsageError(f"no benign window in {', '.join(split.calibration_sources)} to set thresholds on")
             blocks = side(read, by_trace(split.calibrate, inside=False))
-        if split is not None and held_out:
-            train_side, test_side = by_trace(split.train), by_trace(split.test)
-        else:
+        by_time = not (split is not None and held_out)
+        if by_time:
             cuts = time_cuts(summary, args.test_fraction)
             train_side, test_side = before_cut(cuts, test=False), before_cut(cuts, test=True)
+        else:
+            assert split is not None
+            train_side, test_side = by_trace(split.train), by_trace(split.test)
+        fit_side = by_trace(summary.traces)
+        if args.calibrate_last:
+            # Seconds no head trained on, of the training networks: where the sensor will score.
+            test_part = args.test_fraction if by_time else 0.0
+            fit_side, cal_side = late_seconds(summary, fit_side, args.calibrate_last, test_part)
+            calibration = side(blocks, train_side, cal_side)
+            s_cal = summarize(calibration)
+            if s_cal.windows == s_cal.anomalous:
+                raise UsageError("no benign window in the calibration seconds; raise --calibrate-last")
+            train_side = both(train_side, fit_side)
         s_tr, s_te = summarize(side(blocks, train_side)), summarize(side(blocks, test_side))
         if s_te.anomalous == 0:
             raise UsageError(
@@ -392,7 +411,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         if args.family_holdout:
             for fam in sorted(f for f in summary.families if f):
                 held = held_seconds(blocks, fam)
-                tr, te = in_seconds(held, test=False), in_seconds(held, test=True)
+                tr, te = both(in_seconds(held, test=False), fit_side), in_seconds(held, test=True)
                 f_tr = summarize(side(blocks, tr))
                 if f_tr.anomalous == 0:
                     continue

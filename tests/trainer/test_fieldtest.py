@@ -11,7 +11,8 @@ import pytest
 from sensor.model import DEFAULT_BUNDLE, ModelBundle
 from sensor.parquet import read_windows
 from trainer.cli import main as train_main
-from trainer.dataset import flow_identity
+from trainer.corpus import load as load_corpus
+from trainer.dataset import corpus_split, flow_identity
 from trainer.fieldtest import Alert, Tally, TraceRun, default_sensor, read_eve, run_sensor, select
 from trainer.labels import NS
 
@@ -190,6 +191,20 @@ def test_a_model_trained_without_a_family_is_evaluated_at_the_alert_level_on_it(
         assert (out / png).stat().st_size > 5_000
 
 
+def _top_scores(bundle: ModelBundle, parts: list[tuple[object, object]]) -> np.ndarray:
+    """Of the benign windows given as (window file, row mask) pairs: each distinct flow's
+    highest score per head, (flows, heads)."""
+    ids, scores = [], []
+    for w, keep in parts:
+        rows = np.flatnonzero((w.table.column("label").to_numpy() == 0) & keep)
+        ids.append(flow_identity(w.table, rows))
+        scores.append(bundle.score_all(w.x[rows]))
+    flows, inv = np.unique(np.concatenate(ids), return_inverse=True)
+    top = np.full((len(flows), len(bundle.head_names)), -1.0)
+    np.maximum.at(top, inv.reshape(-1), np.concatenate(scores))
+    return top
+
+
 def test_thresholds_set_on_a_calibration_source_meet_the_budget_there(chain):
     """--calibrate-on: the source trains no model; its benign flows alone set the thresholds,
     so on it each head alerts on at most its share of the budget (one flow more for the
@@ -201,21 +216,47 @@ def test_thresholds_set_on_a_calibration_source_meet_the_budget_there(chain):
     meta = json.loads((run / "bundle" / "metadata.json").read_text())["training"]
     assert meta["corpus"]["calibration_sources"] == ["ppa-book"] and "ppa-book" not in meta["corpus"]["sources"]
     assert "thresholds set on ppa-book (never trained on)" in meta["split"]
-    bundle = ModelBundle(run / "bundle")
-    ids, scores = [], []
+    parts = []
     for trace in ("site-ppa-book-1", "reflection--site-ppa-book-1"):  # its benign trace and its mix
         for part in (chain / "feat" / f"trace={trace}").glob("*.parquet"):
-            w = read_windows(str(part))
-            benign = np.flatnonzero(w.table.column("label").to_numpy() == 0)
-            ids.append(flow_identity(w.table, benign))
-            scores.append(bundle.score_all(w.x[benign]))
-    flows, inv = np.unique(np.concatenate(ids), return_inverse=True)
-    top = np.full((len(flows), len(bundle.head_names)), -1.0)
-    np.maximum.at(top, inv.reshape(-1), np.concatenate(scores))
-    allowed = int(np.floor(len(flows) * 100 / 1e4))  # half of the budget per head
+            parts.append((read_windows(str(part)), True))
+    bundle = ModelBundle(run / "bundle")
+    top = _top_scores(bundle, parts)
+    allowed = int(np.floor(len(top) * 100 / 1e4))  # half of the budget per head
     assert allowed >= 1
     for j in range(len(bundle.head_names)):
         assert (top[:, j] >= bundle.thresholds[j]).sum() <= allowed + 1
+
+
+def test_thresholds_set_on_the_training_traces_last_seconds_meet_the_budget_there(chain):
+    """--calibrate-last 0.5: the last half of each training trace's span trains no model; its
+    benign flows alone set the thresholds, so there each head alerts on its share of the budget."""
+    run = chain / "calibrated-late"
+    args = ["train", "--features", str(chain / "feat"), "--corpus", str(chain / "corpus"), "--out", str(run)]
+    args += ["--hold-out-families", "scan", "--calibrate-last", "0.5", "--epochs", "1", "--no-family-holdout"]
+    # the late halves hold a few dozen benign flows: a budget of one in ten lets some alert
+    assert train_main([*args, "--no-baselines", "--master", "local[2]", "--false-alert-budget", "2000"]) == 0
+    meta = json.loads((run / "bundle" / "metadata.json").read_text())["training"]
+    assert "thresholds set on each training trace's last 50% (never trained on)" in meta["split"]
+    parts = []
+    for trace in corpus_split(load_corpus(chain / "corpus"), ["scan"]).train:
+        files = [read_windows(str(p)) for p in (chain / "feat" / f"trace={trace}").glob("*.parquet")]
+        secs = np.concatenate([w.table.column("sec").to_numpy() for w in files] + [np.zeros(0, np.int64)])
+        if len(secs) == 0:  # a background too short for a window
+            continue
+        lo, hi = int(secs.min()), int(secs.max())
+        cut = max(lo + int(np.ceil((hi - lo) * 0.5)), lo + 1) if hi > lo else hi  # frame.time_cuts
+        parts += [(w, w.table.column("sec").to_numpy() >= cut) for w in files]
+    bundle = ModelBundle(run / "bundle")
+    top = _top_scores(bundle, parts)
+    allowed = int(np.floor(len(top) * 1000 / 1e4))  # half of the budget per head
+    assert allowed >= 2, len(top)
+    # The threshold sits at these flows' budget rank: set with the float model, so the quantized
+    # bundle's scores of near-tied flows (a one-epoch model's) are compared 10% either side.
+    for j in range(len(bundle.head_names)):
+        t = bundle.thresholds[j]
+        assert (top[:, j] >= 1.1 * t).sum() <= allowed <= (top[:, j] >= 0.9 * t).sum(), j
+    assert train_main([*args, "--calibrate-on", "ppa-book", "--master", "local[2]"]) == 64  # one or the other
 
 
 def test_an_ensemble_head_is_trained_exported_and_compared_with_one_member(chain):

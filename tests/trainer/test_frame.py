@@ -23,6 +23,7 @@ from trainer.frame import (
     gather,
     held_seconds,
     in_seconds,
+    late_seconds,
     read_blocks,
     sample,
     scatter,
@@ -104,6 +105,19 @@ def test_the_time_split_cuts_each_trace_at_a_second_and_loses_nothing(sc, workdi
     assert tr.traces["mix"][3] < cuts["mix"] <= te.traces["mix"][2]
     assert te.anomalous > 0 and tr.anomalous > 0  # both attacks straddle the cut (conftest)
     assert summarize(side(blocks, by_trace(["other"]))).windows == 0
+
+
+def test_calibration_seconds_are_the_last_of_the_training_side_and_train_nothing(sc, workdir):
+    blocks = read_blocks(sc, workdir / "feat")
+    s = summarize(blocks)
+    lo, hi = s.traces["mix"][2:]
+    cuts = time_cuts(s, 0.3)
+    for train, held, end in ((before_cut(cuts, test=False), 0.3, cuts["mix"]), (by_trace(["mix"]), 0.0, hi + 1)):
+        fit, cal = late_seconds(s, train, 0.2, held)
+        f, c, t = (summarize(side(blocks, m)) for m in (fit, cal, train))
+        assert f.windows + c.windows == t.windows and c.windows > 0
+        start = lo + int(np.ceil((hi - lo) * (1 - 0.2 - held)))
+        assert f.traces["mix"][3] < start <= c.traces["mix"][2] and c.traces["mix"][3] < end
 
 
 def test_leaving_a_family_out_moves_all_its_seconds_to_test(sc, workdir):
