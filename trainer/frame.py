@@ -225,11 +225,11 @@ def both(a: Side, b: Side) -> Side:
     return lambda blk: a(blk) & b(blk)
 
 
-def late_seconds(s: Summary, train: Side, fraction: float, held: float = 0.0) -> tuple[Side, Side]:
-    """``train`` cut by time into (fit, calibration): calibration is the last ``fraction`` of
-    each trace's time span before its last ``held`` (the time split's test part, if any)."""
+def late_seconds(s: Summary, fraction: float, held: float = 0.0) -> tuple[Side, Side]:
+    """Each trace cut by time into (earlier, late): late is the last ``fraction`` of its time
+    span before its last ``held`` (the time split's test part, if any), and what follows."""
     late = time_cuts(s, fraction + held)
-    return both(train, before_cut(late, test=False)), both(train, before_cut(late, test=True))
+    return before_cut(late, test=False), before_cut(late, test=True)
 
 
 def held_seconds(rdd: RDD[Block], family: str) -> dict[str, np.ndarray]:

@@ -374,11 +374,11 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         else:
             assert split is not None
             train_side, test_side = by_trace(split.train), by_trace(split.test)
-        fit_side = by_trace(summary.traces)
+        fit_side: Side | None = None  # with --calibrate-last: the seconds models may train on
         if args.calibrate_last:
             # Seconds no head trained on, of the training networks: where the sensor will score.
             test_part = args.test_fraction if by_time else 0.0
-            fit_side, cal_side = late_seconds(summary, fit_side, args.calibrate_last, test_part)
+            fit_side, cal_side = late_seconds(summary, args.calibrate_last, test_part)
             calibration = side(blocks, train_side, cal_side)
             s_cal = summarize(calibration)
             if s_cal.windows == s_cal.anomalous:
@@ -411,7 +411,9 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         if args.family_holdout:
             for fam in sorted(f for f in summary.families if f):
                 held = held_seconds(blocks, fam)
-                tr, te = both(in_seconds(held, test=False), fit_side), in_seconds(held, test=True)
+                tr, te = in_seconds(held, test=False), in_seconds(held, test=True)
+                if fit_side is not None:
+                    tr = both(tr, fit_side)
                 f_tr = summarize(side(blocks, tr))
                 if f_tr.anomalous == 0:
                     continue

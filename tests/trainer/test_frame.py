@@ -17,6 +17,7 @@ from trainer.frame import (
     balance_plan,
     balanced,
     before_cut,
+    both,
     budget_ranks,
     by_trace,
     fit_normalization,
@@ -113,7 +114,8 @@ def test_calibration_seconds_are_the_last_of_the_training_side_and_train_nothing
     lo, hi = s.traces["mix"][2:]
     cuts = time_cuts(s, 0.3)
     for train, held, end in ((before_cut(cuts, test=False), 0.3, cuts["mix"]), (by_trace(["mix"]), 0.0, hi + 1)):
-        fit, cal = late_seconds(s, train, 0.2, held)
+        early, late = late_seconds(s, 0.2, held)
+        fit, cal = both(train, early), both(train, late)
         f, c, t = (summarize(side(blocks, m)) for m in (fit, cal, train))
         assert f.windows + c.windows == t.windows and c.windows > 0
         start = lo + int(np.ceil((hi - lo) * (1 - 0.2 - held)))
