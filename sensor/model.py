@@ -143,10 +143,12 @@ def read_regular_file(path: Path, limit: int) -> bytes:
 
 @dataclass(frozen=True)
 class Normalization:
-    """Per-feature affine map fitted on training data: (x - mean) / scale."""
+    """Per-feature affine map fitted on training data: (x - mean) / scale.  Features in
+    ``ignored`` (schema indices) enter the model as 0: it was trained without them."""
 
     mean: np.ndarray
     scale: np.ndarray
+    ignored: tuple[int, ...] = ()
 
     def apply(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Normalized float32 copy of windows ``x`` (N, 3, F), written into ``out`` if given."""
@@ -157,10 +159,18 @@ class Normalization:
         out /= self.scale
         # Absent seconds stay exactly zero, so the model sees "silent", not "average".
         out[~(x[..., 0] > 0)] = 0
+        if self.ignored:
+            out[..., list(self.ignored)] = 0
         return out.astype(np.float32, copy=False)
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale]}
+    def to_dict(self) -> dict[str, list[float] | list[str]]:
+        d: dict[str, list[float] | list[str]] = {
+            "mean": [float(v) for v in self.mean],
+            "scale": [float(v) for v in self.scale],
+        }
+        if self.ignored:  # absent from bundles trained on every feature, which stay as they were
+            d["ignored"] = [SCHEMA.names[i] for i in self.ignored]
+        return d
 
 
 def _is_int(v: object) -> bool:
@@ -268,6 +278,7 @@ def validate_metadata(meta: object, where: str) -> Metadata:
             f"{where}: normalization.scale[{tiny[0]}] ({SCHEMA.names[tiny[0]]}) is {scale[tiny[0]]:.3g}; "
             f"scales must be at least {MIN_SCALE:g}"
         )
+    ignored = _ignored(norm.get("ignored", []), where)
     heads = [_head_spec(meta, where, "", PRIMARY_HEAD, MODEL_FILE)]
     extra = meta.get("heads", [])
     if not isinstance(extra, list) or len(extra) > MAX_HEADS - 1:
@@ -289,7 +300,18 @@ def validate_metadata(meta: object, where: str) -> Metadata:
     name = meta.get("name")
     if name is not None and not (isinstance(name, str) and 0 < len(name) <= _NAME_MAX and name.isprintable()):
         raise ModelError(f"{where}: 'name' must be printable text of 1 to {_NAME_MAX} characters, found {_show(name)}")
-    return Metadata(Normalization(mean, scale), tuple(heads), name)
+    return Metadata(Normalization(mean, scale, ignored), tuple(heads), name)
+
+
+def _ignored(v: object, where: str) -> tuple[int, ...]:
+    """``normalization.ignored``: distinct feature names of the schema, 'present' excepted."""
+    names = list(SCHEMA.names)
+    if not isinstance(v, list) or not all(isinstance(n, str) and n in names[1:] for n in v) or len(set(v)) != len(v):
+        raise ModelError(
+            f"{where}: normalization.ignored must be a list of distinct feature names of schema version "
+            f"{SCHEMA.version} ('present' excepted), found {_show(v)}"
+        )
+    return tuple(sorted(names.index(n) for n in v))
 
 
 def _head_spec(d: dict[str, Any], where: str, prefix: str, default_name: str | None, file: str) -> HeadSpec:
@@ -314,7 +336,7 @@ def _vet(model_path: Path, content: bytes, norm: Normalization, load: Callable[[
     hang past ``VET_TIMEOUT_S`` — is itself the verdict.  The parent never runs LiteRT on a
     model no child survived.
     """
-    digest = hashlib.sha256(content + norm.mean.tobytes() + norm.scale.tobytes()).hexdigest()
+    digest = hashlib.sha256(content + norm.mean.tobytes() + norm.scale.tobytes() + bytes(norm.ignored)).hexdigest()
     if digest in _vetted:
         return
     read_fd, write_fd = os.pipe()

@@ -80,6 +80,20 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _feature_names(text: str) -> tuple[str, ...]:
+    """Comma-separated names of the feature schema ('present' excepted), each once."""
+    from sensor.features import SCHEMA
+
+    names = tuple(n for n in text.split(",") if n)
+    unknown = [n for n in names if n not in SCHEMA.names[1:]]
+    if unknown or len(set(names)) != len(names):
+        what = f"unknown: {', '.join(unknown)}" if unknown else "a name given twice"
+        raise argparse.ArgumentTypeError(
+            f"expected feature names of schema version {SCHEMA.version} (docs/features.md), {what}"
+        )
+    return names
+
+
 def _add_master(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--master",
@@ -287,6 +301,15 @@ examples:
         help="the supervised head is the mean of K LSTMs' logits, trained with seeds SEED .. SEED+K-1 "
         "(default %(default)s: the paper's one LSTM); with K > 1 the first member alone is exported "
         "beside it, as RUN/baselines/combined-one-member, for comparison",
+    )
+    p.add_argument(
+        "--ignore-features",
+        type=_feature_names,
+        default=",".join(TrainJob.ignore_features),
+        metavar="LIST",
+        help="feature names every model is trained without: they enter as 0, in the sensor too ('' for "
+        "none; default: the link's composition as it is, not against its baseline, which tells networks "
+        "apart rather than attacks from their network: " + ", ".join(TrainJob.ignore_features) + ")",
     )
     p.add_argument("--no-family-holdout", action="store_true", help="skip the leave-family-out runs")
     p.add_argument(
@@ -565,6 +588,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             not args.no_family_balance,
             not args.no_baselines,
             args.ensemble,
+            args.ignore_features,
         )
     )
     print(f"report: {Path(args.out) / 'report.md'}; bundle: {Path(args.out) / 'bundle'}")

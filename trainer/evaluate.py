@@ -309,6 +309,11 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
             " Supervised LSTMs trained family-balanced (small attack families drawn up to the mean family)."
             if report.get("config", {}).get("family_balance")
             else ""
+        )
+        + (
+            f" Trained without {', '.join(ignored)} (they enter every model as 0)."
+            if (ignored := report.get("config", {}).get("ignore_features"))
+            else ""
         ),
         "",
     ]

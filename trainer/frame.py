@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sensor.features import SCHEMA
 from sensor.model import Normalization
 from sensor.parquet import read_windows
 
@@ -290,14 +291,17 @@ def _combine(a: Moments, c: Moments) -> Moments:
     return n, ma + d * nc / n, sa + scc + d * d * na * nc / n
 
 
-def fit_normalization(rdd: RDD[Block]) -> Normalization:
+def fit_normalization(rdd: RDD[Block], ignored: Sequence[str] = ()) -> Normalization:
     """Mean and scale per feature over the present seconds of the (training) windows, from
-    per-block moments merged in float64 (equal to numpy's over the same rows within float32)."""
+    per-block moments merged in float64 (equal to numpy's over the same rows within float32);
+    the ``ignored`` features (names) enter every model as 0."""
     n, mean, m2 = rdd.map(_moments).reduce(_combine)
     scale = np.sqrt(m2 / max(n, 1))
     scale = np.where(scale > 1e-6, scale, 1.0)
     mean[0], scale[0] = 0.0, 1.0  # 'present' stays 0/1
-    return Normalization(mean.astype(np.float32), scale.astype(np.float32))
+    names = list(SCHEMA.names)
+    drop = tuple(sorted(names.index(f) for f in ignored))
+    return Normalization(mean.astype(np.float32), scale.astype(np.float32), drop)
 
 
 def normalized(rdd: RDD[Block], norm: Normalization) -> RDD[Block]:

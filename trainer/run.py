@@ -117,7 +117,7 @@ def _fit_models(
     """
     from pyspark import StorageLevel
 
-    norm = fit_normalization(side(blocks, train_side))
+    norm = fit_normalization(side(blocks, train_side), cfg.ignore_features)
     tr = normalized(side(blocks, train_side), norm).persist(StorageLevel.MEMORY_AND_DISK)
     counts = (s_tr.windows - s_tr.anomalous, s_tr.anomalous)
     if min(counts) == 0:
@@ -324,6 +324,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         seed=args.seed,
         family_balance=args.family_balance,
         ensemble=args.ensemble,
+        ignore_features=args.ignore_features,
     )
     report: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -339,6 +340,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
             "calibrate_last": args.calibrate_last,
             "family_balance": cfg.family_balance,
             "ensemble": cfg.ensemble,
+            "ignore_features": list(cfg.ignore_features),
         },
         "splits": {},
     }

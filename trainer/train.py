@@ -38,6 +38,7 @@ class TrainConfig:
     svm_reg: float = 0.01
     family_balance: bool = True  # the LSTMs train on frame.balance_plan's draws
     ensemble: int = 1  # supervised LSTMs (seeds seed, seed+1, ...) whose logits are averaged
+    ignore_features: tuple[str, ...] = ()  # features every model sees as 0 (Normalization.ignored)
 
 
 def class_weights(benign: int, anomalous: int) -> dict[int, float]:

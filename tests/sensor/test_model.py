@@ -226,6 +226,44 @@ def test_scale_at_the_trainers_floor_is_accepted(copy):
     assert ModelBundle(copy).normalization.scale[0] == np.float32(1e-6)
 
 
+def test_ignored_features_enter_every_head_as_zero(copy):
+    # A bundle trained without some features (train --ignore-features) scores as if they were
+    # at their mean, whatever the sensor measured: here the model sees the same input for two
+    # windows that differ only in an ignored feature.
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    x = np.concatenate([w.x for o in run_files([str(ATTACKS / "amp.TCP.reflection.SYNACK.pcap")]) for w in o.windows])
+    i = SCHEMA.names.index("ctx_tcp_ratio")
+    y = x.copy()
+    y[:, :, i] = np.where(y[:, :, 0] > 0, 1.0 - y[:, :, i], 0)
+    every = ModelBundle(copy)
+    assert not np.array_equal(every.score_all(x), every.score_all(y))  # the shipped bundle uses it
+    edit_meta(copy, normalization={**meta["normalization"], "ignored": ["ctx_udp_ratio", "ctx_tcp_ratio"]})
+    b = ModelBundle(copy)
+    assert b.normalization.ignored == (i, i + 1)
+    np.testing.assert_array_equal(b.score_all(x), b.score_all(y))
+    assert b.normalization.to_dict()["ignored"] == ["ctx_tcp_ratio", "ctx_udp_ratio"]  # schema order
+    assert "ignored" not in every.normalization.to_dict()
+
+
+@pytest.mark.parametrize(
+    "ignored, found",
+    [
+        ("ctx_tcp_ratio", "'ctx_tcp_ratio'"),
+        (["present"], "a JSON array"),
+        (["no_such_feature"], "a JSON array"),
+        (["ctx_tcp_ratio", "ctx_tcp_ratio"], "a JSON array"),
+        ([3], "a JSON array"),
+    ],
+)
+def test_bad_ignored_features_are_refused(copy, ignored, found):
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    edit_meta(copy, normalization={**meta["normalization"], "ignored": ignored})
+    with pytest.raises(
+        ModelError, match=f"normalization.ignored must be a list of distinct feature names.*found {found}"
+    ):
+        ModelBundle(copy)
+
+
 def test_deeply_nested_metadata_is_refused(copy):
     depth = 100_000
     (copy / METADATA_FILE).write_text('{"training": ' + "[" * depth + "]" * depth + "}")

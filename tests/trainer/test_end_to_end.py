@@ -18,9 +18,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from sensor.features import SCHEMA
 from sensor.model import ModelBundle
 from sensor.parquet import read_windows
 from trainer.cli import main as train_main
+from trainer.jobs import LINK_COMPOSITION
 from trainer.manifest import run_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +122,10 @@ def test_train_evaluate_export_and_load(workdir):
     assert all(f.stat().st_mode & 0o777 == 0o666 & ~umask for f in (run / "bundle").iterdir())
     bundle = ModelBundle(run / "bundle")
     assert bundle.name == "e2e" and 0 < bundle.threshold < 1
+    # trained without the link's composition by default: the bundle says so, every head and
+    # baseline sees those features as 0
+    assert bundle.normalization.ignored == tuple(SCHEMA.names.index(n) for n in LINK_COMPOSITION)
+    assert "Trained without ctx_hn_src" in (run / "report.md").read_text()
     assert bundle.head_names == ("supervised", "normal") and np.all((bundle.thresholds > 0) & (bundle.thresholds < 1))
     w = read_windows(str(workdir / "feat" / "trace=mix" / "part-0.parquet"))
     scores = bundle.score_all(w.x)
@@ -129,6 +135,7 @@ def test_train_evaluate_export_and_load(workdir):
     }
     for name, b in alone.items():
         assert b.head_names == (name,) and b.name == f"e2e-{name}"
+        assert b.normalization.ignored == bundle.normalization.ignored
     for i, name in enumerate(("supervised", "normal")):  # the combined sensor's heads, at its thresholds
         assert alone[name].threshold == pytest.approx(float(bundle.thresholds[i]))
         assert np.abs(alone[name].score_all(w.x[:500])[:, 0] - scores[:500, i]).max() < 1e-6

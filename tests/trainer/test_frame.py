@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from sensor.features import SCHEMA
 from sensor.parquet import read_windows
 from trainer.evaluate import threshold_for_flow_budget
 from trainer.frame import (
@@ -25,6 +26,7 @@ from trainer.frame import (
     held_seconds,
     in_seconds,
     late_seconds,
+    normalized,
     read_blocks,
     sample,
     scatter,
@@ -92,6 +94,15 @@ def test_normalization_from_block_moments_equals_numpy_over_the_present_seconds(
     mean[0], std[0] = 0.0, 1.0
     assert np.allclose(norm.mean, mean, rtol=1e-5, atol=1e-6)
     assert np.allclose(norm.scale, std, rtol=1e-5, atol=1e-6)
+    assert norm.ignored == ()
+    # Features the models are trained without keep their statistics, and every window the
+    # models see (training, calibration, test, the sensor's) has them at 0.
+    drop = fit_normalization(read_blocks(sc, workdir / "feat"), ("ctx_udp_ratio", "src_oneway"))
+    assert drop.ignored == (SCHEMA.names.index("src_oneway"), SCHEMA.names.index("ctx_udp_ratio"))
+    np.testing.assert_array_equal(drop.mean, norm.mean)
+    seen = normalized(read_blocks(sc, workdir / "feat"), drop).map(lambda b: b.x).collect()
+    x = np.concatenate(seen)
+    assert not x[..., list(drop.ignored)].any() and x[..., SCHEMA.names.index("ctx_tcp_ratio")].any()
 
 
 def test_the_time_split_cuts_each_trace_at_a_second_and_loses_nothing(sc, workdir, whole):
