@@ -235,8 +235,10 @@ def test_ignored_features_enter_every_head_as_zero(copy):
     i = SCHEMA.names.index("ctx_tcp_ratio")
     y = x.copy()
     y[:, :, i] = np.where(y[:, :, 0] > 0, 1.0 - y[:, :, i], 0)
+    assert "ctx_tcp_ratio" in meta["normalization"]["ignored"]  # the shipped bundle's default
+    edit_meta(copy, normalization={k: v for k, v in meta["normalization"].items() if k != "ignored"})
     every = ModelBundle(copy)
-    assert not np.array_equal(every.score_all(x), every.score_all(y))  # the shipped bundle uses it
+    assert not np.array_equal(every.score_all(x), every.score_all(y))
     edit_meta(copy, normalization={**meta["normalization"], "ignored": ["ctx_udp_ratio", "ctx_tcp_ratio"]})
     b = ModelBundle(copy)
     assert b.normalization.ignored == (i, i + 1)
