@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sensor.errors import FlowlstmError  # noqa: E402
-from sensor.features import SCHEMA  # noqa: E402
+from sensor.features import LINK_COMPOSITION, SCHEMA  # noqa: E402
 from sensor.model import ModelBundle  # noqa: E402
 from sensor.parquet import read_windows  # noqa: E402
 
@@ -51,7 +51,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "host history": tuple(n for n in SCHEMA.names if n.startswith("hist_")),
     "aggregates": tuple(n for n in SCHEMA.names if n.startswith("agg_")),
     "link deviations": tuple(n for n in SCHEMA.names if n.startswith("ctx_z_")),
-    "link composition": tuple(n for n in SCHEMA.names if n.startswith("ctx_") and not n.startswith("ctx_z_")),
+    "link composition": LINK_COMPOSITION,
 }
 RATES = (1, 5, 20)  # false flows per 10,000 for the threshold-free view
 

@@ -102,8 +102,9 @@ HOST_FEATURES = (
     "dst_oneway",
     "dst_midstream",
 )
-CONTEXT_FEATURES = (
-    *(f"ctx_z_{name}" for name, _, _ in BASELINE_FIELDS),  # deviation from the link's baseline
+# The link's composition as it is: it tells networks apart more than attacks from their
+# network, and models are trained without it by default (trainer.jobs, docs/detection.md).
+LINK_COMPOSITION = (
     "ctx_hn_src",  # entropy normalized by its maximum, log2(distinct)
     "ctx_hn_dst",
     "ctx_hn_sport",
@@ -114,6 +115,10 @@ CONTEXT_FEATURES = (
     "ctx_udp_ratio",
     "ctx_icmp_ratio",
     "ctx_frag_ratio",
+)
+CONTEXT_FEATURES = (
+    *(f"ctx_z_{name}" for name, _, _ in BASELINE_FIELDS),  # deviation from the link's baseline
+    *LINK_COMPOSITION,
 )
 
 AGG_MATCH_DTYPE = np.dtype(

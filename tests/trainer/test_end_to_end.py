@@ -18,11 +18,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from sensor.features import SCHEMA
+from sensor.features import LINK_COMPOSITION, SCHEMA
 from sensor.model import ModelBundle
 from sensor.parquet import read_windows
 from trainer.cli import main as train_main
-from trainer.jobs import LINK_COMPOSITION
 from trainer.manifest import run_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
