@@ -25,6 +25,7 @@ from .capture.records import (
     HDR_L4,
     HDR_OPTIONS,
     HDR_TRUNC,
+    ICMP_PROTOS,
     PACKET_DTYPE,
     TCP_ACK,
     TCP_FIN,
@@ -36,12 +37,26 @@ from .capture.records import (
 from .hashing import endpoint_order
 
 NS = 1_000_000_000
-_ICMP_PROTOS = (1, 58)  # ICMP, ICMPv6
 
 ANOMALY_NAMES = ("frag", "bad_frag", "options", "bad_tcp")
 # A fragment that is not the last yet far shorter than any link's MTU (RFC 1858's tiny
 # fragments, teardrop's pieces); ordinary fragmentation cuts at the MTU, 576 bytes at least.
 TINY_FRAGMENT = 400
+
+
+def row_keys(rows: np.ndarray) -> np.ndarray:
+    """The flow-table key of each ``FLOW_SECOND_DTYPE`` row, as ``endpoint_order`` gives it for the
+    flow's packets.
+
+    The table keys a flow by its packets' ports, which read 0 for ICMP; the rows report the
+    first packet's ICMP type and code there instead, so keying a row by its own columns
+    would miss every ICMP flow (it did: the trainer's labels never reached one).
+    """
+    icmp = np.isin(rows["proto"], ICMP_PROTOS)
+    sport = np.where(icmp, 0, rows["sport"])
+    dport = np.where(icmp, 0, rows["dport"])
+    keys, _ = endpoint_order(rows["src"], rows["dst"], sport, dport, rows["proto"])
+    return keys
 
 
 def header_anomalies(p: np.ndarray) -> np.ndarray | None:
@@ -335,7 +350,7 @@ class FlowTable:
             self._next_id += len(new)
             self._src[ns_slots] = p["src"][fi]
             self._dst[ns_slots] = p["dst"][fi]
-            icmp = np.isin(p["proto"][fi], _ICMP_PROTOS)
+            icmp = np.isin(p["proto"][fi], ICMP_PROTOS)
             self._sport[ns_slots] = np.where(icmp, p["icmp_type"][fi], p["sport"][fi])
             self._dport[ns_slots] = np.where(icmp, p["icmp_code"][fi], p["dport"][fi])
             self._proto[ns_slots] = p["proto"][fi]

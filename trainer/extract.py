@@ -41,6 +41,7 @@ from sensor.flows import FlowConfig
 from sensor.parquet import WindowWriter
 from sensor.pipeline import PipelineConfig, run_files
 
+from .labels import MATCHING
 from .spark import stage
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ def _inputs(path: str, label_paths: list[str], agurim_paths: Sequence[str], conf
         "agurim": [_sha256(p) for p in agurim_paths],
         "config": config,
         "schema_version": SCHEMA.version,
+        "label_matching": MATCHING,
         "flowlstm": __version__,
     }
     back: dict[str, Any] = json.loads(json.dumps(inputs))

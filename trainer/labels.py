@@ -30,6 +30,7 @@ import numpy as np
 
 from sensor.addresses import address_bytes, address_words
 from sensor.errors import FlowlstmError
+from sensor.flows import row_keys
 from sensor.hashing import endpoint_order
 
 ANOMALY_LABELS = {"anomalous": 1, "suspicious": 1, "benign": 0, "notice": 0}
@@ -48,6 +49,10 @@ CSV_HEADER = [
 _ROW_FIELDS = ["anomalyID", "srcIP", "srcPort", "dstIP", "dstPort", "taxonomy", "distance", "nbDetectors", "label"]
 _PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "gre": 47, "esp": 50, "sctp": 132}
 NS = 1_000_000_000
+# Which flow-seconds a label file reaches; part of what an extracted partition is a function
+# of, so features labelled by older matching are extracted again.  2: ICMP flows (rows keyed
+# by their type and code had matched none).
+MATCHING = 2
 
 
 class LabelError(FlowlstmError):
@@ -276,12 +281,10 @@ def label_flow_seconds(labels: LabelSet, packets: np.ndarray, flow_rows: np.ndar
     # Same canonical flow key as the sensor's flow table, for packets and rows alike.
     p = packets[hit >= 0]
     pk, _ = endpoint_order(p["src"], p["dst"], p["sport"], p["dport"], p["proto"])
-    row_keys, _ = endpoint_order(
-        flow_rows["src"], flow_rows["dst"], flow_rows["sport"], flow_rows["dport"], flow_rows["proto"]
-    )
-    order = np.argsort(row_keys)
-    pos = np.minimum(np.searchsorted(row_keys[order], pk), len(order) - 1)
-    found = row_keys[order][pos] == pk
+    keys = row_keys(flow_rows)
+    order = np.argsort(keys)
+    pos = np.minimum(np.searchsorted(keys[order], pk), len(order) - 1)
+    found = keys[order][pos] == pk
     rows = order[pos[found]]
     is_anom[rows] = True
     taxonomy[rows] = [labels.anomalies[a].taxonomy for a in hit[hit >= 0][found]]

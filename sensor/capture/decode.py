@@ -32,6 +32,7 @@ from .records import (
     HDR_L4,
     HDR_OPTIONS,
     HDR_TRUNC,
+    ICMP_PROTOS,
     PACKET_DTYPE,
 )
 
@@ -42,7 +43,6 @@ _IPV6_AH = 51  # length in 4-octet units, excluding the first 2
 _MAX_IPV6_EXT = 8
 
 _PORT_PROTOS = (6, 17, 33, 132, 136)  # TCP, UDP, DCCP, SCTP, UDP-Lite
-_ICMP_PROTOS = (1, 58)
 
 _MAPPED = np.frombuffer(IPV4_MAPPED_PREFIX + bytes(4), dtype=np.uint8)  # ::ffff:0.0.0.0
 
@@ -66,7 +66,7 @@ _FAST = True  # tests turn the fast path off to prove it equals the general one
 _PORT_LUT = np.zeros(256, dtype=bool)
 _PORT_LUT[list(_PORT_PROTOS)] = True
 _ICMP_LUT = np.zeros(256, dtype=bool)
-_ICMP_LUT[list(_ICMP_PROTOS)] = True
+_ICMP_LUT[list(ICMP_PROTOS)] = True
 
 
 def frame_windows(buf: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
@@ -389,7 +389,7 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
     flags_ok = tcp & f.has(l4, 14)
     out["tcp_flags"] = np.where(flags_ok, ((f.u8(l4 + 12).astype(np.uint16) & 1) << 8) | f.u8(l4 + 13), 0)
     out["tcp_win"] = np.where(tcp & f.has(l4, 16), f.be16(l4 + 14), 0)
-    icmp = has_l4 & np.isin(proto, _ICMP_PROTOS)
+    icmp = has_l4 & np.isin(proto, ICMP_PROTOS)
     icmp_ok = icmp & f.has(l4, 2)
     out["icmp_type"] = np.where(icmp_ok, f.u8(l4), 0)
     out["icmp_code"] = np.where(icmp_ok, f.u8(l4 + 1), 0)

@@ -33,6 +33,8 @@ PACKET_DTYPE = np.dtype(
     ]
 )
 
+ICMP_PROTOS = (1, 58)  # ICMP, ICMPv6: no ports; the records carry type and code instead
+
 # tcp_flags bits: the flags byte of the TCP header plus NS (RFC 3540) as bit 8.
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG, TCP_ECE, TCP_CWR, TCP_NS = (1 << i for i in range(9))
 TCP_FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns")

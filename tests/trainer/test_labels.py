@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import numpy as np
 import pytest
 
+from sensor.addresses import address_bytes
 from sensor.capture import read_packets
+from sensor.capture.records import ICMP_PROTOS
+from sensor.flows import row_keys
+from sensor.hashing import endpoint_order
+from sensor.pipeline import PipelineConfig, run_files
 from trainer.labels import (
+    CSV_HEADER,
     LabelError,
     anomaly_class,
+    label_flow_seconds,
     load_labels,
     match_packets,
     read_csv,
@@ -119,3 +128,33 @@ def test_synthetic_families_have_their_class_and_are_their_own_family():
 def test_load_labels_merges_files():
     both = load_labels([str(CSV), str(TRAILING)])
     assert len(both.anomalies) == 2 * 173 and len(both.filters) == 2 * 245
+
+
+def test_icmp_and_port_flows_of_labelled_hosts_are_labelled(tmp_path):
+    """Every flow-second with a packet from a labelled host is labelled, ICMP ones included.
+
+    The flow rows carry an ICMP flow's type and code where ports go; matching them by those
+    columns labelled no ICMP flow at all (ICMPv6 attacks, ping sweeps, unreachables).
+    """
+    # nmap.pcapng: the scanner .141, and the gateway .1 whose ICMP unreachables answer its UDP probes
+    hosts = ["192.168.181.141", "192.168.181.1"]
+    csv = tmp_path / "l.csv"
+    csv.write_text(
+        ",".join(CSV_HEADER) + "\n" + "".join(f"{i},{h},,,,ntscUDP,0,1,anomalous\n" for i, h in enumerate(hosts))
+    )
+    labels = load_labels([str(csv)])
+    want = np.stack([np.frombuffer(address_bytes(ipaddress.ip_address(h)), np.uint8) for h in hosts])
+    seen = {"icmp": 0, "other": 0}
+
+    def check(sec, packets, rows):
+        is_anom, _ = label_flow_seconds(labels, packets, rows)
+        sent = packets[(packets["src"][:, None, :] == want[None]).all(axis=2).any(axis=1)]
+        sent_keys, _ = endpoint_order(sent["src"], sent["dst"], sent["sport"], sent["dport"], sent["proto"])
+        assert (is_anom == np.isin(row_keys(rows), sent_keys)).all(), sec
+        icmp = np.isin(rows["proto"], ICMP_PROTOS)
+        seen["icmp"] += int((is_anom & icmp).sum())
+        seen["other"] += int((is_anom & ~icmp).sum())
+
+    for _ in run_files([str(DATA / "attacks" / "nmap.pcapng")], PipelineConfig(), check):
+        pass
+    assert seen["icmp"] > 100 and seen["other"] > 500, seen
