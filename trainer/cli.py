@@ -121,7 +121,10 @@ site backgrounds (the benign captures of one source merged, idle gaps
 squeezed, each capture's private hosts given addresses of their own, starts
 overlapped), the MAWI excerpt, and one mix per background and attack family
 (several instances at spread offsets, replay rates and address remappings),
-with MAWILab-format labels.  OUT/corpus.json lists every trace with its
+with MAWILab-format labels, and every attack capture as a trace of its own
+(source 'alone': the attack on a link whose baseline is as young as it, as a
+sensor started during an attack sees it; --no-alone leaves them out).
+OUT/corpus.json lists every trace with its
 source and family, and every injected instance with its time bounds and hosts:
 what 'features --corpus' extracts and what an evaluation holds out.
 
@@ -162,6 +165,12 @@ examples:
         "synth-point, synth-beacon: the generic shapes of floods, scans, reflections, malformed packets, one "
         "source's flood and beacons, for training; 0: none; "
         "default %(default)s)",
+    )
+    p.add_argument(
+        "--no-alone",
+        dest="alone",
+        action="store_false",
+        help="no trace of an attack capture alone (by default every capture is one, as well as in mixes)",
     )
 
     p = sub.add_parser(
@@ -487,6 +496,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         families=tuple(f for f in args.families.split(",") if f),
         max_captures=args.max_captures,
         synthetic=args.synthetic,
+        alone=args.alone,
     )
     corpus = build(Path(args.data), Path(args.out), cfg, say=lambda m: print(m, file=sys.stderr, flush=True))
     kinds = Counter(t["kind"] for t in corpus["traces"])

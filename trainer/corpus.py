@@ -14,6 +14,8 @@ recipe builds, deterministically for a seed:
   mix one background and one family, several instances of it at spread offsets, each at a
   rate drawn from ``RATES`` and with its own address remapping — labelled in MAWILab
   format (CSV and admd XML);
+- every attack capture **alone** as well (source and background ``alone``): the attack on a
+  link with no past, as a sensor started during one, or given a capture of one, meets it;
 - ``corpus.json``: every trace with its source, site, family, and per injected instance the
   capture, time bounds, key host and role (the labels' filter) and every host it involves
   (the evaluation's ground truth for alerts).
@@ -45,7 +47,17 @@ from sensor.capture.files import CaptureReader
 from sensor.errors import FlowlstmError, UsageError
 from sensor.flows import ANOMALY_NAMES, header_anomalies
 
-from .inject import AttackSpec, _ipv4s_of, _is_local, _read, _remap_frame, _write_pcap, inject, is_group
+from .inject import (
+    AttackSpec,
+    _ipv4s_of,
+    _is_local,
+    _read,
+    _remap_frame,
+    _write_pcap,
+    inject,
+    is_group,
+    write_labels,
+)
 from .labels import NS
 from .synth import SYNTHETIC, write_capture
 
@@ -101,6 +113,7 @@ class CorpusConfig:
     extra: dict[str, str] = field(default_factory=dict)
     max_captures: int = 0  # per site (0: all); small corpora for tests
     synthetic: int = 6  # random captures per synthetic family (``trainer/synth.py``); 0: none
+    alone: bool = True  # every attack capture also as a trace of its own (``alone_trace``)
 
 
 @dataclass(frozen=True)
@@ -348,6 +361,8 @@ class PreparedAttack:
     keys: tuple[str, ...]  # the labels' filter: these hosts in ``role``
     role: str
     hosts: tuple[str, ...]
+    packets: int
+    bounds: tuple[int, int]  # first and last packet time (ns)
 
 
 def prepare_attack(cap: Capture, data: Path, out: Path, cfg: CorpusConfig) -> PreparedAttack | None:
@@ -361,7 +376,10 @@ def prepare_attack(cap: Capture, data: Path, out: Path, cfg: CorpusConfig) -> Pr
     keep = np.flatnonzero(t <= int(cfg.attack_seconds * NS))
     p = p.take(keep)
     p.ts = 1_600_000_000 * NS + t[keep]
-    stem = _CAPTURE_NAME.sub("", Path(cap.rel).name)
+    # x.pcapng and x.pcap are two captures (Pcaphunt has both forms of a sweep): one file each
+    stem = _CAPTURE_NAME.sub(
+        lambda m: "" if m.group(0) == ".pcap" else m.group(0).replace(".", "-"), Path(cap.rel).name
+    )
     path = out / "attacks" / cap.group / f"{stem}.pcap"
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_pcap(str(path), p.ts, p.wire, p.frames)
@@ -371,7 +389,62 @@ def prepare_attack(cap: Capture, data: Path, out: Path, cfg: CorpusConfig) -> Pr
         return None
     keys, role = ground_truth(counts)
     hosts = tuple(sorted(counts.src.keys() | counts.dst.keys()))
-    return PreparedAttack(cap.rel, cap.group, path, float(p.ts[-1] - p.ts[0]) / NS, keys, role, hosts)
+    return PreparedAttack(
+        cap.rel,
+        cap.group,
+        path,
+        float(p.ts[-1] - p.ts[0]) / NS,
+        keys,
+        role,
+        hosts,
+        len(p.ts),
+        (int(p.ts[0]), int(p.ts[-1])),
+    )
+
+
+ALONE = "alone"  # source and background of the traces that are an attack capture alone
+
+
+def alone_trace(a: PreparedAttack, out: Path) -> Trace:
+    """The prepared attack capture as a trace of its own, labelled like its instances in mixes.
+
+    A mix starts every attack on a link already running, so its model learns attacks whose
+    link deviates from a warm baseline.  A sensor started during an attack, or handed a
+    capture of one, has a baseline as young as the attack: the deviations read 0, and a 2-s
+    zmap scan alone scored below the threshold it crossed in every mix.  These traces are
+    that case, for every family.
+    """
+    name = f"{a.family}--{ALONE}--{a.path.stem}"
+    csv = out / ALONE / f"{name}.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    xml = csv.with_suffix(".xml")
+    first, last = a.bounds
+    label = {"id": 0, "taxonomy": a.family, "role": a.role, "addresses": list(a.keys), "from": first, "to": last}
+    write_labels(csv, xml, [label])
+    instance = {
+        "capture": a.capture,
+        "family": a.family,
+        "offset": 0.0,
+        "rate": 1.0,
+        "from_ns": first,
+        "to_ns": last,
+        "packets": a.packets,
+        "role": a.role,
+        "key": a.keys[0],
+        "hosts": list(a.hosts),
+    }
+    return Trace(
+        name,
+        a.path.relative_to(out).as_posix(),
+        "mix",
+        ALONE,
+        ALONE,
+        a.packets,
+        round(a.seconds, 3),
+        family=a.family,
+        labels=[csv.relative_to(out).as_posix(), xml.relative_to(out).as_posix()],
+        attacks=[instance],
+    )
 
 
 def _remap_hosts(hosts: Iterable[str], remapped: dict[str, str]) -> list[str]:
@@ -545,6 +618,9 @@ def build(data: Path, out: Path, cfg: CorpusConfig, say: Callable[[str], None] =
         bg_path = Path(bg.path) if os.path.isabs(bg.path) else out / bg.path
         for family in synth_families:
             traces.append(build_mix(bg, bg_path, family, prepared[family], out, cfg, synth_rng))
+    if cfg.alone:
+        traces += [alone_trace(a, out) for family in (*cfg.families, *synth_families) for a in prepared[family]]
+        say(f"{sum(len(prepared[f]) for f in (*cfg.families, *synth_families))} attack captures as traces of their own")
     corpus = {
         "version": CORPUS_VERSION,
         "config": dataclasses.asdict(cfg),

@@ -267,9 +267,15 @@ def inject(
     wire = np.concatenate(all_wire)
     order = np.argsort(ts, kind="stable")
     _write_pcap(out_pcap, ts[order], wire[order], [all_frames[i] for i in order.tolist()])
+    write_labels(out_csv, out_xml, anomalies)
+    return {"packets": len(ts), "background": len(bts), "injected": anomalies}
+
+
+def write_labels(out_csv: str | Path, out_xml: str | Path, anomalies: list[dict[str, Any]]) -> None:
+    """MAWILab CSV and admd XML labels of ``anomalies`` (id, taxonomy, role, addresses, from, to
+    in ns), as ``inject`` writes them for what it injected."""
     _write_csv(out_csv, anomalies)
     _write_xml(out_xml, anomalies)
-    return {"packets": len(ts), "background": len(bts), "injected": anomalies}
 
 
 def _remapped(addr: str, mapping: dict[bytes, bytes]) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -304,7 +310,7 @@ def _filters(a: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield (addr, "") if a["role"] == "src" else ("", addr)
 
 
-def _write_csv(path: str, anomalies: list[dict[str, Any]]) -> None:
+def _write_csv(path: str | Path, anomalies: list[dict[str, Any]]) -> None:
     lines = [", ".join(CSV_HEADER)]
     for a in anomalies:
         for src, dst in _filters(a):
@@ -313,7 +319,7 @@ def _write_csv(path: str, anomalies: list[dict[str, Any]]) -> None:
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def _write_xml(path: str, anomalies: list[dict[str, Any]]) -> None:
+def _write_xml(path: str | Path, anomalies: list[dict[str, Any]]) -> None:
     out = ['<?xml version="1.0" encoding="UTF-8"?>', "<admd>"]
     for a in anomalies:
         out.append(f'  <anomaly id="{a["id"]}" type="anomalous" value="{a["taxonomy"]}">')

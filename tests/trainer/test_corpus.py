@@ -60,9 +60,20 @@ def _packets(path):
     return np.concatenate(list(read_packets(path)))
 
 
+ALONE = {  # each attack capture as a trace of its own; a pcapng keeps its form in the name
+    "reflection--alone--amp.TCP.reflection.SYNACK",
+    "scan--alone--hping3-pcapng",
+    "scan--alone--zmap_tcp_5k-pcapng",
+}
+
+
+def _mixes(c):
+    return [t for t in c["traces"] if t["kind"] == "mix" and t["source"] != corpus.ALONE]
+
+
 def test_corpus_lists_sites_standalone_captures_and_one_mix_per_background_and_family(built):
     _, c = built
-    by_kind = {k: [t for t in c["traces"] if t["kind"] == k] for k in ("benign", "mix")}
+    by_kind = {"benign": [t for t in c["traces"] if t["kind"] == "benign"], "mix": _mixes(c)}
     assert {t["name"] for t in by_kind["benign"]} == {
         "site-zeek-misc-1",
         "site-ppa-book-1",
@@ -71,8 +82,9 @@ def test_corpus_lists_sites_standalone_captures_and_one_mix_per_background_and_f
     assert {t["name"] for t in by_kind["mix"]} == {
         f"{f}--{b}" for f in ("reflection", "scan") for b in ("site-zeek-misc-1", "site-ppa-book-1")
     }
+    assert {t["name"] for t in c["traces"] if t["source"] == corpus.ALONE} == ALONE
     assert c["families"] == ["reflection", "scan"]
-    assert set(c["sources"]) == {"zeek-misc", "ppa-book", "netshare-test"}
+    assert set(c["sources"]) == {"zeek-misc", "ppa-book", "netshare-test", corpus.ALONE}
     for t in by_kind["mix"]:
         assert t["attacks"] and all(a["family"] == t["family"] for a in t["attacks"])
         assert t["source"] == t["background"].split("-", 1)[1].rsplit("-", 1)[0]
@@ -104,7 +116,7 @@ def test_a_site_merges_its_captures_concurrently_with_their_hosts_remapped(built
 def test_mixes_hold_the_background_and_labelled_instances_within_their_bounds(built):
     _, c = built
     traces = {t["name"]: t for t in c["traces"]}
-    for t in (t for t in c["traces"] if t["kind"] == "mix"):
+    for t in _mixes(c):
         bg = traces[t["background"]]
         p = _packets(t["path"])
         injected = sum(a["packets"] for a in t["attacks"])
@@ -119,6 +131,30 @@ def test_mixes_hold_the_background_and_labelled_instances_within_their_bounds(bu
             assert (texts[inside] == a["key"]).any()
             assert a["key"] in a["hosts"]
             assert a["rate"] in corpus.RATES
+
+
+def test_an_attack_alone_is_its_prepared_capture_labelled_like_its_instances_in_mixes(built):
+    _, c = built
+    for t in (t for t in c["traces"] if t["source"] == corpus.ALONE):
+        assert t["kind"] == "mix" and t["background"] == corpus.ALONE and t["name"].startswith(t["family"] + "--")
+        p = _packets(t["path"])
+        [a] = t["attacks"]
+        assert len(p) == t["packets"] == a["packets"] > 0
+        assert (a["from_ns"], a["to_ns"]) == (int(p["ts"].min()), int(p["ts"].max()))
+        keyed = format_addresses(p["src"] if a["role"] == "src" else p["dst"]) == a["key"]
+        hit = match_packets(load_labels(t["labels"]), p)
+        assert keyed.any() and ((hit >= 0) == keyed).all()  # what both label files say: the key host's packets
+        assert a["key"] in a["hosts"]
+
+
+def test_no_alone_leaves_them_out_and_the_mixes_as_they_were(data, built, tmp_path):
+    out, c0 = built
+    build(data, tmp_path, dataclasses.replace(CFG, alone=False))
+    c = corpus.load(tmp_path)
+    assert {t["name"] for t in c["traces"]} == {t["name"] for t in c0["traces"]} - ALONE
+    assert not (tmp_path / corpus.ALONE).exists()
+    for t in _mixes(c):
+        assert (tmp_path / f"mixes/{t['name']}.pcap").read_bytes() == (out / f"mixes/{t['name']}.pcap").read_bytes()
 
 
 def test_the_recipe_is_deterministic(data, built, tmp_path):
@@ -200,7 +236,13 @@ def test_a_corpus_split_trains_on_nothing_it_holds_out(built):
     _, c = built
     split = corpus_split(c, ["scan"], ["ppa-book"])
     traces = {t["name"]: t for t in c["traces"]}
-    assert split.train == {"site-zeek-misc-1", "netshare-test-dlt_ppp", "reflection--site-zeek-misc-1"}
+    reflection_alone = "reflection--alone--amp.TCP.reflection.SYNACK"
+    assert split.train == {
+        "site-zeek-misc-1",
+        "netshare-test-dlt_ppp",
+        "reflection--site-zeek-misc-1",
+        reflection_alone,
+    }
     assert split.test == {"site-ppa-book-1", "scan--site-ppa-book-1"}
     assert not split.train & split.test
     for name in split.train:
@@ -209,14 +251,16 @@ def test_a_corpus_split_trains_on_nothing_it_holds_out(built):
     assert split.held_out_sources == ("ppa-book",) and "ppa-book" not in split.sources
     # only a family held out: its mixes on every background are the test, no benign trace is
     only_family = corpus_split(c, ["scan"])
-    assert only_family.test == {"scan--site-zeek-misc-1", "scan--site-ppa-book-1"}
+    assert only_family.test == {"scan--site-zeek-misc-1", "scan--site-ppa-book-1"} | {
+        n for n in ALONE if n.startswith("scan--")
+    }
     with pytest.raises(Exception, match="not in the corpus: nope"):
         corpus_split(c, ["nope"])
     # a calibration source is taken from training whole (its benign trace and its mixes of
     # trained families); a held-out family's mix on it is used by no side
     cal = corpus_split(c, ["scan"], ["ppa-book"], ["zeek-misc"])
     assert cal.calibrate == {"site-zeek-misc-1", "reflection--site-zeek-misc-1"}
-    assert cal.train == {"netshare-test-dlt_ppp"} and cal.test == split.test
+    assert cal.train == {"netshare-test-dlt_ppp", reflection_alone} and cal.test == split.test
     assert cal.calibration_sources == ("zeek-misc",) and "zeek-misc" not in cal.sources
     assert corpus_split(c, (), (), ["zeek-misc"]).test == set()
     assert "scan--site-zeek-misc-1" not in corpus_split(c, ["scan"], (), ["zeek-misc"]).test
@@ -232,7 +276,8 @@ def test_synthetic_families_add_mixes_and_leave_the_real_ones_as_they_were(data,
     build(data, out, dataclasses.replace(CFG, synthetic=1))
     c = corpus.load(out)
     assert c["families"] == ["reflection", "scan", *SYNTHETIC]
-    synth = [t for t in c["traces"] if t["kind"] == "mix" and t["family"] in SYNTHETIC]
+    synth = [t for t in _mixes(c) if t["family"] in SYNTHETIC]
+    assert {t["family"] for t in c["traces"] if t["source"] == corpus.ALONE} == {"reflection", "scan", *SYNTHETIC}
     assert {t["name"] for t in synth} == {
         f"{f}--{b}" for f in SYNTHETIC for b in ("site-zeek-misc-1", "site-ppa-book-1")
     }
