@@ -37,6 +37,7 @@ CFG = CorpusConfig(
     families=("reflection", "scan"),
     instance_spacing=20,
     synthetic=0,
+    alone=True,
 )
 
 
@@ -147,7 +148,7 @@ def test_an_attack_alone_is_its_prepared_capture_labelled_like_its_instances_in_
         assert a["key"] in a["hosts"]
 
 
-def test_no_alone_leaves_them_out_and_the_mixes_as_they_were(data, built, tmp_path):
+def test_without_alone_there_are_none_and_the_mixes_are_as_they_were(data, built, tmp_path):
     out, c0 = built
     build(data, tmp_path, dataclasses.replace(CFG, alone=False))
     c = corpus.load(tmp_path)

@@ -211,19 +211,22 @@ def test_thresholds_set_on_a_calibration_source_meet_the_budget_there(chain):
     quantized bundle's rounding)."""
     run = chain / "calibrated"
     args = ["train", "--features", str(chain / "feat"), "--corpus", str(chain / "corpus"), "--out", str(run)]
-    args += ["--hold-out-families", "scan", "--calibrate-on", "ppa-book", "--epochs", "1", "--no-family-holdout"]
-    assert train_main([*args, "--no-baselines", "--master", "local[2]", "--false-alert-budget", "200"]) == 0
+    # zeek-misc: the ppa-book site is 8 packets in under a second and has no window; the benign
+    # windows its mix seemed to have were the reflection's ICMP unreachables, unlabelled then
+    args += ["--hold-out-families", "scan", "--calibrate-on", "zeek-misc", "--epochs", "1", "--no-family-holdout"]
+    # its benign trace and its mix hold a few dozen distinct flows: 600 in 10k lets one alert per head
+    assert train_main([*args, "--no-baselines", "--master", "local[2]", "--false-alert-budget", "600"]) == 0
     meta = json.loads((run / "bundle" / "metadata.json").read_text())["training"]
-    assert meta["corpus"]["calibration_sources"] == ["ppa-book"] and "ppa-book" not in meta["corpus"]["sources"]
-    assert "thresholds set on ppa-book (never trained on)" in meta["split"]
+    assert meta["corpus"]["calibration_sources"] == ["zeek-misc"] and "zeek-misc" not in meta["corpus"]["sources"]
+    assert "thresholds set on zeek-misc (never trained on)" in meta["split"]
     parts = []
-    for trace in ("site-ppa-book-1", "reflection--site-ppa-book-1"):  # its benign trace and its mix
+    for trace in ("site-zeek-misc-1", "reflection--site-zeek-misc-1"):  # its benign trace and its mix
         for part in (chain / "feat" / f"trace={trace}").glob("*.parquet"):
             parts.append((read_windows(str(part)), True))
     bundle = ModelBundle(run / "bundle")
     top = _top_scores(bundle, parts)
-    allowed = int(np.floor(len(top) * 100 / 1e4))  # half of the budget per head
-    assert allowed >= 1
+    allowed = int(np.floor(len(top) * 300 / 1e4))  # half of the budget per head
+    assert allowed >= 1, len(top)
     for j in range(len(bundle.head_names)):
         assert (top[:, j] >= bundle.thresholds[j]).sum() <= allowed + 1
 
@@ -251,11 +254,13 @@ def test_thresholds_set_on_the_training_traces_last_seconds_meet_the_budget_ther
     top = _top_scores(bundle, parts)
     allowed = int(np.floor(len(top) * 1000 / 1e4))  # half of the budget per head
     assert allowed >= 2, len(top)
-    # The threshold sits at these flows' budget rank: set with the float model, so the quantized
-    # bundle's scores of near-tied flows (a one-epoch model's) are compared 10% either side.
     for j in range(len(bundle.head_names)):
-        t = bundle.thresholds[j]
-        assert (top[:, j] >= 1.1 * t).sum() <= allowed <= (top[:, j] >= 0.9 * t).sum(), j
+        assert (top[:, j] >= bundle.thresholds[j]).sum() <= allowed + 1, j
+    # The supervised threshold sits at these flows' budget rank: set with the float model, so the
+    # quantized bundle's scores of near-tied flows (a one-epoch model's) are compared 10% either
+    # side.  (The normal head's, a one-epoch autoencoder's, tie at 3e-4 on all but one of them.)
+    t = bundle.thresholds[0]
+    assert (top[:, 0] >= 1.1 * t).sum() <= allowed <= (top[:, 0] >= 0.9 * t).sum()
     assert train_main([*args, "--calibrate-on", "ppa-book", "--master", "local[2]"]) == 64  # one or the other
 
 
