@@ -254,13 +254,13 @@ def test_thresholds_set_on_the_training_traces_last_seconds_meet_the_budget_ther
     top = _top_scores(bundle, parts)
     allowed = int(np.floor(len(top) * 1000 / 1e4))  # half of the budget per head
     assert allowed >= 2, len(top)
+    # The thresholds sit at these flows' budget rank: set with the float model, so the quantized
+    # bundle's scores of near-tied flows (a one-epoch model's) are compared 10% either side.  No
+    # head alerts on more than its share; the supervised one's rank is reached from below too
+    # (the normal head's scores, a one-epoch autoencoder's, tie at 3e-4 on all but one flow).
     for j in range(len(bundle.head_names)):
-        assert (top[:, j] >= bundle.thresholds[j]).sum() <= allowed + 1, j
-    # The supervised threshold sits at these flows' budget rank: set with the float model, so the
-    # quantized bundle's scores of near-tied flows (a one-epoch model's) are compared 10% either
-    # side.  (The normal head's, a one-epoch autoencoder's, tie at 3e-4 on all but one of them.)
-    t = bundle.thresholds[0]
-    assert (top[:, 0] >= 1.1 * t).sum() <= allowed <= (top[:, 0] >= 0.9 * t).sum()
+        assert (top[:, j] >= 1.1 * bundle.thresholds[j]).sum() <= allowed, j
+    assert allowed <= (top[:, 0] >= 0.9 * bundle.thresholds[0]).sum()
     assert train_main([*args, "--calibrate-on", "ppa-book", "--master", "local[2]"]) == 64  # one or the other
 
 
