@@ -170,7 +170,7 @@ examples:
         "--alone",
         action="store_true",
         help="every attack capture also as a trace of its own, beside its mixes (off by default: on a network "
-        "held out for validation the models trained with them raised 70 false alerts instead of 1)",
+        "held out for validation the models trained with them raised more false alerts in both seeds)",
     )
 
     p = sub.add_parser(

@@ -115,7 +115,7 @@ class CorpusConfig:
     max_captures: int = 0  # per site (0: all); small corpora for tests
     synthetic: int = 6  # random captures per synthetic family (``trainer/synth.py``); 0: none
     # every attack capture also as a trace of its own (``alone_trace``); off: on a network held out
-    # for validation they took false alerts from 1 to 70 (docs/detection.md)
+    # for validation they added false alerts in both seeds, detection in one (docs/detection.md)
     alone: bool = False
 
 
