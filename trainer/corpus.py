@@ -414,8 +414,8 @@ def alone_trace(a: PreparedAttack, out: Path) -> Trace:
     A mix starts every attack on a link already running, so its model learns attacks whose
     link deviates from a warm baseline.  A sensor started during an attack, or handed a
     capture of one, has a baseline as young as the attack: the deviations read 0, and a 2-s
-    zmap scan alone scored below the threshold it crossed in every mix.  These traces are
-    that case, for every family.
+    zmap scan alone scored 0.970 against a threshold of 0.9966.  These traces are that case,
+    for every family.
     """
     name = f"{a.family}--{ALONE}--{a.path.stem}"
     csv = out / ALONE / f"{name}.csv"
