@@ -34,8 +34,13 @@ def test_groups_the_bundle_ignores_move_no_window(workdir):
     # The shipped bundle is trained without the link's composition: setting it to its mean
     # changes no score, so no window crosses the threshold either way.
     assert rows["link composition"] == ["10", f"0/{hot_benign}", f"{hot_attack}/{hot_attack}"]
-    # Groups it does use move attack windows below it: the analysis tells them apart.
-    assert min(int(rows[g][2].split("/")[0]) for g in ("initiator", "host history", "link deviations")) < hot_attack
+    # Groups it does use move attack windows below it: the analysis tells them apart.  Which
+    # groups carry this trace's scan and flood depends on the bundle (the responder's, for
+    # the one shipped at stop 33), so any used group will do.
+    kept = [
+        int(r[2].split("/")[0]) for g, r in rows.items() if len(r) == 3 and r[0].isdigit() and g != "link composition"
+    ]
+    assert len(kept) >= 10 and min(kept) < hot_attack
     # the threshold-free view: the trace's attack windows against its own benign flows
     assert [float(v) for v in rows["mix"]] == sorted(float(v) for v in rows["mix"]) and float(rows["mix"][-1]) > 0
 
