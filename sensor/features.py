@@ -159,8 +159,9 @@ class FeatureSchema:
         return {"version": self.version, "names": list(self.names), "dtype": self.dtype}
 
 
+# 4: non-first fragments count in their datagram's flow (``flows.packet_ports``).
 SCHEMA = FeatureSchema(
-    version=3, names=FLOW_FEATURES + HOST_FEATURES + HISTORY_FEATURES + AGGREGATE_FEATURES + CONTEXT_FEATURES
+    version=4, names=FLOW_FEATURES + HOST_FEATURES + HISTORY_FEATURES + AGGREGATE_FEATURES + CONTEXT_FEATURES
 )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _flowstats, settings
+from .capture.fragments import first_fragments
 from .capture.records import (
     FRAG_FRAGMENT,
     FRAG_MF,
@@ -27,6 +28,7 @@ from .capture.records import (
     HDR_TRUNC,
     ICMP_PROTOS,
     PACKET_DTYPE,
+    PORT_PROTOS,
     TCP_ACK,
     TCP_FIN,
     TCP_FLAG_NAMES,
@@ -42,6 +44,26 @@ ANOMALY_NAMES = ("frag", "bad_frag", "options", "bad_tcp")
 # A fragment that is not the last yet far shorter than any link's MTU (RFC 1858's tiny
 # fragments, teardrop's pieces); ordinary fragmentation cuts at the MTU, 576 bytes at least.
 TINY_FRAGMENT = 400
+
+
+_PORTED = np.zeros(256, dtype=bool)
+_PORTED[list(PORT_PROTOS)] = True
+
+
+def packet_ports(packets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (sport, dport) the flow table keys each packet by: its own ports, or for a non-first
+    fragment those of its datagram's first fragment (``first_fragments``), so a fragmented
+    datagram stays in its flow as it does after Suricata's or Zeek's reassembly.
+
+    ``packets`` are one batch, time-sorted; the trainer's labeller keys packets by this too.
+    """
+    sport, dport = packets["sport"], packets["dport"]
+    tgt, srow = first_fragments(packets, _PORTED[packets["proto"]])
+    if len(tgt):
+        sport, dport = sport.copy(), dport.copy()
+        sport[tgt] = sport[srow]
+        dport[tgt] = dport[srow]
+    return sport, dport
 
 
 def row_keys(rows: np.ndarray) -> np.ndarray:
@@ -299,7 +321,8 @@ class FlowTable:
         if len(p) == 0:
             return np.zeros(0, dtype=FLOW_SECOND_DTYPE)
         ts = p["ts"]
-        h, src_low = endpoint_order(p["src"], p["dst"], p["sport"], p["dport"], p["proto"])
+        sport, dport = packet_ports(p)
+        h, src_low = endpoint_order(p["src"], p["dst"], sport, dport, p["proto"])
         # One stable sort groups packets by flow and keeps each group in time order.
         order = np.argsort(h, kind="stable")
         hs = h[order]
@@ -351,8 +374,8 @@ class FlowTable:
             self._src[ns_slots] = p["src"][fi]
             self._dst[ns_slots] = p["dst"][fi]
             icmp = np.isin(p["proto"][fi], ICMP_PROTOS)
-            self._sport[ns_slots] = np.where(icmp, p["icmp_type"][fi], p["sport"][fi])
-            self._dport[ns_slots] = np.where(icmp, p["icmp_code"][fi], p["dport"][fi])
+            self._sport[ns_slots] = np.where(icmp, p["icmp_type"][fi], sport[fi])
+            self._dport[ns_slots] = np.where(icmp, p["icmp_code"][fi], dport[fi])
             self._proto[ns_slots] = p["proto"][fi]
             self._l3[ns_slots] = p["l3"][fi]
             self._l4[ns_slots] = (p["hdr"][fi] & HDR_L4) != 0

@@ -30,7 +30,7 @@ import numpy as np
 
 from sensor.addresses import address_bytes, address_words
 from sensor.errors import FlowlstmError
-from sensor.flows import row_keys
+from sensor.flows import packet_ports, row_keys
 from sensor.hashing import endpoint_order
 
 ANOMALY_LABELS = {"anomalous": 1, "suspicious": 1, "benign": 0, "notice": 0}
@@ -279,8 +279,10 @@ def label_flow_seconds(labels: LabelSet, packets: np.ndarray, flow_rows: np.ndar
     if not (hit >= 0).any():
         return is_anom, taxonomy
     # Same canonical flow key as the sensor's flow table, for packets and rows alike.
-    p = packets[hit >= 0]
-    pk, _ = endpoint_order(p["src"], p["dst"], p["sport"], p["dport"], p["proto"])
+    sport, dport = packet_ports(packets)
+    m = hit >= 0
+    p = packets[m]
+    pk, _ = endpoint_order(p["src"], p["dst"], sport[m], dport[m], p["proto"])
     keys = row_keys(flow_rows)
     order = np.argsort(keys)
     pos = np.minimum(np.searchsorted(keys[order], pk), len(order) - 1)

@@ -34,6 +34,7 @@ from .records import (
     HDR_TRUNC,
     ICMP_PROTOS,
     PACKET_DTYPE,
+    PORT_PROTOS,
 )
 
 # IPv6 extension headers walked to reach the transport header.
@@ -42,7 +43,6 @@ _IPV6_FRAG = 44
 _IPV6_AH = 51  # length in 4-octet units, excluding the first 2
 _MAX_IPV6_EXT = 8
 
-_PORT_PROTOS = (6, 17, 33, 132, 136)  # TCP, UDP, DCCP, SCTP, UDP-Lite
 
 _MAPPED = np.frombuffer(IPV4_MAPPED_PREFIX + bytes(4), dtype=np.uint8)  # ::ffff:0.0.0.0
 
@@ -64,7 +64,7 @@ _FIXED_L3 = {
 }
 _FAST = True  # tests turn the fast path off to prove it equals the general one
 _PORT_LUT = np.zeros(256, dtype=bool)
-_PORT_LUT[list(_PORT_PROTOS)] = True
+_PORT_LUT[list(PORT_PROTOS)] = True
 _ICMP_LUT = np.zeros(256, dtype=bool)
 _ICMP_LUT[list(ICMP_PROTOS)] = True
 
@@ -196,6 +196,7 @@ def _decode_fast(
         ip_len = _be16(w, L + 2)
         ttl = w[:, L + 8]
         frag_off = fo
+        frag_id = _be16(w, L + 4) * isfrag
         has_l4 = ~nonfirst
     else:
         # A mix: compute both layouts and pick per row.
@@ -220,6 +221,8 @@ def _decode_fast(
         ip_len = np.where(v6, _be16(w, L + 4).astype(np.uint32) + 40, _be16(w, L + 2))
         ttl = np.where(v6, w[:, L + 7], w[:, L + 8])
         frag_off = fo
+        # the fast path's IPv6 packets carry no fragment header: their ``ff`` reads 0
+        frag_id = np.where((mf != 0) | nonfirst, _be16(w, L + 4), 0)
         has_l4 = ~nonfirst
 
     ports = has_l4 & _PORT_LUT[proto]
@@ -257,6 +260,7 @@ def _decode_fast(
     o["proto"] = proto
     o["frag"] = frag
     o["frag_off"] = frag_off
+    o["frag_id"] = frag_id
     o["sport"] = sport * ports_ok
     o["dport"] = dport * ports_ok
     o["tcp_flags"] = flags * flags_ok
@@ -279,6 +283,7 @@ _DECODED = (
     "proto",
     "frag",
     "frag_off",
+    "frag_id",
     "sport",
     "dport",
     "tcp_flags",
@@ -308,6 +313,7 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
     l4 = np.zeros(n, dtype=np.int64)
     frag = np.zeros(n, dtype=np.uint8)
     frag_off = np.zeros(n, dtype=np.uint16)
+    frag_id = np.zeros(n, dtype=np.uint32)
 
     if is4.any():
         r = np.flatnonzero(is4)
@@ -324,6 +330,7 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
         fbits |= np.where(fo > 0, FRAG_NONFIRST, 0)
         frag[r] = fbits
         frag_off[r] = fo
+        frag_id[r] = np.where((ff & 0x2000) | fo, f.be16(l3 + 4)[r], 0)
         src = np.broadcast_to(_MAPPED, (len(r), 16)).copy()
         dst = src.copy()
         src[:, 12:] = f.block(l3 + 12, 4, r)
@@ -363,6 +370,7 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
             frag = np.where(fr, frag | FRAG_FRAGMENT | np.where(fw & 1, FRAG_MF, 0), frag).astype(np.uint8)
             frag = np.where(fr & (fo > 0), frag | FRAG_NONFIRST, frag).astype(np.uint8)
             frag_off = np.where(fr, fo, frag_off).astype(np.uint16)
+            frag_id = np.where(fr, f.be32(pos + 4), frag_id).astype(np.uint32)
             hlen = np.where(
                 isfrag,
                 8,
@@ -379,9 +387,10 @@ def _decode_general(out: np.ndarray, buf: np.ndarray, data: np.ndarray, caplen: 
     out["proto"] = proto
     out["frag"] = frag
     out["frag_off"] = frag_off
+    out["frag_id"] = frag_id
 
     has_l4 = ip & ((frag & FRAG_NONFIRST) == 0)
-    ports = has_l4 & np.isin(proto, _PORT_PROTOS)
+    ports = has_l4 & np.isin(proto, PORT_PROTOS)
     ports_ok = ports & f.has(l4, 4)
     out["sport"] = np.where(ports_ok, f.be16(l4), 0)
     out["dport"] = np.where(ports_ok, f.be16(l4 + 2), 0)

@@ -28,12 +28,14 @@ PACKET_DTYPE = np.dtype(
         ("icmp_code", "u1"),
         ("frag", "u1"),  # FRAG_* bits
         ("frag_off", "<u2"),  # fragment offset in 8-byte units
+        ("frag_id", "<u4"),  # a fragment's IP identification (IPv4 16 bits, IPv6 32); 0 if none
         ("hdr", "u1"),  # HDR_* bits: which headers were captured whole
         ("iface", "<u2"),  # pcapng interface id / capture source index
     ]
 )
 
 ICMP_PROTOS = (1, 58)  # ICMP, ICMPv6: no ports; the records carry type and code instead
+PORT_PROTOS = (6, 17, 33, 132, 136)  # TCP, UDP, DCCP, SCTP, UDP-Lite: ports lead their header
 
 # tcp_flags bits: the flags byte of the TCP header plus NS (RFC 3540) as bit 8.
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG, TCP_ECE, TCP_CWR, TCP_NS = (1 << i for i in range(9))

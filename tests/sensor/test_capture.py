@@ -23,7 +23,16 @@ import numpy as np
 import pytest
 
 from sensor.capture import CaptureReader, decode, files, read_packets
-from sensor.capture.records import FRAG_DF, FRAG_MF, FRAG_NONFIRST, HDR_L4, HDR_OPTIONS, HDR_TRUNC, PACKET_DTYPE
+from sensor.capture.records import (
+    FRAG_DF,
+    FRAG_FRAGMENT,
+    FRAG_MF,
+    FRAG_NONFIRST,
+    HDR_L4,
+    HDR_OPTIONS,
+    HDR_TRUNC,
+    PACKET_DTYPE,
+)
 from sensor.errors import CaptureError, CorruptCaptureError
 
 from ..conftest import ATTACKS, DATA, MAWI_PCAP
@@ -60,6 +69,8 @@ FIELDS = [
     "ip.flags.mf",
     "ip.flags.df",
     "ip.hdr_len",
+    "ip.id",
+    "ipv6.fraghdr.ident",
     "ipv6.src",
     "ipv6.dst",
     "ipv6.hlim",
@@ -84,6 +95,10 @@ def _col(ref, name, conv=int) -> np.ndarray:
 def _ns(text: str) -> int:
     sec, _, frac = text.partition(".")
     return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _first_int(text: str) -> int:
+    return int(text.split(",")[0], 0)  # a tunnelled packet lists the outer header's first
 
 
 def _v4(text: str) -> int:
@@ -116,6 +131,10 @@ def assert_fields_equal_tshark(path, ours: np.ndarray | None = None) -> dict[str
         assert np.array_equal(o4[ours_f], _col(ref, ref_f)[v4]), ours_f
     assert np.array_equal(o4["frag"] & FRAG_MF != 0, _col(ref, "ip.flags.mf")[v4] == 1)
     assert np.array_equal(o4["frag"] & FRAG_DF != 0, _col(ref, "ip.flags.df")[v4] == 1)
+    # A fragment carries its identification, the key reassembly pairs fragments by.
+    isfrag = (ours["frag"] & FRAG_FRAGMENT) != 0
+    ident = np.where(v4, _col(ref, "ip.id", _first_int), _col(ref, "ipv6.fraghdr.ident", _first_int))
+    assert np.array_equal(ours["frag_id"], np.where(isfrag, ident, 0))
     ip_proto = _col(ref, "ip.proto")
     # (tshark's ip.proto is the IPv4 header's; ours is the same for IPv4)
     assert np.array_equal(o4["proto"], ip_proto[v4])
@@ -413,7 +432,7 @@ def test_ipv6_extension_headers_are_walked(tmp_path, frag_offset):
     same_records(ours[~v6], orig[~v6])
     assert np.all(ours["frag"][v6] & 4)  # FRAG_FRAGMENT
     if frag_offset == 0:
-        same_records(ours[v6], orig[v6], ignore=("wire_len", "cap_len", "ip_len", "frag", "hdr"))
+        same_records(ours[v6], orig[v6], ignore=("wire_len", "cap_len", "ip_len", "frag", "frag_id", "hdr"))
     else:
         assert np.all(ours["sport"][v6] == 0) and np.all(ours["frag_off"][v6] == frag_offset)
     counts = assert_fields_equal_tshark(derived, ours)

@@ -41,9 +41,13 @@ def tshark_stream_totals(path, proto: str) -> Counter:
 
     tshark's stream index also splits a 5-tuple when TCP sequence numbers show
     port reuse (the SYN-ACK reflection capture); a flow here is the 5-tuple
-    within the idle timeout, so streams of one 5-tuple are summed.  Fragments
-    are not reassembled: a flow counts the fragments that carry its ports.
+    within the idle timeout, so streams of one 5-tuple are summed.  Fragments are
+    dissected one by one; each counts in its datagram's flow, found by source,
+    destination and IP identification as tshark reads them, within the second.
     """
+    num = {"tcp": 6, "udp": 17}[proto]
+    fields = ["frame.time_epoch", "ip.src", "ipv6.src", f"{proto}.srcport", "ip.dst", "ipv6.dst", f"{proto}.dstport"]
+    fields += ["frame.len", "ip.id", "ipv6.fraghdr.ident"]
     out = subprocess.run(
         [
             "tshark",
@@ -54,38 +58,39 @@ def tshark_stream_totals(path, proto: str) -> Counter:
             "-r",
             str(path),
             "-Y",
-            f"{proto} && !icmp && !icmpv6",
+            f"({proto} || (ip.frag_offset > 0 && ip.proto == {num}) || ipv6.fraghdr.nxt == {num}) && !icmp && !icmpv6",
             "-T",
             "fields",
-            "-e",
-            "ip.src",
-            "-e",
-            "ipv6.src",
-            "-e",
-            f"{proto}.srcport",
-            "-e",
-            "ip.dst",
-            "-e",
-            "ipv6.dst",
-            "-e",
-            f"{proto}.dstport",
-            "-e",
-            "frame.len",
+            *(a for f in fields for a in ("-e", f)),
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    streams: dict[frozenset, list] = {}
+    packets = []
     for line in out.splitlines():
-        s4, s6, sp, d4, d6, dp, ln = line.split("\t")
+        t, s4, s6, sp, d4, d6, dp, ln, id4, id6 = line.split("\t")
         s, d = s4 or s6, d4 or d6
         if "," in s + d:
             continue  # a tunnelled packet: its flow here is the outer header's
-        key = frozenset([(s, int(sp)), (d, int(dp))])
+        packets.append([s, d, int(sp or 0), int(dp or 0), int(ln), (int(t.split(".")[0]), s, d, id4 or id6)])
+    # A fragment without ports takes those of its datagram's first fragment in the same second:
+    # the latest before it, else the earliest after it.
+    firsts: dict[tuple, list[int]] = {}
+    for i, (_, _, sp, dp, _, datagram) in enumerate(packets):
+        if sp or dp:
+            firsts.setdefault(datagram, []).append(i)
+    for i, pk in enumerate(packets):
+        if not (pk[2] or pk[3]) and pk[5] in firsts:
+            cands = firsts[pk[5]]
+            j = max((c for c in cands if c < i), default=min(cands))
+            pk[2], pk[3] = packets[j][2], packets[j][3]
+    streams: dict[frozenset, list] = {}
+    for s, d, sp, dp, ln, _ in packets:
+        key = frozenset([(s, sp), (d, dp)])
         st = streams.setdefault(key, [key, 0, 0])
         st[1] += 1
-        st[2] += int(ln)
+        st[2] += ln
     return Counter((k, f, b) for k, f, b in streams.values())
 
 
@@ -110,9 +115,6 @@ def test_flow_totals_equal_tshark(path, proto, num):
     with conv,tcp / conv,udp on the captures with whole headers.
     """
     packets = load(path)
-    if proto == "udp":
-        # tshark attributes non-first fragments to no stream; count first fragments only.
-        packets = packets[(packets["frag"] & 8) == 0]
     ours = flow_totals(run_seconds(FlowTable(NO_TIMEOUT), packets), num)
     ref = tshark_stream_totals(path, proto)
     assert sum(ours.values()) == sum(ref.values())
