@@ -369,6 +369,15 @@ examples:
         metavar="N",
         help="keep at most N anomalous windows a trace (0: all)",
     )
+    p.add_argument(
+        "--min-benign-per-kind",
+        type=int,
+        default=TrainJob.min_benign_per_kind,
+        metavar="N",
+        help="where --max-benign-per-trace draws, keep at least N benign windows of each kind a trace has "
+        "(kinds: the flow's protocol, TCP, UDP, ICMP or other, and whether its destination is a group "
+        "address), so rare benign traffic such as ICMP and IGMP is not drawn away (default %(default)s)",
+    )
     p.add_argument("--name", default=TrainJob.name, help="model name stored in the bundle")
     _add_master(p)
 
@@ -595,6 +604,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.calibrate_last,
             args.max_benign_per_trace,
             args.max_anomalous_per_trace,
+            args.min_benign_per_kind,
             not args.no_family_balance,
             not args.no_baselines,
             args.ensemble,

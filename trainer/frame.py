@@ -63,9 +63,28 @@ class Block:
         return np.random.default_rng([seed, zlib.crc32(self.key.encode()), zlib.crc32(purpose.encode())])
 
 
-def read_part(path: str, trace: str, max_benign: int, max_anomalous: int, seed: int) -> list[Block]:
+_KIND_COLUMNS = [SCHEMA.index(n) for n in ("proto_tcp", "proto_udp", "proto_icmp", "dst_group")]
+
+
+def window_kinds(x: np.ndarray) -> np.ndarray:
+    """Per window (raw features, (n, 3, F)), its kind: the protocol of its flow (TCP, UDP, ICMP,
+    other) times whether its destination is a group (multicast, broadcast), as a number 0-7."""
+    c = x[:, 1, _KIND_COLUMNS] > 0
+    proto = np.where(c[:, 0], 0, np.where(c[:, 1], 1, np.where(c[:, 2], 2, 3)))
+    kinds: np.ndarray = proto * 2 + c[:, 3]
+    return kinds
+
+
+def read_part(
+    path: str, trace: str, max_benign: int, max_anomalous: int, seed: int, min_benign_per_kind: int = 0
+) -> list[Block]:
     """One Parquet part as blocks; ``max_benign`` / ``max_anomalous`` (0: all) keep at most that many
-    windows of each class, drawn without replacement by a generator seeded from ``seed`` and the trace."""
+    windows of each class, drawn without replacement by a generator seeded from ``seed`` and the trace.
+
+    ``min_benign_per_kind`` tops the benign draw up, per ``window_kinds`` kind, to that many windows
+    (or all the kind has): a uniform draw keeps a trace's rare benign kinds (ICMP, IGMP, multicast)
+    in proportion, a few windows against the thousands of ICMP attack windows the heads learn from.
+    """
     wf = read_windows(path)
     t = wf.table
     y = t.column("label").to_numpy().astype(np.int8)
@@ -78,6 +97,9 @@ def read_part(path: str, trace: str, max_benign: int, max_anomalous: int, seed: 
             if cap and len(idx) > cap:
                 idx = np.sort(rng.choice(idx, size=cap, replace=False))
             kept.append(idx)
+        if min_benign_per_kind and len(kept[0]) < (y == 0).sum():
+            rest = np.setdiff1d(np.flatnonzero(y == 0), kept[0])
+            kept[0] = _top_up(kept[0], rest, window_kinds(wf.x), min_benign_per_kind, rng)
         keep = np.sort(np.concatenate(kept))
     sec = t.column("sec").to_numpy().astype(np.int64)
     tax = np.asarray(t.column("taxonomy").to_pylist(), dtype=object)
@@ -97,6 +119,18 @@ def read_part(path: str, trace: str, max_benign: int, max_anomalous: int, seed: 
     ]
 
 
+def _top_up(drawn: np.ndarray, rest: np.ndarray, kinds: np.ndarray, floor: int, rng: np.random.Generator) -> np.ndarray:
+    """``drawn`` plus, for each kind with fewer than ``floor`` windows in it, more of ``rest`` of that kind."""
+    have = np.bincount(kinds[drawn], minlength=8)
+    extra = []
+    for kind in np.flatnonzero(have < floor):
+        pool = rest[kinds[rest] == kind]
+        need = min(len(pool), floor - int(have[kind]))
+        if need:
+            extra.append(rng.choice(pool, size=need, replace=False))
+    return np.sort(np.concatenate([drawn, *extra])) if extra else drawn
+
+
 PARTS_PER_TASK = 16  # Parquet parts read into one Spark partition (read_blocks)
 MIN_TASKS = 4  # but no fewer partitions than this (or than parts), so small inputs still spread
 
@@ -108,6 +142,7 @@ def read_blocks(
     max_benign: int = 0,
     max_anomalous: int = 0,
     seed: int = 0,
+    min_benign_per_kind: int = 0,
 ) -> RDD[Block]:
     """The ``trace=*/part-*.parquet`` partitions under ``features_dir`` (only ``traces``, if given),
     ``PARTS_PER_TASK`` parts to a Spark partition, persisted on the executors (memory, spilling
@@ -130,7 +165,9 @@ def read_blocks(
     if not parts:
         raise FileNotFoundError(f"{features_dir}: none of the traces asked for has been extracted")
     tasks = max(min(len(parts), MIN_TASKS), -(-len(parts) // PARTS_PER_TASK))
-    rdd = sc.parallelize(parts, tasks).flatMap(lambda p: read_part(p[0], p[1], max_benign, max_anomalous, seed))
+    rdd = sc.parallelize(parts, tasks).flatMap(
+        lambda p: read_part(p[0], p[1], max_benign, max_anomalous, seed, min_benign_per_kind)
+    )
     return rdd.persist(StorageLevel.MEMORY_AND_DISK)
 
 

@@ -29,6 +29,7 @@ class TrainJob:
     calibrate_last: float = 0.0  # the last fraction of each training trace's span only sets the thresholds
     max_benign_per_trace: int = 0  # windows kept per trace (0: all): no busy trace outweighs the quiet ones
     max_anomalous_per_trace: int = 0
+    min_benign_per_kind: int = 0  # benign windows a trace keeps of each kind (protocol, group destination) at least
     family_balance: bool = True  # supervised LSTMs: small attack families drawn up to the mean family
     baselines: bool = True  # also the no-context LSTM and the linear SVM, for the report and side-by-side bundles
     ensemble: int = 1  # supervised LSTMs averaged into the supervised head

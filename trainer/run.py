@@ -350,12 +350,19 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         "false_alert_budget": args.false_alert_budget,
         "max_benign_per_trace": args.max_benign_per_trace,
         "max_anomalous_per_trace": args.max_anomalous_per_trace,
+        "min_benign_per_kind": args.min_benign_per_kind,
         "family_holdout": args.family_holdout,
         "baselines": args.baselines,
     }
     with spark_context(args.master) as sc:
         blocks = read = read_blocks(
-            sc, args.features, traces, args.max_benign_per_trace, args.max_anomalous_per_trace, args.seed
+            sc,
+            args.features,
+            traces,
+            args.max_benign_per_trace,
+            args.max_anomalous_per_trace,
+            args.seed,
+            args.min_benign_per_kind,
         )
         with stage(sc, "[train] reading the windows") as st:
             summary = summarize(blocks)

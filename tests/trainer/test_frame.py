@@ -34,6 +34,7 @@ from trainer.frame import (
     side,
     summarize,
     time_cuts,
+    window_kinds,
 )
 from trainer.spark import spark_context
 from trainer.train import class_weights
@@ -83,6 +84,26 @@ def test_per_trace_caps_keep_at_most_that_many_of_each_class_the_same_every_time
     a = gather(read_blocks(sc, workdir / "feat", max_benign=500, max_anomalous=50, seed=3))
     b = gather(read_blocks(sc, workdir / "feat", max_benign=500, max_anomalous=50, seed=3))
     assert a is not None and b is not None and a.x.tobytes() == b.x.tobytes()
+
+
+def test_the_benign_draw_is_topped_up_to_a_floor_per_kind(sc, workdir, whole):
+    """Rare kinds of benign windows (here whatever the trace has least of) keep at least the
+    floor, or all they have; the uniform draw under them is the one without a floor."""
+    y = whole.table.column("label").to_numpy()
+    kinds = window_kinds(whole.x)
+    have = np.bincount(kinds[y == 0], minlength=8)
+    assert (have > 0).sum() >= 2  # the fixture has benign windows of several kinds
+    floor = 40
+    plain = gather(read_blocks(sc, workdir / "feat", max_benign=100, max_anomalous=50, seed=3))
+    topped = gather(
+        read_blocks(sc, workdir / "feat", max_benign=100, max_anomalous=50, seed=3, min_benign_per_kind=floor)
+    )
+    assert plain is not None and topped is not None
+    pk, tk = (np.bincount(window_kinds(b.x[b.y == 0]), minlength=8) for b in (plain, topped))
+    assert np.array_equal(tk, np.maximum(pk, np.minimum(have, floor)))
+    assert (tk > pk).any()
+    # the windows drawn without a floor are all still there
+    assert set(map(bytes, plain.x)) <= set(map(bytes, topped.x))
 
 
 def test_normalization_from_block_moments_equals_numpy_over_the_present_seconds(sc, workdir, whole):
