@@ -87,6 +87,7 @@ def fit_site(
         corpus=str(out / "corpus"),
         max_benign_per_trace=1500,
         max_anomalous_per_trace=600,
+        min_benign_per_kind=300,  # as scripts/train-default.sh (docs/model/folds/README.md, stop 34)
     )
     train_all(job)
     bundle = out / "train" / "bundle"
