@@ -28,7 +28,6 @@ from .capture.records import (
     HDR_TRUNC,
     ICMP_PROTOS,
     PACKET_DTYPE,
-    PORT_PROTOS,
     TCP_ACK,
     TCP_FIN,
     TCP_FLAG_NAMES,
@@ -46,19 +45,16 @@ ANOMALY_NAMES = ("frag", "bad_frag", "options", "bad_tcp")
 TINY_FRAGMENT = 400
 
 
-_PORTED = np.zeros(256, dtype=bool)
-_PORTED[list(PORT_PROTOS)] = True
-
-
 def packet_ports(packets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The (sport, dport) the flow table keys each packet by: its own ports, or for a non-first
     fragment those of its datagram's first fragment (``first_fragments``), so a fragmented
     datagram stays in its flow as it does after Suricata's or Zeek's reassembly.
 
     ``packets`` are one batch, time-sorted; the trainer's labeller keys packets by this too.
+    Every fragment takes part: a protocol without ports reads 0 in its first fragment as well.
     """
     sport, dport = packets["sport"], packets["dport"]
-    tgt, srow = first_fragments(packets, _PORTED[packets["proto"]])
+    tgt, srow = first_fragments(packets)
     if len(tgt):
         sport, dport = sport.copy(), dport.copy()
         sport[tgt] = sport[srow]

@@ -19,16 +19,15 @@ from ..hashing import mix64, pair_hash
 from .records import FRAG_FRAGMENT, FRAG_NONFIRST
 
 
-def first_fragments(packets: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def first_fragments(packets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of non-first fragments and, for each, the row of its datagram's first fragment.
 
-    ``packets`` are time-sorted ``PACKET_DTYPE`` records; only rows where ``eligible`` is true
-    take part (the caller's protocols).  Of several first fragments of one datagram (an
+    ``packets`` are time-sorted ``PACKET_DTYPE`` records.  Of several first fragments of one datagram (an
     identification reused, a retransmission) a fragment takes the latest before it, else the
     earliest after it; a fragment whose first fragment the batch lacks is left out.
     """
     frag = packets["frag"]
-    isfrag = eligible & ((frag & FRAG_FRAGMENT) != 0)
+    isfrag = (frag & FRAG_FRAGMENT) != 0
     nonfirst = isfrag & ((frag & FRAG_NONFIRST) != 0)
     if not nonfirst.any():
         empty = np.zeros(0, dtype=np.int64)
