@@ -22,6 +22,7 @@ from sensor.errors import FlowlstmError, UsageError
 from .corpus import FAMILIES, CorpusConfig
 from .extract import SPLIT_SECONDS, WARM_UP_SECONDS
 from .jobs import TrainJob
+from .model import ENSEMBLE_RULES
 
 log = logging.getLogger("flowlstm.train")
 
@@ -310,6 +311,15 @@ examples:
         help="the supervised head is the mean of K LSTMs' logits, trained with seeds SEED .. SEED+K-1 "
         "(default %(default)s: the paper's one LSTM); with K > 1 the first member alone is exported "
         "beside it, as RUN/baselines/combined-one-member, for comparison",
+    )
+    p.add_argument(
+        "--ensemble-rule",
+        choices=ENSEMBLE_RULES,
+        default=TrainJob.ensemble_rule,
+        help="with --ensemble K > 1: the supervised head fires on the mean of the members' logits "
+        "(mean), or only when every member calls the window an attack (all: the least of their "
+        "logits, each in its own scale, set by its highest benign training flow); a member's own "
+        "overconfidence on traffic no network taught it then raises no alert (default %(default)s)",
     )
     p.add_argument(
         "--ignore-features",
@@ -609,6 +619,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             not args.no_baselines,
             args.ensemble,
             args.ignore_features,
+            args.ensemble_rule,
         )
     )
     print(f"report: {Path(args.out) / 'report.md'}; bundle: {Path(args.out) / 'bundle'}")

@@ -32,10 +32,11 @@ class TrainJob:
     min_benign_per_kind: int = 0  # benign windows a trace keeps of each kind (protocol, group destination) at least
     family_balance: bool = True  # supervised LSTMs: small attack families drawn up to the mean family
     baselines: bool = True  # also the no-context LSTM and the linear SVM, for the report and side-by-side bundles
-    ensemble: int = 1  # supervised LSTMs averaged into the supervised head
+    ensemble: int = 1  # supervised LSTMs combined into the supervised head
     # Features every model is trained (and scored) without.  The link's composition as it is
     # tells networks apart: measured on a network the models never saw (fold B's training side
     # with iot-sentinel held out, docs/model/folds/README.md), trained without it, 2 false
     # alerts on its 7,959 benign flows instead of 11 at 21 instead of 24 of 60 instances (seed
     # 1), 1 and 1 at 15 and 15 (seed 2).
     ignore_features: tuple[str, ...] = LINK_COMPOSITION
+    ensemble_rule: str = "mean"  # how the members combine: their logits' mean, or "all" must call it an attack

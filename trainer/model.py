@@ -3,7 +3,8 @@
 Training uses Al Jallad et al.'s setup: LSTM(64, ReLU, dropout 0.5) → Dense(1,
 sigmoid), binary cross-entropy, RMSprop(lr 0.001, rho 0.9).  The supervised head may be
 an ensemble of such LSTMs trained with different seeds, scoring sigmoid of the mean of
-their logits (``ensemble_logits``, ``ensemble_twin``).
+their logits, or of the least of them, each member's in its own scale (``ensemble_logits``,
+``ensemble_twin``).
 
 The normal-behaviour head is the paper's "network language" taken literally: an
 LSTM encoder-decoder (64 units, ReLU, same optimizer) trained on benign windows only
@@ -31,7 +32,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -128,17 +129,34 @@ def inference_twin(trained: keras.Model, temperature: float = 1.0, *, unroll: bo
     return twin
 
 
-def ensemble_twin(members: Sequence[keras.Model], temperature: float = 1.0) -> keras.Model:
-    """The inference twin of an ensemble of supervised LSTMs: sigmoid(mean of their logits / T),
-    each member unrolled and dropout-free (one member: ``inference_twin``)."""
+ENSEMBLE_RULES = ("mean", "all")
+
+
+def _combine(logits: list[Any], rule: str) -> Any:
+    """The members' logits as one: their mean, or (``all``: every member must call the window
+    an attack) the least of them."""
+    from keras import layers
+
+    if rule not in ENSEMBLE_RULES:
+        raise ValueError(f"ensemble rule {rule!r} is not one of {', '.join(ENSEMBLE_RULES)}")
+    return layers.Average()(logits) if rule == "mean" else layers.Minimum()(logits)
+
+
+def ensemble_twin(
+    members: Sequence[keras.Model], temperature: float = 1.0, scales: Sequence[float] = (), rule: str = "mean"
+) -> keras.Model:
+    """The inference twin of an ensemble of supervised LSTMs: sigmoid(combined logits / T), each
+    member's logits divided by its ``scales`` entry (1 if none) before they are combined by
+    ``rule``, each member unrolled and dropout-free (one member: ``inference_twin``)."""
     if len(members) == 1:
-        return inference_twin(members[0], temperature)
+        return inference_twin(members[0], temperature * (scales[0] if scales else 1.0))
     import keras
     from keras import layers
 
     inp = keras.Input(members[0].input_shape[1:])
-    logits = [logit_model(m, temperature, unroll=True)(inp) for m in members]
-    return keras.Model(inp, layers.Activation("sigmoid")(layers.Average()(logits)))
+    each = scales or [1.0] * len(members)
+    logits = [logit_model(m, temperature * s, unroll=True)(inp) for m, s in zip(members, each, strict=True)]
+    return keras.Model(inp, layers.Activation("sigmoid")(_combine(logits, rule)))
 
 
 def centre_only_twin(trained: keras.Model, temperature: float = 1.0) -> keras.Model:
@@ -185,16 +203,17 @@ def logit_model(trained: keras.Model, temperature: float = 1.0, *, unroll: bool 
     return model
 
 
-def ensemble_logits(members: Sequence[keras.Model]) -> keras.Model:
-    """``logit_model`` of an ensemble: the mean of its members' logits (one member: its own)."""
+def ensemble_logits(members: Sequence[keras.Model], scales: Sequence[float] = (), rule: str = "mean") -> keras.Model:
+    """``logit_model`` of an ensemble: its members' logits, each divided by its ``scales`` entry
+    (1 if none), combined by ``rule`` (one member: its own)."""
+    each = scales or [1.0] * len(members)
     if len(members) == 1:
-        return logit_model(members[0])
+        return logit_model(members[0], each[0])
     import keras
-    from keras import layers
 
     window, n_features = members[0].input_shape[1:]
     inp = keras.Input((window, n_features))
-    return keras.Model(inp, layers.Average()([logit_model(m)(inp) for m in members]))
+    return keras.Model(inp, _combine([logit_model(m, s)(inp) for m, s in zip(members, each, strict=True)], rule))
 
 
 TEMPERATURE_TOP = 8.0  # the top benign training logit maps to sigmoid(8) = 0.99966

@@ -92,6 +92,8 @@ class Fitted:
     thresholds: dict[str, float]
     results: dict[str, dict[str, Any]]
     check_x: np.ndarray  # a sample of the test windows (raw) for the export's quantization check
+    member_scales: tuple[float, ...] = ()  # per ensemble member, its logits' divisor (rule "all")
+    ensemble_rule: str = "mean"
 
 
 def _fit_models(
@@ -151,7 +153,15 @@ def _fit_models(
         for k in range(cfg.ensemble)
     ]
     models["lstm"] = members
-    scorers = [Scorer.keras("lstm", ensemble_logits(members))]
+    calibrated = None
+    if calibration is not None:
+        calibrated = normalized(calibration, norm).persist(StorageLevel.MEMORY_AND_DISK)
+    scales: tuple[float, ...] = ()
+    if cfg.ensemble_rule == "all" and len(members) > 1:
+        # Members' logits differ in scale from seed to seed; the least of them is only fair in
+        # each member's own: its top benign flow's logit, on the flows the thresholds are set on.
+        scales = _member_scales(sc, tr if calibrated is None else calibrated, members, label)
+    scorers = [Scorer.keras("lstm", ensemble_logits(members, scales, cfg.ensemble_rule))]
     budgets = [budget / 2]
     if len(members) > 1:
         # the first member alone, at the same budget, for the side-by-side comparison
@@ -168,9 +178,7 @@ def _fit_models(
     assert probe is not None  # the split has benign windows (checked above)
     ae, mse, scale = train_normal(sc, benign, n_benign, cfg, probe, _say, f"{label} normal")
     benign.unpersist()
-    calibrated = None
-    if calibration is not None:
-        calibrated = normalized(calibration, norm).persist(StorageLevel.MEMORY_AND_DISK)
+    if calibrated is not None:
         # A network the head never saw has errors far beyond its training ones: scored on the
         # training scale, dozens of its flows are exactly 1.0 in float32 and no threshold can
         # rank them.  The scale of the calibration flows keeps them resolved.
@@ -234,7 +242,15 @@ def _fit_models(
     ):
         finished = scored.map(lambda it: (it[0], finish(it[1])))
         results, samples = evaluate_scored(finished, names, [thresholds[n] for n in names], cfg.seed)
-    return Fitted(norm, models, mse, scale, temps, samples, thresholds, results, check_x)
+    return Fitted(norm, models, mse, scale, temps, samples, thresholds, results, check_x, scales, cfg.ensemble_rule)
+
+
+def _member_scales(sc: SparkContext, ranked_on: RDD[Block], members: list[Any], label: str) -> tuple[float, ...]:
+    """Each ensemble member's temperature (``temperature_for``) on the benign flows of ``ranked_on``."""
+    scorers = [Scorer.keras(f"lstm {k + 1}", logit_model(m)) for k, m in enumerate(members)]
+    with stage(sc, f"[{label}] scoring each ensemble member", 0), score_blocks(sc, ranked_on, scorers) as scored:
+        ranks = budget_ranks(scored, [0.0] * len(members))
+    return tuple(temperature_for(np.asarray(top, np.float64)) for _, top in ranks)
 
 
 def dataset_summary(s: Summary) -> dict[str, Any]:
@@ -254,9 +270,15 @@ def _heads(fit: Fitted, n_features: int) -> dict[str, Head]:
     heads = {
         "supervised": Head(
             "supervised",
-            ensemble_twin(fit.models["lstm"], t["lstm"]),
+            ensemble_twin(fit.models["lstm"], t["lstm"], fit.member_scales, fit.ensemble_rule),
             fit.thresholds["lstm"],
-            {**lstm_info, "temperature": t["lstm"], "ensemble": len(fit.models["lstm"])},
+            {
+                **lstm_info,
+                "temperature": t["lstm"],
+                "ensemble": len(fit.models["lstm"]),
+                "ensemble_rule": fit.ensemble_rule,
+                "member_scales": list(fit.member_scales),
+            },
         ),
         "normal": Head(
             "normal",
@@ -324,6 +346,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
         seed=args.seed,
         family_balance=args.family_balance,
         ensemble=args.ensemble,
+        ensemble_rule=args.ensemble_rule,
         ignore_features=args.ignore_features,
     )
     report: dict[str, Any] = {
@@ -340,6 +363,7 @@ def train_all(args: TrainJob) -> dict[str, Any]:
             "calibrate_last": args.calibrate_last,
             "family_balance": cfg.family_balance,
             "ensemble": cfg.ensemble,
+            "ensemble_rule": cfg.ensemble_rule,
             "ignore_features": list(cfg.ignore_features),
         },
         "splits": {},

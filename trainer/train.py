@@ -37,7 +37,8 @@ class TrainConfig:
     svm_iterations: int = 100
     svm_reg: float = 0.01
     family_balance: bool = True  # the LSTMs train on frame.balance_plan's draws
-    ensemble: int = 1  # supervised LSTMs (seeds seed, seed+1, ...) whose logits are averaged
+    ensemble: int = 1  # supervised LSTMs (seeds seed, seed+1, ...) whose logits are combined
+    ensemble_rule: str = "mean"  # trainer.model.ENSEMBLE_RULES: their mean, or the least (each in its scale)
     ignore_features: tuple[str, ...] = ()  # features every model sees as 0 (Normalization.ignored)
 
 

@@ -265,17 +265,19 @@ def test_thresholds_set_on_the_training_traces_last_seconds_meet_the_budget_ther
 
 
 def test_an_ensemble_head_is_trained_exported_and_compared_with_one_member(chain):
-    """--ensemble 2: the supervised head is two LSTMs' mean logit, in one TFLite file the
-    sensor loads; the first member alone is evaluated and exported beside it."""
+    """--ensemble 2 --ensemble-rule all: the supervised head is the least of two LSTMs' logits,
+    each in its own scale, in one TFLite file the sensor loads; the first member alone is
+    evaluated and exported beside it.  (The mean rule's twin is checked in test_model.py.)"""
     run = chain / "ensemble"
     args = ["train", "--features", str(chain / "feat"), "--corpus", str(chain / "corpus"), "--out", str(run)]
-    args += ["--hold-out-families", "scan", "--ensemble", "2", "--epochs", "1", "--no-family-holdout"]
-    assert train_main([*args, "--no-baselines", "--master", "local[2]"]) == 0
+    args += ["--hold-out-families", "scan", "--ensemble", "2", "--ensemble-rule", "all", "--epochs", "1"]
+    assert train_main([*args, "--no-family-holdout", "--no-baselines", "--master", "local[2]"]) == 0
     report = json.loads((run / "report.json").read_text())
-    assert report["config"]["ensemble"] == 2
+    assert report["config"]["ensemble"] == 2 and report["config"]["ensemble_rule"] == "all"
     assert {"lstm", "lstm (one member)", "normal", "combined"} <= set(report["splits"]["held out"])
     meta = json.loads((run / "bundle" / "metadata.json").read_text())
-    assert meta["model"]["ensemble"] == 2
+    assert meta["model"]["ensemble"] == 2 and meta["model"]["ensemble_rule"] == "all"
+    assert len(meta["model"]["member_scales"]) == 2 and min(meta["model"]["member_scales"]) >= 1
     both, one = ModelBundle(run / "bundle"), ModelBundle(run / "baselines" / "combined-one-member")
     assert both.head_names == ("supervised", "normal") and one.head_names == ("supervised-one-member", "normal")
     w = read_windows(str(next((chain / "feat" / "trace=scan--site-ppa-book-1").glob("*.parquet"))))

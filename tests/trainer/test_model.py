@@ -1,5 +1,6 @@
-"""The supervised head as an ensemble (trainer/model.py): the mean of its members' logits, in
-the executors' scorer and in the exported twin alike, and a twin that converts to TFLite."""
+"""The supervised head as an ensemble (trainer/model.py): the mean of its members' logits or the
+least of them in each member's scale, in the executors' scorer and in the exported twin alike,
+and a twin that converts to TFLite."""
 
 from __future__ import annotations
 
@@ -33,6 +34,22 @@ def test_the_ensemble_scores_the_mean_of_its_members_logits():
     assert np.allclose(twin, 1 / (1 + np.exp(-z.mean(axis=0) / t)), atol=1e-5)
     # not any one member's score: the members differ, so the mean is a new function
     assert not np.allclose(twin, 1 / (1 + np.exp(-z[0] / t)), atol=1e-3)
+
+
+def test_rule_all_scores_the_least_of_the_members_scaled_logits():
+    # every member must call a window an attack: one member's overconfidence alone does not
+    members, x, t, scales = _members(3), _windows(), 1.7, (2.0, 0.5, 1.0)
+    z = np.stack([logit_model(m).predict(x, verbose=0).ravel() / s for m, s in zip(members, scales, strict=True)])
+    least = z.min(axis=0)
+    got = ensemble_logits(members, scales, "all").predict(x, verbose=0).ravel()
+    assert np.allclose(got, least, atol=1e-5)
+    twin = ensemble_twin(members, t, scales, "all").predict(x, verbose=0).ravel()
+    assert np.allclose(twin, 1 / (1 + np.exp(-least / t)), atol=1e-5)
+    # each member sets the least somewhere: the scales matter, and no one member is the head
+    assert len(set(z.argmin(axis=0))) == 3
+    assert not np.allclose(got, np.stack([logit_model(m).predict(x, verbose=0).ravel() for m in members]).min(0))
+    with pytest.raises(ValueError, match="ensemble rule 'max' is not one of mean, all"):
+        ensemble_logits(members, scales, "max")
 
 
 def test_an_ensemble_of_one_is_the_paper_lstm():
