@@ -308,7 +308,7 @@ examples:
         type=_positive,
         default=TrainJob.ensemble,
         metavar="K",
-        help="the supervised head is the mean of K LSTMs' logits, trained with seeds SEED .. SEED+K-1 "
+        help="the supervised head combines K LSTMs' logits (--ensemble-rule), trained with seeds SEED .. SEED+K-1 "
         "(default %(default)s: the paper's one LSTM); with K > 1 the first member alone is exported "
         "beside it, as RUN/baselines/combined-one-member, for comparison",
     )
