@@ -21,9 +21,10 @@ $T features --corpus "$work/corpus" --out "$work/features" --master 'local[*]'
 # Every trace counts, no busy one outweighs the rest: at most 1,500 benign and 600 anomalous
 # windows a trace (seeded), and of each kind of benign window (protocol, group destination) at
 # least 300 where the trace has them; held-out test = the last 30% of each trace's seconds.
+# The supervised head is three LSTMs that must all call a window an attack (docs/detection.md).
 $T train --features "$work/features" --corpus "$work/corpus" --out "$work/run" --master 'local[*]' \
     --max-benign-per-trace 1500 --max-anomalous-per-trace 600 --min-benign-per-kind 300 \
-    --batch-size 256 --no-family-holdout "$@"
+    --ensemble 3 --ensemble-rule all --batch-size 256 --no-family-holdout "$@"
 rm -rf sensor/models/default
 mkdir -p sensor/models
 cp -r "$work/run/bundle" sensor/models/default

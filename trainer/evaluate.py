@@ -295,6 +295,16 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+def _ensemble_text(config: dict[str, Any]) -> str:
+    """The report's sentence on the supervised head's ensemble ('' for one LSTM)."""
+    k = config.get("ensemble", 1)
+    if not isinstance(k, int) or k < 2:
+        return ""
+    if config.get("ensemble_rule") == "all":
+        return f" Supervised head: {k} LSTMs that must all call a window an attack (the least of their logits)."
+    return f" Supervised head: the mean of {k} LSTMs' logits."
+
+
 def write_report(report: dict[str, Any], out_dir: Path) -> None:
     """``report.json`` for machines and ``report.md`` (with the plots) for people."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -314,7 +324,8 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
             f" Trained without {', '.join(ignored)} (they enter every model as 0)."
             if (ignored := report.get("config", {}).get("ignore_features"))
             else ""
-        ),
+        )
+        + _ensemble_text(report.get("config", {})),
         "",
     ]
     for split, models in report.get("splits", {}).items():

@@ -88,6 +88,8 @@ def fit_site(
         max_benign_per_trace=1500,
         max_anomalous_per_trace=600,
         min_benign_per_kind=300,  # as scripts/train-default.sh (docs/model/folds/README.md, stop 34)
+        ensemble=3,  # likewise (stop 35): three LSTMs that must all call a window an attack
+        ensemble_rule="all",
     )
     train_all(job)
     bundle = out / "train" / "bundle"

@@ -274,6 +274,7 @@ def test_an_ensemble_head_is_trained_exported_and_compared_with_one_member(chain
     assert train_main([*args, "--no-family-holdout", "--no-baselines", "--master", "local[2]"]) == 0
     report = json.loads((run / "report.json").read_text())
     assert report["config"]["ensemble"] == 2 and report["config"]["ensemble_rule"] == "all"
+    assert "Supervised head: 2 LSTMs that must all call a window an attack" in (run / "report.md").read_text()
     assert {"lstm", "lstm (one member)", "normal", "combined"} <= set(report["splits"]["held out"])
     meta = json.loads((run / "bundle" / "metadata.json").read_text())
     assert meta["model"]["ensemble"] == 2 and meta["model"]["ensemble_rule"] == "all"
