@@ -16,7 +16,8 @@ Then, on each file:
   e2e        ``flowlstm-sensor run --pcap FILE --eve FILE`` as a user runs it (start-up,
              model checks, scoring, thresholding, EVE), with the scoring thread off (0)
              and on (1: feature path and scoring on two cores; 2: the bundle's heads
-             scored in parallel as well)
+             scored in parallel as well); with a gated supervised head (``docs/detection.md``),
+             once more with 1 and 2 threads on a copy of the bundle without its gate
   tshark     tshark -T fields (the fields the sensor extracts), to /dev/null
   nfstream   NFStream's NFStreamer (statistical_analysis=True, no DPI), pip-installed in
              a throwaway venv (``--nfstream-venv DIR`` keeps and reuses one;
@@ -55,6 +56,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from sensor.model import DEFAULT_BUNDLE, METADATA_FILE  # noqa: E402
 
 MAWI = ROOT / "tests" / "data" / "mawi" / "201911211400_headers.pcap"
 TSHARK_FIELDS = [
@@ -173,11 +176,12 @@ def run_flowlstm(path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_e2e(path: Path, threads: int) -> dict:
+def run_e2e(path: Path, threads: int, model: Path | None = None) -> dict:
     """The sensor command, pcap to EVE, in a child process: wall seconds and its peak RSS."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "sensor.cli", "run", "--no-progress", "--no-announce"]
         cmd += ["--pcap", str(path), "--eve", str(Path(tmp) / "eve.json"), "--scoring-threads", str(threads)]
+        cmd += ["--model", str(model)] if model else []
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -227,7 +231,7 @@ def run_heads() -> list[tuple[str, float]]:
         "from sensor.model import ModelBundle,_SCORE_BATCH\n"
         "from sensor.features import SCHEMA\n"
         "b=ModelBundle(); buf=np.zeros((_SCORE_BATCH,3,SCHEMA.size),np.float32); r=[]\n"
-        "for h in b.heads:\n"
+        "for h in [g for h in b.heads for g in (h, h.gate) if g]:\n"
         "    h.run(buf); t=time.perf_counter()\n"
         "    for _ in range(200): h.run(buf)\n"
         "    r.append((h.name,200*_SCORE_BATCH/(time.perf_counter()-t)))\n"
@@ -235,6 +239,22 @@ def run_heads() -> list[tuple[str, float]]:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return [(n, float(w)) for n, w in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
+def _gated() -> bool:
+    return "gate" in json.loads((DEFAULT_BUNDLE / METADATA_FILE).read_text())
+
+
+def _ungated(tmp: str) -> Path:
+    """A copy of the shipped bundle without its gate: every window scored by the whole ensemble,
+    as before gates (the baseline of the gate's gain)."""
+    out = Path(tmp) / "ungated"
+    if not out.exists():
+        shutil.copytree(DEFAULT_BUNDLE, out)
+        meta = json.loads((out / METADATA_FILE).read_text())
+        del meta["gate"]
+        (out / METADATA_FILE).write_text(json.dumps(meta))
+    return out
 
 
 def run_tshark(path: Path) -> dict:
@@ -290,6 +310,7 @@ def bench_file(pcap: Path, total: int, args: argparse.Namespace, tmp: str) -> No
     """Every tool on one file; print the table, the ratios, RSS and the stage breakdown."""
     ours = run_flowlstm(pcap)
     e2e = {n: run_e2e(pcap, n) for n in (0, 1, 2)}
+    ungated = {n: run_e2e(pcap, n, _ungated(tmp)) for n in (1, 2)} if _gated() else {}
     stages = run_stages(pcap)
     ts = run_tshark(pcap)
     nf = None
@@ -316,6 +337,9 @@ def bench_file(pcap: Path, total: int, args: argparse.Namespace, tmp: str) -> No
     if nf:
         print(f"ratio vs nfstream: feature path {nf['seconds'] / ours['seconds']:.1f}x, e2e {by(nf['seconds'])}")
     print(f"scoring threads' speed-up, end to end: {by(sec[0])}")
+    if ungated:
+        gain = ", ".join(f"{r['seconds'] / sec[n]:.2f}x ({n} thr)" for n, r in ungated.items())
+        print(f"the supervised head's gate, end to end (ungated seconds / gated): {gain}")
     rss = ", ".join(f"{r['rss_mb']:.0f} MiB ({n} thr)" for n, r in e2e.items())
     print(f"flowlstm peak RSS: {ours['rss_mb']:.0f} MiB (feature path); e2e {rss}")
     whole = stages.pop("total")

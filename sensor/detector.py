@@ -204,7 +204,7 @@ class Detector:
         s = self.scoring
         cutoffs = s.cutoffs
         for w in out.windows:
-            scores = s.bundle.score_all(w.x, self._heads)
+            scores = s.bundle.score_all(w.x, self._heads, cutoffs)
             self.windows += len(w)
             self.anomalous += int(np.count_nonzero((scores >= cutoffs).any(axis=1)))
             kept = alert_records(w, scores, cutoffs, s.label, s.alerts, s.thresholder, s.bundle.head_names)

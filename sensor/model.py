@@ -82,6 +82,7 @@ _HEAD_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _SCORE_BATCH = 256
 _SMALL_BATCH = 32
 _BLOCK = 8 * _SCORE_BATCH  # windows normalized at once (2 MB), then scored batch by batch
+GATE_SLACK = 1e-4  # score units; see ModelBundle.score_all
 VET_TIMEOUT_S = 30.0  # the shipped model loads and scores in ~50 ms
 log = logging.getLogger("flowlstm.model")
 _vetted: set[str] = set()  # digests of (model, normalization) a child loaded and scored cleanly
@@ -212,13 +213,24 @@ def _finite_vector(v: object, where: str, key: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class GateSpec:
+    """A head's gate: a cheaper model whose score is never below the head's (``gate`` in the
+    metadata: ``file`` and ``sha256``)."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class HeadSpec:
-    """One scoring model of a bundle: its file, the sha256 recorded for it, its threshold."""
+    """One scoring model of a bundle: its file, the sha256 recorded for it, its threshold, and
+    its gate if it has one."""
 
     name: str
     file: str
     sha256: str
     threshold: float
+    gate: GateSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -294,7 +306,7 @@ def validate_metadata(meta: object, where: str) -> Metadata:
             )
         heads.append(_head_spec(h, where, f"heads[{i}].", None, file))
     names = [h.name for h in heads]
-    files = [h.file for h in heads]
+    files = [h.file for h in heads] + [h.gate.file for h in heads if h.gate]
     if len(set(names)) != len(names) or len(set(files)) != len(files):
         raise ModelError(f"{where}: two heads share a name or a file ({', '.join(names)})")
     name = meta.get("name")
@@ -326,7 +338,22 @@ def _head_spec(d: dict[str, Any], where: str, prefix: str, default_name: str | N
         raise ModelError(
             f"{where}: {prefix}{'name' if prefix else 'head'} must be a short lower-case name, found {_show(name)}"
         )
-    return HeadSpec(name, file, sha, threshold)
+    return HeadSpec(name, file, sha, threshold, _gate_spec(d.get("gate"), where, prefix))
+
+
+def _gate_spec(g: object, where: str, prefix: str) -> GateSpec | None:
+    if g is None:
+        return None
+    if not isinstance(g, dict):
+        raise ModelError(f"{where}: {prefix}gate must be a JSON object with 'file' and 'sha256', found {_show(g)}")
+    file, sha = g.get("file"), g.get("sha256")
+    if not isinstance(file, str) or not _HEAD_FILE.fullmatch(file) or file == MODEL_FILE:
+        raise ModelError(
+            f"{where}: {prefix}gate.file must name a .tflite file in the bundle (not {MODEL_FILE}), found {_show(file)}"
+        )
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ModelError(f"{where}: {prefix}gate.sha256 must be the gate file's sha256 in hex, found {_show(sha)}")
+    return GateSpec(file, sha)
 
 
 def _vet(model_path: Path, content: bytes, norm: Normalization, load: Callable[[Path, bytes], None]) -> None:
@@ -466,6 +493,7 @@ class Head:
     def __init__(self, spec: HeadSpec, path: Path, content: bytes, norm: Normalization):
         self.spec = spec
         self.path = path
+        self.gate: Head | None = None  # set by the bundle when the metadata names one
         self.sha256 = hashlib.sha256(content).hexdigest()
         if self.sha256 != spec.sha256:
             raise ModelError(
@@ -612,7 +640,17 @@ class ModelBundle:
                     content = read_regular_file(head_path, MODEL_LIMIT)
                 except OSError as exc:
                     raise ModelError(f"{head_path}: cannot read: {exc.strerror}") from None
-            self.heads.append(Head(spec, head_path, content, self.normalization))
+            head = Head(spec, head_path, content, self.normalization)
+            if spec.gate is not None:
+                gate_path = self.path / spec.gate.file
+                with _check(gate_path, "reading the gate"):
+                    try:
+                        gate_content = read_regular_file(gate_path, MODEL_LIMIT)
+                    except OSError as exc:
+                        raise ModelError(f"{gate_path}: cannot read: {exc.strerror}") from None
+                gate_spec = HeadSpec(f"{spec.name}-gate", spec.gate.file, spec.gate.sha256, spec.threshold)
+                head.gate = Head(gate_spec, gate_path, gate_content, self.normalization)
+            self.heads.append(head)
         self.thresholds = np.array([h.spec.threshold for h in self.heads], dtype=np.float64)
         self.head_names = tuple(h.name for h in self.heads)
 
@@ -626,9 +664,9 @@ class ModelBundle:
         """The primary model's sha256 (what names the bundle in alerts)."""
         return self.heads[0].sha256
 
-    def _run_head(self, j: int, buf: np.ndarray, scores: np.ndarray) -> None:
-        """Head ``j``'s scores of the normalized, padded windows ``buf`` into column ``j`` of ``scores``."""
-        head, n, i = self.heads[j], len(scores), 0
+    def _run_head(self, head: Head, j: int, buf: np.ndarray, scores: np.ndarray) -> None:
+        """``head``'s scores of the normalized, padded windows ``buf`` into column ``j`` of ``scores``."""
+        n, i = len(scores), 0
         while i < n:
             size = _SCORE_BATCH if len(buf) - i >= _SCORE_BATCH else _SMALL_BATCH
             got = head.run(buf[i : i + size]).reshape(-1)
@@ -640,14 +678,36 @@ class ModelBundle:
         """The primary head's anomaly scores in [0, 1] for raw windows x of shape (N, 3, F)."""
         return self.score_all(x)[:, 0].copy()
 
-    def score_all(self, x: np.ndarray, pool: Executor | None = None) -> np.ndarray:
+    def score_all(self, x: np.ndarray, pool: Executor | None = None, cutoffs: np.ndarray | None = None) -> np.ndarray:
         """Every head's scores in [0, 1], (N, heads), for raw windows x of shape (N, 3, F).
 
         With ``pool``, the heads after the first score on its threads while this one scores the
         first (LiteRT's invoke releases the GIL; each head has interpreters of its own).
+
+        With ``cutoffs`` (one per head), a head with a gate scores every window with its gate
+        first, and only the windows where some head's score may reach its cutoff with the head
+        itself.  Where a window is decided (scored by a gate and no head near its cutoff), the
+        gated head's column holds the gate's score, which is at least the head's: the windows
+        that reach a cutoff, and every score an alert reports, are the same as without cutoffs.
+        A gate is one member of an ensemble whose every member must call a window an attack,
+        so almost every window is decided by it at a third of the ensemble's cost.
         """
+        out = self._scores(x, self.heads if cutoffs is None else [h.gate or h for h in self.heads], pool)
+        gated = [j for j, h in enumerate(self.heads) if h.gate is not None]
+        if cutoffs is not None and gated:
+            # LiteRT's logistic of the gate's logit and of the ensemble's least logit (the same
+            # number) may differ in the last bit; the slack keeps such a window exact.
+            # A gate's invalid score (NaN) decides nothing either.
+            near = np.flatnonzero(~(out < np.asarray(cutoffs) - GATE_SLACK).all(axis=1))
+            if len(near):
+                out[np.ix_(near, np.array(gated))] = self._scores(x[near], [self.heads[j] for j in gated], pool)
+        self._drop_invalid(out)
+        return out
+
+    def _scores(self, x: np.ndarray, heads: list[Head], pool: Executor | None) -> np.ndarray:
+        """The scores of ``heads`` (N, len(heads)) for raw windows x, normalized block by block."""
         n = len(x)
-        out = np.empty((n, len(self.heads)), dtype=np.float32)
+        out = np.empty((n, len(heads)), dtype=np.float32)
         block = np.zeros((_padded(min(n, _BLOCK)), WINDOW_SECONDS, SCHEMA.size), np.float32)
         for b0 in range(0, n, _BLOCK):
             part = x[b0 : b0 + _BLOCK]
@@ -656,14 +716,18 @@ class ModelBundle:
             self.normalization.apply(part, out=buf[: len(part)])
             buf[len(part) :] = 0
             scores = out[b0 : b0 + len(part)]
-            if pool is None or len(self.heads) == 1:
-                for j in range(len(self.heads)):
-                    self._run_head(j, buf, scores)
+            if pool is None or len(heads) == 1:
+                for j, head in enumerate(heads):
+                    self._run_head(head, j, buf, scores)
             else:
-                others = [pool.submit(self._run_head, j, buf, scores) for j in range(1, len(self.heads))]
-                self._run_head(0, buf, scores)
+                others = [pool.submit(self._run_head, h, j, buf, scores) for j, h in enumerate(heads) if j]
+                self._run_head(heads[0], 0, buf, scores)
                 for f in others:
                     f.result()
+        return out
+
+    def _drop_invalid(self, out: np.ndarray) -> None:
+        """Score 0 (no alert) what a head scored outside [0, 1], counted and logged once."""
         bad = ~(np.isfinite(out) & (out >= 0) & (out <= 1))
         if bad.any():
             # The load-time probe cannot try every input; a score outside [0, 1] is the model's
@@ -677,4 +741,3 @@ class ModelBundle:
                 )
             self.invalid_scores += int(np.count_nonzero(bad))
             out[bad] = 0.0
-        return out

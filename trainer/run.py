@@ -263,6 +263,17 @@ def dataset_summary(s: Summary) -> dict[str, Any]:
     }
 
 
+def _first_member(fit: Fitted, temperature: float) -> Any:
+    """The supervised ensemble's gate (``sensor.model.ModelBundle.score_all``): its first member
+    alone, scaled as in the ensemble.  Under rule ``all`` the ensemble's logit is the least of
+    the members', so this member's score is never below the ensemble's; under ``mean`` no
+    member bounds it, and there is no gate."""
+    members = fit.models["lstm"]
+    if len(members) == 1 or fit.ensemble_rule != "all":
+        return None
+    return ensemble_twin(members[:1], temperature, fit.member_scales[:1])
+
+
 def _heads(fit: Fitted, n_features: int) -> dict[str, Head]:
     """Every trained model as an exportable head, with its threshold."""
     lstm_info = {"type": "lstm", "units": 64, "activation": "relu"}
@@ -279,6 +290,7 @@ def _heads(fit: Fitted, n_features: int) -> dict[str, Head]:
                 "ensemble_rule": fit.ensemble_rule,
                 "member_scales": list(fit.member_scales),
             },
+            _first_member(fit, t["lstm"]),
         ),
         "normal": Head(
             "normal",

@@ -211,6 +211,11 @@ def test_schema_fields_of_the_wrong_type_are_refused(copy, field, value, message
         ({"normalization": {"mean": [0.0] * SCHEMA.size, "scale": [-1.0] * SCHEMA.size}}, r"scale\[0\] .* is -1"),
         ({"sha256": [["d6"]]}, "'sha256' must be the model file's sha256 in hex, found a JSON array"),
         ({"name": {"n": 1}}, "'name' must be printable text"),
+        ({"gate": "supervised-gate.tflite"}, "gate must be a JSON object with 'file' and 'sha256'"),
+        ({"gate": {"file": "model.tflite", "sha256": "0" * 64}}, r"gate.file must name a .tflite file in the bundle"),
+        ({"gate": {"file": "../gate.tflite", "sha256": "0" * 64}}, r"gate.file must name a .tflite file in the bundle"),
+        ({"gate": {"file": "normal.tflite", "sha256": "0" * 64}}, "two heads share a name or a file"),
+        ({"gate": {"file": "g.tflite", "sha256": "0" * 63}}, r"gate.sha256 must be the gate file's sha256 in hex"),
         ({"name": "evil\n2026-01-01 ERROR forged log line"}, "'name' must be printable text"),
     ],
 )
@@ -500,3 +505,48 @@ def test_a_window_scores_the_same_whatever_the_batch_it_is_scored_in(flood_windo
     for step in (1, 5, 32, 33, 1500):
         parts = np.concatenate([b.score_all(x[i : i + step]) for i in range(0, len(x), step)])
         assert np.array_equal(parts, whole), step
+
+
+def with_gate(d, name: str = "flat_output"):
+    """Bundle ``d`` whose primary head has the fixture model ``name`` as its gate."""
+    shutil.copyfile(MODELS / f"{name}.tflite", d / "supervised-gate.tflite")
+    edit_meta(d, gate={"file": "supervised-gate.tflite", "sha256": file_sha256(d / "supervised-gate.tflite")})
+    return d
+
+
+def test_a_gate_decides_the_windows_far_from_every_cutoff_and_the_head_scores_the_rest(copy):
+    """Below every cutoff, the gated column is the gate's score; wherever any head may reach its
+    cutoff, every column is the exact one (what alerts and their metadata show)."""
+    b = ModelBundle(with_gate(copy))
+    assert b.heads[0].gate is not None and b.heads[1].gate is None
+    pcaps = [MAWI_PCAP, ATTACKS / "amp.TCP.reflection.SYNACK.pcap"]
+    x = np.concatenate([w.x for p in pcaps for o in run_files([p]) for w in o.windows])
+    exact = b.score_all(x)
+    gate = b.score_all(x, cutoffs=np.full(2, np.inf))
+    assert np.array_equal(gate[:, 1], exact[:, 1]) and not np.array_equal(gate[:, 0], exact[:, 0])
+    # cutoffs that split the gate's scores, so that some windows are decided and some are not
+    cutoffs = np.array([np.quantile(gate[:, 0], 0.7), 2.0])
+    got = b.score_all(x, cutoffs=cutoffs)
+    near = gate[:, 0] >= cutoffs[0] - model.GATE_SLACK
+    assert 0 < near.sum() < len(x)
+    assert np.array_equal(got[near], exact[near])
+    assert np.array_equal(got[~near, 0], gate[~near, 0]) and np.array_equal(got[:, 1], exact[:, 1])
+    # a window the other head fires on is exact in every column, whatever its gate says
+    other = np.array([2.0, np.quantile(exact[:, 1], 0.5)])
+    got = b.score_all(x, cutoffs=other)
+    fired = exact[:, 1] >= other[1]
+    assert np.array_equal(got[fired], exact[fired])
+
+
+def test_a_tampered_gate_is_refused(copy):
+    d = with_gate(copy)
+    (d / "supervised-gate.tflite").write_bytes((d / "supervised-gate.tflite").read_bytes()[:-1] + b"x")
+    with pytest.raises(ModelError, match="supervised-gate.tflite: sha256 .* does not match"):
+        ModelBundle(d)
+
+
+def test_a_missing_gate_is_refused(copy):
+    d = with_gate(copy)
+    (d / "supervised-gate.tflite").unlink()
+    with pytest.raises(ModelError, match="supervised-gate.tflite: cannot read: No such file"):
+        ModelBundle(d)

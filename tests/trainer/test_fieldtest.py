@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from sensor.model import DEFAULT_BUNDLE, ModelBundle
+from sensor.model import DEFAULT_BUNDLE, GATE_SLACK, ModelBundle
 from sensor.parquet import read_windows
 from trainer.cli import main as train_main
 from trainer.corpus import load as load_corpus
@@ -285,6 +285,15 @@ def test_an_ensemble_head_is_trained_exported_and_compared_with_one_member(chain
     s_both, s_one = both.score_all(w.x), one.score_all(w.x)
     assert np.array_equal(s_both[:, 1], s_one[:, 1])  # one normal head
     assert not np.allclose(s_both[:, 0], s_one[:, 0])  # two supervised heads
+    # the first member is the supervised head's gate: never below it, and the sensor's
+    # gated scoring fires on the same windows with the same scores there
+    assert meta["gate"]["file"] == "supervised-gate.tflite" and one.heads[0].gate is None
+    assert meta["quantization"]["gate_margin"] >= -GATE_SLACK
+    gate = both.score_all(w.x, cutoffs=np.full(2, np.inf))
+    assert np.all(gate[:, 0] >= s_both[:, 0] - GATE_SLACK) and not np.array_equal(gate[:, 0], s_both[:, 0])
+    for cut in (both.thresholds, np.quantile(s_both, 0.9, axis=0)):
+        gated, fired = both.score_all(w.x, cutoffs=cut), (s_both >= cut).any(axis=1)
+        assert np.array_equal((gated >= cut).any(axis=1), fired) and np.array_equal(gated[fired], s_both[fired])
 
 
 def test_a_site_is_fitted_in_one_command(tmp_path):

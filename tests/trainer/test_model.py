@@ -75,3 +75,28 @@ def test_the_ensemble_twin_converts_to_a_quantized_model_that_scores_alike(tmp_p
     got = interp.get_tensor(out["index"]).ravel()
     want = twin.predict(x, verbose=0).ravel()
     assert np.max(np.abs(got - want)) < 0.05  # dynamic-range int8 weights
+
+
+@pytest.mark.slow
+def test_the_first_member_alone_bounds_rule_all_after_quantization(tmp_path):
+    """The gate the sensor scores every window with (sensor/model.py) is the first member alone,
+    in its scale: after dynamic-range quantization too, never below the least of the members."""
+    import tensorflow as tf
+
+    members, t, scales = _members(3), 1.7, (2.0, 0.5, 1.0)
+    x = np.concatenate([_windows(2048), 8 * _windows(2048)])
+
+    def tflite_scores(twin, name):
+        to_tflite(members[0], tmp_path / name, twin=twin)
+        interp = tf.lite.Interpreter(model_path=str(tmp_path / name))
+        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+        interp.resize_tensor_input(inp["index"], x.shape)
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        return interp.get_tensor(out["index"]).ravel()
+
+    head = tflite_scores(ensemble_twin(members, t, scales, "all"), "head.tflite")
+    gate = tflite_scores(ensemble_twin(members[:1], t, scales[:1]), "gate.tflite")
+    assert np.all(gate >= head)
+    assert np.mean(gate > head) > 0.1  # the other members set the least on many windows
