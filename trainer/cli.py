@@ -168,6 +168,15 @@ examples:
         "default %(default)s)",
     )
     p.add_argument(
+        "--benign-synthetic",
+        type=int,
+        default=CorpusConfig.benign_synthetic,
+        metavar="N",
+        help="random captures per benign synthetic shape (benign-fragments: ordinary UDP conversations whose "
+        "large datagrams are fragmented at the MTU, which the public networks hardly show), mixed unlabelled "
+        "into every background, for training; 0: none; default %(default)s",
+    )
+    p.add_argument(
         "--alone",
         action="store_true",
         help="every attack capture also as a trace of its own, beside its mixes (off by default: on a network "
@@ -506,8 +515,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
             if not source or not n.isdigit() or int(n) < 1:
                 raise UsageError(f"--site {item}: expected SOURCE=N with N >= 1 (e.g. iot-sentinel=3)")
             sites[source] = int(n)
-    if args.site_seconds <= 0 or args.max_captures < 0 or args.synthetic < 0:
-        raise UsageError("--site-seconds must be > 0, --max-captures and --synthetic >= 0")
+    if args.site_seconds <= 0 or min(args.max_captures, args.synthetic, args.benign_synthetic) < 0:
+        raise UsageError("--site-seconds must be > 0, --max-captures, --synthetic and --benign-synthetic >= 0")
     cfg = CorpusConfig(
         seed=args.seed,
         site_seconds=args.site_seconds,
@@ -515,6 +524,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         families=tuple(f for f in args.families.split(",") if f),
         max_captures=args.max_captures,
         synthetic=args.synthetic,
+        benign_synthetic=args.benign_synthetic,
         alone=args.alone,
     )
     corpus = build(Path(args.data), Path(args.out), cfg, say=lambda m: print(m, file=sys.stderr, flush=True))

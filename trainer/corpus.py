@@ -60,7 +60,7 @@ from .inject import (
     write_labels,
 )
 from .labels import NS
-from .synth import SYNTHETIC, write_capture
+from .synth import BENIGN_SYNTHETIC, SYNTHETIC, write_capture
 
 log = logging.getLogger("flowlstm.corpus")
 
@@ -114,6 +114,9 @@ class CorpusConfig:
     extra: dict[str, str] = field(default_factory=dict)
     max_captures: int = 0  # per site (0: all); small corpora for tests
     synthetic: int = 6  # random captures per synthetic family (``trainer/synth.py``); 0: none
+    # random captures per benign synthetic shape (``synth.BENIGN_SYNTHETIC``), mixed unlabelled
+    # into every background; 0: none
+    benign_synthetic: int = 0
     # every attack capture also as a trace of its own (``alone_trace``); off: on a network held out
     # for validation they added false alerts in both seeds, detection in one (docs/detection.md)
     alone: bool = False
@@ -509,6 +512,14 @@ def build_mix(
     )
 
 
+def benign_mix(mix: Trace, out: Path) -> Trace:
+    """``mix`` (of a benign synthetic shape) as benign traffic: no labels, no instances, so every
+    window of it is benign and no evaluation counts it (its family is held out by none)."""
+    for rel in mix.labels:
+        (out / rel).unlink()
+    return dataclasses.replace(mix, labels=[], attacks=[])
+
+
 def site_captures(directory: Path, source: str) -> list[Capture]:
     """Every capture file under ``directory`` (a site's own benign traffic), by absolute path."""
     if not directory.is_dir():
@@ -621,6 +632,19 @@ def build(data: Path, out: Path, cfg: CorpusConfig, say: Callable[[str], None] =
         bg_path = Path(bg.path) if os.path.isabs(bg.path) else out / bg.path
         for family in synth_families:
             traces.append(build_mix(bg, bg_path, family, prepared[family], out, cfg, synth_rng))
+    # Benign shapes from a third stream, so that every other trace is the same with or without them.
+    benign_rng = np.random.default_rng([cfg.seed, 2])
+    for shape in BENIGN_SYNTHETIC if cfg.benign_synthetic else ():
+        got = []
+        for i in range(cfg.benign_synthetic):
+            path = out / "synthetic" / shape / f"{shape}-{i + 1}.pcap"
+            write_capture(shape, path, int(benign_rng.integers(1 << 31)))
+            if a := prepare_attack(Capture(str(path.resolve()), shape), data, out, cfg):
+                got.append(a)
+        say(f"benign {shape}: {len(got)} synthetic captures")
+        for bg in backgrounds:
+            bg_path = Path(bg.path) if os.path.isabs(bg.path) else out / bg.path
+            traces.append(benign_mix(build_mix(bg, bg_path, shape, got, out, cfg, benign_rng), out))
     if cfg.alone:
         traces += [alone_trace(a, out) for family in (*cfg.families, *synth_families) for a in prepared[family]]
         say(f"{sum(len(prepared[f]) for f in (*cfg.families, *synth_families))} attack captures as traces of their own")

@@ -297,6 +297,56 @@ def beacon(rng: np.random.Generator) -> list[Packet]:
     return out
 
 
+_MTU_PAYLOAD = 1480  # IP payload bytes of a fragment cut at a 1,500-byte MTU (a multiple of 8)
+_FRAGMENTING_PORTS = (53, 443, 500, 4500, 2049, 1812, 161, 514, 1194, 5353)
+
+
+def _datagram(t: int, src: int, dst: int, sport: int, dport: int, size: int, step: int) -> list[Packet]:
+    """One UDP datagram of ``size`` payload bytes as a stack sends it: whole when it fits the
+    MTU, else cut at the MTU into fragments ``step`` ns apart (the first carries the header)."""
+    if size + 8 <= _MTU_PAYLOAD:
+        return [(t, src, dst, 17, sport, dport, 0, size, 0)]
+    out: list[Packet] = []
+    left, off = size + 8, 0  # the UDP header travels in the first fragment's payload
+    while left > 0:
+        piece = min(left, _MTU_PAYLOAD)
+        more = _MF if left > piece else 0
+        payload = piece - 8 if off == 0 else piece
+        out.append((t + len(out) * step, src, dst, 17, sport, dport, 0, payload, more | off // 8))
+        left, off = left - piece, off + piece
+    return out
+
+
+def benign_fragments(rng: np.random.Generator) -> list[Packet]:
+    """Ordinary UDP conversations whose large datagrams are fragmented at the MTU: DNS answers
+    with EDNS(0) buffers beyond the MTU, padded or certificate-carrying requests (DNSCrypt,
+    IKE, RADIUS EAP-TLS), NFS and syslog over UDP, a VPN with a large MTU.  One client and one
+    to a dozen servers; the large datagrams go to the client, from it, or both ways, at the
+    rate of a conversation, each query on a port of its own or all on one.  Benign: the
+    corpus mixes these into backgrounds without labels (``CorpusConfig.benign_synthetic``).
+    """
+    rate = float(np.exp(rng.uniform(np.log(0.1), np.log(30))))
+    t = _times(rng, rate, rng.uniform(20, 120))
+    client = int(_hosts(rng, 1, 16)[0])
+    servers = _hosts(rng, int(rng.choice([1, 1, 1, 2, 3, 5, 8, 12])), int(rng.integers(8, 25)))
+    dport = int(rng.choice([*_FRAGMENTING_PORTS, int(rng.integers(1024, 65536))]))
+    large = rng.choice(["answers", "requests", "both"])
+    big = (int(rng.integers(1500, 4000)), int(rng.integers(4000, 9000)))
+    small = int(rng.integers(20, 300))
+    fixed_port = int(rng.integers(1024, 65536)) if rng.random() < 0.4 else 0
+    rtt = int(rng.uniform(1, 150) * 1e6)
+    step = int(rng.uniform(5, 200) * 1e3)  # a stack sends a datagram's fragments back to back
+    out: list[Packet] = []
+    for ti in t.tolist():
+        server = int(rng.choice(servers))
+        sport = fixed_port or int(rng.integers(1024, 65536))
+        ask = int(rng.integers(*big)) if large != "answers" else _near(rng, small)
+        answer = int(rng.integers(*big)) if large != "requests" else _near(rng, small)
+        out += _datagram(int(ti), client, server, sport, dport, ask, step)
+        out += _datagram(int(ti) + rtt, server, client, dport, sport, answer, step)
+    return out
+
+
 GENERATORS: dict[str, Callable[[np.random.Generator], list[Packet]]] = {
     "synth-fanin": fanin,
     "synth-fanout": fanout,
@@ -304,7 +354,10 @@ GENERATORS: dict[str, Callable[[np.random.Generator], list[Packet]]] = {
     "synth-malformed": malformed,
     "synth-point": point_flood,
     "synth-beacon": beacon,
+    "benign-fragments": benign_fragments,
 }
+# Shapes of benign traffic that the public networks hardly show, mixed into backgrounds unlabelled.
+BENIGN_SYNTHETIC = ("benign-fragments",)
 
 
 def write_capture(family: str, path: Path, seed: int) -> int:
@@ -314,10 +367,26 @@ def write_capture(family: str, path: Path, seed: int) -> int:
     ts = np.array([p[0] for p in pkts], dtype=np.int64)
     ttl = int(rng.integers(32, 129))
     frames, wire = [], []
-    for i, p in enumerate(pkts):
+    ids = _datagram_ids(pkts) if family in BENIGN_SYNTHETIC else range(len(pkts))
+    for i, p in zip(ids, pkts, strict=True):
         fr, w = _frame(p, i, ttl)
         frames.append(fr)
         wire.append(w)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_pcap(str(path), ts, np.array(wire, dtype=np.int64), frames)
     return len(pkts)
+
+
+def _datagram_ids(pkts: list[Packet]) -> list[int]:
+    """IP identifications as a stack numbers them: one per datagram, shared by its fragments (a
+    non-first fragment takes its host pair's last one).  (The attack shapes number every packet
+    on its own, so their fragments do not pair; they stay as they are, the corpus they shape
+    being fixed by its seed.)"""
+    last: dict[tuple[int, int], int] = {}
+    ids = []
+    for i, p in enumerate(pkts):
+        pair = (p[1], p[2])
+        ident = last.get(pair, i) if p[8] & 0x1FFF else i
+        last[pair] = ident
+        ids.append(ident)
+    return ids

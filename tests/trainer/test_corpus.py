@@ -16,7 +16,7 @@ from trainer import corpus
 from trainer.corpus import CorpusConfig, addresses, build, ground_truth, key_host, squeeze
 from trainer.inject import _write_pcap
 from trainer.labels import NS, load_labels, match_packets
-from trainer.synth import _MF, SYNTHETIC, _frame
+from trainer.synth import _MF, BENIGN_SYNTHETIC, SYNTHETIC, _frame
 
 from ..conftest import ATTACKS, DATA
 
@@ -292,6 +292,35 @@ def test_synthetic_families_add_mixes_and_leave_the_real_ones_as_they_were(data,
         p = _packets(t["path"])
         hit = match_packets(load_labels(t["labels"]), p)
         assert int((hit >= 0).sum()) >= min(a["packets"] for a in t["attacks"]) // 2
+
+
+def test_benign_shapes_add_unlabelled_mixes_and_leave_the_rest_as_it_was(data, built, tmp_path):
+    """--benign-synthetic: one mix of each benign shape per background, with no labels and no
+    instances (benign windows only, evaluated by no split), from a stream of its own."""
+    _, c0 = built
+    out = tmp_path / "benign"
+    build(data, out, dataclasses.replace(CFG, benign_synthetic=1))
+    c = corpus.load(out)
+    assert c["families"] == c0["families"]
+    old = {t["name"] for t in c0["traces"]}
+    added = [t for t in c["traces"] if t["name"] not in old]
+    assert {t["name"] for t in added} == {
+        f"{s}--{b}" for s in BENIGN_SYNTHETIC for b in ("site-zeek-misc-1", "site-ppa-book-1")
+    }
+    now = {t["name"]: t for t in c["traces"]}
+    for t in c0["traces"]:
+        if t["kind"] == "mix":
+            digest = [hashlib.sha256(open(x["path"], "rb").read()).hexdigest() for x in (t, now[t["name"]])]
+            assert digest[0] == digest[1], t["name"]
+    for t in added:
+        assert t["kind"] == "mix" and t["labels"] == [] and t["attacks"] == []
+        assert len(_packets(t["path"])) > len(_packets(now[t["background"]]["path"]))
+        assert not list((out / "mixes").glob(f"{t['name']}.csv"))
+    from trainer.dataset import corpus_split
+
+    split = corpus_split(c, ["scan"], ["zeek-misc"])
+    assert "benign-fragments--site-ppa-book-1" in split.train
+    assert not any(t.startswith("benign-fragments") for t in split.test)
 
 
 def test_loopback_frames_are_found_for_both_ip_versions():

@@ -10,7 +10,7 @@ import pytest
 from sensor.addresses import format_addresses
 from sensor.capture import read_packets
 from sensor.flows import header_anomalies
-from trainer.synth import SYNTHETIC, write_capture
+from trainer.synth import BENIGN_SYNTHETIC, SYNTHETIC, write_capture
 
 from ..sensor import reference
 
@@ -58,6 +58,39 @@ def test_each_capture_has_its_familys_shape(family, seed, tmp_path):
         assert anomalies.any(axis=1).sum() >= 0.2 * n
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_benign_fragments_are_whole_datagrams_cut_at_the_mtu(seed, tmp_path):
+    """One client and its servers; every fragmented datagram is MTU-sized pieces under one IP
+    identification that tshark pairs, and nothing is malformed or a header anomaly but ``frag``."""
+    path = tmp_path / "b.pcap"
+    n = write_capture("benign-fragments", path, seed)
+    p = _shape(path)[0]
+    assert len(p) == n >= 20
+    anomalies = reference.header_anomalies(path)
+    assert np.array_equal(header_anomalies(p), anomalies)
+    assert anomalies[:, 0].sum() > 0 and anomalies[:, 1:].sum() == 0  # fragments, none of them odd
+    rows = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.id"]
+        + ["-e", "ip.flags.mf", "-e", "ip.frag_offset", "-e", "ip.len"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    datagrams: dict[tuple[str, str, str], list[tuple[int, int, int]]] = {}
+    for line in rows:
+        src, dst, ident, mf, off, length = line.split("\t")
+        if mf == "1" or off != "0":
+            datagrams.setdefault((src, dst, ident), []).append((int(off), int(mf), int(length)))
+    assert datagrams
+    for pieces in datagrams.values():
+        pieces.sort()
+        assert pieces[0][0] == 0 and pieces[-1][1] == 0 and all(mf == 1 for _, mf, _ in pieces[:-1])
+        assert all(length == 1500 for _, _, length in pieces[:-1])
+        assert [o for o, _, _ in pieces] == [i * 185 for i in range(len(pieces))]  # 8-byte units
+    hosts = set(format_addresses(p["src"])) | set(format_addresses(p["dst"]))
+    assert 2 <= len(hosts) <= 13
+
+
 def test_malformed_captures_cover_every_kind(tmp_path):
     seen = np.zeros(4, dtype=np.int64)
     for seed in range(12):
@@ -70,7 +103,7 @@ def test_malformed_captures_cover_every_kind(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", SYNTHETIC)
+@pytest.mark.parametrize("family", (*SYNTHETIC, *BENIGN_SYNTHETIC))
 def test_tshark_reads_every_packet_and_none_is_malformed(family, tmp_path):
     path = tmp_path / f"{family}.pcap"
     n = write_capture(family, path, 0)
@@ -84,7 +117,7 @@ def test_tshark_reads_every_packet_and_none_is_malformed(family, tmp_path):
 
 
 def test_the_same_seed_writes_the_same_capture(tmp_path):
-    for family in SYNTHETIC:
+    for family in (*SYNTHETIC, *BENIGN_SYNTHETIC):
         a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
         write_capture(family, a, 3)
         write_capture(family, b, 3)
