@@ -14,6 +14,8 @@ recipe builds, deterministically for a seed:
   mix one background and one family, several instances of it at spread offsets, each at a
   rate drawn from ``RATES`` and with its own address remapping — labelled in MAWILab
   format (CSV and admd XML);
+- with ``benign_synthetic``, every background once more with benign shapes the public networks
+  hardly show (``synth.BENIGN_SYNTHETIC``: fragmented UDP conversations) mixed in, unlabelled;
 - with ``alone``, every attack capture as a trace of its own as well (source and background
   ``alone``): the attack on a link with no past, as a sensor started during one, or given a
   capture of one, meets it;
