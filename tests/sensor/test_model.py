@@ -71,6 +71,24 @@ def test_default_bundle_separates_a_flood_from_background():
     assert np.mean(fired(ATTACKS / "pkt.TCP.synflood.spoofed.pcap")) > 0.5
 
 
+def test_the_default_gate_bounds_the_ensemble_and_decides_alike():
+    """The shipped supervised head is gated by its first member: on real background and flood
+    windows the gate never scores below the ensemble, and the sensor's gated scoring fires on
+    the same windows with the same scores there, having run the ensemble on few of them."""
+    b = ModelBundle()
+    assert b.heads[0].gate is not None and b.metadata["quantization"]["gate_margin"] >= -model.GATE_SLACK
+    pcaps = [MAWI_PCAP, ATTACKS / "pkt.TCP.synflood.spoofed.pcap"]
+    x = np.concatenate([w.x for p in pcaps for o in run_files([p]) for w in o.windows])
+    exact, gate = b.score_all(x), b.score_all(x, cutoffs=np.full(2, np.inf))
+    assert np.all(gate[:, 0] >= exact[:, 0] - model.GATE_SLACK) and np.array_equal(gate[:, 1], exact[:, 1])
+    got = b.score_all(x, cutoffs=b.thresholds)
+    fired = (exact >= b.thresholds).any(axis=1)
+    assert fired.any() and np.array_equal((got >= b.thresholds).any(axis=1), fired)
+    assert np.array_equal(got[fired], exact[fired])
+    near = ~(gate < b.thresholds - model.GATE_SLACK).all(axis=1)
+    assert near.mean() < 0.5  # the flood's windows and few others
+
+
 def test_scores_are_batch_independent():
     b = ModelBundle()
     x = np.concatenate([w.x for o in run_files([ATTACKS / "amp.TCP.reflection.SYNACK.pcap"]) for w in o.windows])
