@@ -514,6 +514,19 @@ def build_mix(
     )
 
 
+def synthetic_captures(
+    shape: str, n: int, rng: np.random.Generator, data: Path, out: Path, cfg: CorpusConfig
+) -> list[PreparedAttack]:
+    """``n`` random captures of a synthetic ``shape`` (``trainer/synth.py``), prepared for injection."""
+    got = []
+    for i in range(n):
+        path = out / "synthetic" / shape / f"{shape}-{i + 1}.pcap"
+        write_capture(shape, path, int(rng.integers(1 << 31)))
+        if a := prepare_attack(Capture(str(path.resolve()), shape), data, out, cfg):
+            got.append(a)
+    return got
+
+
 def benign_mix(mix: Trace, out: Path) -> Trace:
     """``mix`` (of a benign synthetic shape) as benign traffic: no labels, no instances, so every
     window of it is benign and no evaluation counts it (its family is held out by none)."""
@@ -622,14 +635,8 @@ def build(data: Path, out: Path, cfg: CorpusConfig, say: Callable[[str], None] =
     synth_rng = np.random.default_rng([cfg.seed, 1])
     synth_families = SYNTHETIC if cfg.synthetic else ()
     for family in synth_families:
-        got = []
-        for i in range(cfg.synthetic):
-            path = out / "synthetic" / family / f"{family}-{i + 1}.pcap"
-            write_capture(family, path, int(synth_rng.integers(1 << 31)))
-            if a := prepare_attack(Capture(str(path.resolve()), family), data, out, cfg):
-                got.append(a)
-        prepared[family] = got
-        say(f"family {family}: {len(got)} synthetic captures")
+        prepared[family] = synthetic_captures(family, cfg.synthetic, synth_rng, data, out, cfg)
+        say(f"family {family}: {len(prepared[family])} synthetic captures")
     for bg in backgrounds if synth_families else []:
         bg_path = Path(bg.path) if os.path.isabs(bg.path) else out / bg.path
         for family in synth_families:
@@ -637,12 +644,7 @@ def build(data: Path, out: Path, cfg: CorpusConfig, say: Callable[[str], None] =
     # Benign shapes from a third stream, so that every other trace is the same with or without them.
     benign_rng = np.random.default_rng([cfg.seed, 2])
     for shape in BENIGN_SYNTHETIC if cfg.benign_synthetic else ():
-        got = []
-        for i in range(cfg.benign_synthetic):
-            path = out / "synthetic" / shape / f"{shape}-{i + 1}.pcap"
-            write_capture(shape, path, int(benign_rng.integers(1 << 31)))
-            if a := prepare_attack(Capture(str(path.resolve()), shape), data, out, cfg):
-                got.append(a)
+        got = synthetic_captures(shape, cfg.benign_synthetic, benign_rng, data, out, cfg)
         say(f"benign {shape}: {len(got)} synthetic captures")
         for bg in backgrounds:
             bg_path = Path(bg.path) if os.path.isabs(bg.path) else out / bg.path

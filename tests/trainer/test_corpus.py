@@ -269,6 +269,16 @@ def test_a_corpus_split_trains_on_nothing_it_holds_out(built):
         corpus_split(c, (), ["ppa-book"], ["ppa-book"])
 
 
+def _same_mixes(before, after):
+    """``after``'s traces by name, once every mix of ``before`` is byte-for-byte one of them."""
+    now = {t["name"]: t for t in after["traces"]}
+    for t in before["traces"]:
+        if t["kind"] == "mix":
+            digest = [hashlib.sha256(open(x["path"], "rb").read()).hexdigest() for x in (t, now[t["name"]])]
+            assert digest[0] == digest[1], t["name"]
+    return now
+
+
 def test_synthetic_families_add_mixes_and_leave_the_real_ones_as_they_were(data, built, tmp_path):
     """Synthetic families come from a random stream of their own: with them, every real mix is
     byte-for-byte the one built without them, and each background gets one mix per synthetic family."""
@@ -282,11 +292,7 @@ def test_synthetic_families_add_mixes_and_leave_the_real_ones_as_they_were(data,
     assert {t["name"] for t in synth} == {
         f"{f}--{b}" for f in SYNTHETIC for b in ("site-zeek-misc-1", "site-ppa-book-1")
     }
-    now = {t["name"]: t for t in c["traces"]}
-    for t in c0["traces"]:
-        if t["kind"] == "mix":
-            digest = [hashlib.sha256(open(x["path"], "rb").read()).hexdigest() for x in (t, now[t["name"]])]
-            assert digest[0] == digest[1], t["name"]
+    _same_mixes(c0, c)
     for t in synth:
         assert t["attacks"] and all(a["packets"] > 0 and a["hosts"] for a in t["attacks"])
         p = _packets(t["path"])
@@ -307,11 +313,7 @@ def test_benign_shapes_add_unlabelled_mixes_and_leave_the_rest_as_it_was(data, b
     assert {t["name"] for t in added} == {
         f"{s}--{b}" for s in BENIGN_SYNTHETIC for b in ("site-zeek-misc-1", "site-ppa-book-1")
     }
-    now = {t["name"]: t for t in c["traces"]}
-    for t in c0["traces"]:
-        if t["kind"] == "mix":
-            digest = [hashlib.sha256(open(x["path"], "rb").read()).hexdigest() for x in (t, now[t["name"]])]
-            assert digest[0] == digest[1], t["name"]
+    now = _same_mixes(c0, c)
     for t in added:
         assert t["kind"] == "mix" and t["labels"] == [] and t["attacks"] == []
         assert len(_packets(t["path"])) > len(_packets(now[t["background"]]["path"]))
