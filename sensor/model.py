@@ -631,28 +631,25 @@ class ModelBundle:
         self.name = checked.name or self.path.name
         self.heads: list[Head] = []
         for spec in checked.heads:
-            head_path = self.path / spec.file
-            with _check(head_path, "reading the model"):
-                try:
-                    # Loaded from memory, not mapped from the file: an operator copying a new model over
-                    # this path must not pull pages from under the running interpreter (SIGBUS), and the
-                    # bytes checked are the bytes scored with.
-                    content = read_regular_file(head_path, MODEL_LIMIT)
-                except OSError as exc:
-                    raise ModelError(f"{head_path}: cannot read: {exc.strerror}") from None
-            head = Head(spec, head_path, content, self.normalization)
+            head = self._load_head(spec)
             if spec.gate is not None:
-                gate_path = self.path / spec.gate.file
-                with _check(gate_path, "reading the gate"):
-                    try:
-                        gate_content = read_regular_file(gate_path, MODEL_LIMIT)
-                    except OSError as exc:
-                        raise ModelError(f"{gate_path}: cannot read: {exc.strerror}") from None
                 gate_spec = HeadSpec(f"{spec.name}-gate", spec.gate.file, spec.gate.sha256, spec.threshold)
-                head.gate = Head(gate_spec, gate_path, gate_content, self.normalization)
+                head.gate = self._load_head(gate_spec)
             self.heads.append(head)
         self.thresholds = np.array([h.spec.threshold for h in self.heads], dtype=np.float64)
         self.head_names = tuple(h.name for h in self.heads)
+
+    def _load_head(self, spec: HeadSpec) -> Head:
+        path = self.path / spec.file
+        with _check(path, "reading the model"):
+            try:
+                # Loaded from memory, not mapped from the file: an operator copying a new model over
+                # this path must not pull pages from under the running interpreter (SIGBUS), and the
+                # bytes checked are the bytes scored with.
+                content = read_regular_file(path, MODEL_LIMIT)
+            except OSError as exc:
+                raise ModelError(f"{path}: cannot read: {exc.strerror}") from None
+        return Head(spec, path, content, self.normalization)
 
     @property
     def threshold(self) -> float:
