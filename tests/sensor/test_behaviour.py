@@ -2,8 +2,9 @@
 
 tests/data/fingerprint.txt holds scripts/fingerprint.py's hashes of the feature windows,
 EVE alert lines and Zeek notice rows of every bundled capture under three option sets
-(the raw-score lines are left out here: float rounding may differ between CPUs, and the
-EVE lines carry the scores to four places).  A change meant to alter behaviour (new
+(the score lines are left out here, and the scores are masked in the EVE and notice hashes:
+XNNPACK picks its kernels by CPU, so a score's fourth place can differ from one CPU to
+another; which alerts are written, and all else they say, is pinned).  A change meant to alter behaviour (new
 features, a new model) regenerates the file in the same commit and says why:
 
     .venv/sensor/bin/python scripts/fingerprint.py | grep -v " scores " > tests/data/fingerprint.txt
