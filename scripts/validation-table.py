@@ -20,10 +20,11 @@ from typing import Any
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        report: dict[str, Any] = json.loads(path.read_text())
-        report["models"].items()
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
         raise SystemExit(f"validation-table: {path}: not an alert-level evaluation report ({exc})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("models"), dict):
+        raise SystemExit(f"validation-table: {path}: not an alert-level evaluation report (no 'models')")
     return report
 
 
