@@ -39,6 +39,7 @@ import math
 import os
 import re
 import select
+import shutil
 import signal
 import stat
 import struct
@@ -92,6 +93,20 @@ class ModelError(FlowlstmError):
     """A model bundle cannot be used."""
 
     exit_code = 78  # EX_CONFIG: the bundle is part of the sensor's configuration
+
+
+def install_bundle(tmp: Path, out_dir: Path) -> None:
+    """Move a bundle written and checked in ``tmp`` (a directory beside ``out_dir``) to
+    ``out_dir``, readable by a sensor running as its own user, replacing what was there."""
+    umask = os.umask(0)
+    os.umask(umask)
+    # mkdtemp made it private
+    os.chmod(tmp, 0o777 & ~umask)
+    for member in tmp.iterdir():
+        os.chmod(member, 0o666 & ~umask)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

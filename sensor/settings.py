@@ -115,7 +115,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."  # a huge value must not flood the log
 
 
-_FEATURE_COMMANDS = ("run", "inspect", "features")
+_FEATURE_COMMANDS = ("run", "inspect", "features", "calibrate")
 
 TABLE: tuple[Setting, ...] = (
     Setting(
@@ -139,6 +139,7 @@ TABLE: tuple[Setting, ...] = (
         file=False,
         live=False,
         metavar="FILE",
+        commands=("run", "calibrate"),
     ),
     Setting(
         "pcap",
@@ -150,7 +151,7 @@ TABLE: tuple[Setting, ...] = (
         live=False,
         commands=_FEATURE_COMMANDS,
         metavar="FILE",
-        required=("inspect", "features"),
+        required=("inspect", "features", "calibrate"),
     ),
     Setting(
         "check",
@@ -254,6 +255,7 @@ TABLE: tuple[Setting, ...] = (
         "model bundle (default: the bundled default model)",
         "--model",
         metavar="DIR",
+        commands=("run", "calibrate"),
         expect_text="the directory of a model bundle (empty: the bundled default)",
         doc="Model bundle directory (model.tflite + metadata.json); empty = the bundled default.",
     ),
@@ -501,12 +503,26 @@ TABLE: tuple[Setting, ...] = (
         "out",
         str,
         "",
-        "Parquet file to write (replaced atomically)",
+        "where to write (replaced atomically): the Parquet file of windows (features) or the "
+        "calibrated model bundle's directory (calibrate)",
         "--out",
         file=False,
-        commands=("features",),
-        metavar="OUT.parquet",
-        required=("features",),
+        commands=("features", "calibrate"),
+        metavar="OUT",
+        required=("features", "calibrate"),
+    ),
+    Setting(
+        "false-alert-budget",
+        float,
+        1.0,
+        "false alerts allowed per 10,000 flows of the calibration captures, shared by the "
+        "model's heads (default %(default)s)",
+        "--false-alert-budget",
+        file=False,
+        commands=("calibrate",),
+        lo=0.001,
+        hi=10_000,
+        metavar="N",
     ),
     Setting(
         "alerts.per",

@@ -29,24 +29,6 @@ class Scores:
     weight: np.ndarray  # what each window stands for: 1 / the fraction of its class sampled
 
 
-def threshold_for_flow_budget(flows: int, ranked: Sequence[float], per_10k_flows: float) -> float:
-    """The lowest threshold at which at most ``per_10k_flows`` in 10,000 benign flows would
-    have a window at or above it: a false-alert budget counted in flows, as alerts are.
-
-    A flow alerts once however many of its windows are above the threshold, so the budget is
-    on each benign flow's highest score: ``flows`` is the number of benign flows and ``ranked``
-    their highest scores in descending order, at least ``allowed + 1`` of them where there are
-    (``frame.budget_rank``).
-    """
-    if flows == 0:
-        return 0.5
-    allowed = int(np.floor(flows * per_10k_flows / 1e4))
-    if allowed >= flows:
-        return float(ranked[-1])
-    # just above the (allowed+1)-th highest flow score: that flow and all below stay quiet
-    return float(np.nextafter(np.float32(ranked[allowed]), np.float32(np.inf)))
-
-
 def metrics_at(counts: np.ndarray, threshold: float) -> dict[str, float]:
     """Detection rate, FPR, precision and F1 from (tp, fp, fn, tn) at ``threshold``."""
     tp, fp, fn, tn = (int(v) for v in counts)

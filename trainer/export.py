@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from sensor.model import (
     ModelBundle,
     Normalization,
     file_sha256,
+    install_bundle,
 )
 from sensor.windows import WINDOW_SECONDS
 
@@ -133,15 +133,7 @@ def export_bundle(
         }
         meta["quantization"] = report
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        # mkdtemp made it private; the sensor often runs as its own user and must read it
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        for member in tmp.iterdir():
-            os.chmod(member, 0o666 & ~umask)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        install_bundle(tmp, out_dir)
         return report
     finally:
         if tmp.exists():

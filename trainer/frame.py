@@ -558,7 +558,7 @@ def score_blocks(
 def budget_ranks(scored: RDD[tuple[Block, np.ndarray]], budgets: list[float]) -> list[tuple[int, list[float]]]:
     """For each score column and its false-alert budget (per 10,000 flows): the number of benign
     flows and the highest benign flow scores, ``allowed + 1`` of them (descending) where
-    ``allowed`` flows may alert: all ``evaluate.threshold_for_flow_budget`` needs.  A flow's
+    ``allowed`` flows may alert: all ``sensor.calibrate.threshold_for_flow_budget`` needs.  A flow's
     score is its highest window's; flows are merged by key across blocks and traces in the
     executors, and only the ranked few reach the driver."""
     from pyspark import StorageLevel

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sensor import __version__
+from sensor.calibrate import head_threshold
 from sensor.errors import UsageError
 
 from .corpus import load as load_corpus
 from .dataset import CorpusSplit, corpus_split
-from .evaluate import Scores, evaluate_scored, plot, threshold_for_flow_budget, write_report
+from .evaluate import Scores, evaluate_scored, plot, write_report
 from .export import Head, export_bundle
 from .frame import (
     Block,
@@ -65,10 +66,6 @@ if TYPE_CHECKING:
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _threshold(rank: tuple[int, list[float]], budget: float) -> float:
-    return float(np.clip(threshold_for_flow_budget(rank[0], rank[1], budget), 1e-6, 1 - 1e-6))
 
 
 NORMAL_TRAIN_WINDOWS = 200_000  # benign windows the normal head trains on (a seeded sample, about as many)
@@ -219,7 +216,7 @@ def _fit_models(
             # logits and margins: the top benign one sets the temperature (the ranks are flows' tops)
             temps[scorer.name] = temperature_for(top[:1])
             top = squash(top, temps[scorer.name]).astype(np.float64)
-        thresholds[scorer.name] = _threshold((n, top.tolist()), head_budget)
+        thresholds[scorer.name] = head_threshold(n, top.tolist(), head_budget)
 
     raw_te = side(blocks, test_side)
     check = gather(sample(raw_te, _fraction(SAMPLE_WINDOWS, s_te.windows), cfg.seed, "check"))

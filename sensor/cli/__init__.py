@@ -18,10 +18,10 @@ from typing import NoReturn
 from .. import __version__
 from ..errors import FlowlstmError, UsageError
 from ..systemd import error_prefix, setup_logging
-from . import features, inspect, run
+from . import calibrate, features, inspect, run
 from .common import EXIT_CODES
 
-COMMANDS = (run, inspect, features)
+COMMANDS = (run, calibrate, inspect, features)
 
 MAIN_HELP = f"""\
 flowlstm-sensor turns packet headers into per-second flow statistics,
@@ -30,6 +30,7 @@ the input of flowlstm's LSTM anomaly model.
 
 commands:
   run        score capture files or a live interface and append EVE-JSON alerts
+  calibrate  fit a model bundle's thresholds to this site's benign traffic
   inspect    per-second summary of a capture: volume, flows, heavy hitters
   features   write the model's feature windows of a capture to Parquet
 

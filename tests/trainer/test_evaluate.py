@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from trainer.evaluate import evaluate_scored, plot, threshold_for_flow_budget
+from trainer.evaluate import evaluate_scored, plot
 from trainer.frame import Scorer, gather, read_blocks, score_blocks
 from trainer.spark import spark_context
 
@@ -56,12 +56,3 @@ def test_metrics_from_spark_equal_the_whole_arrays(sc, workdir, tmp_path):
         assert smp.weight[smp.y == cls].sum() == pytest.approx((whole.y == cls).sum(), rel=0.02)
     pngs = plot(samples, results, {"a": 0.0, "b": 0.5}, tmp_path)
     assert all((tmp_path / p).stat().st_size > 10_000 for p in pngs)
-
-
-def test_the_flow_budget_threshold_leaves_just_the_allowed_flows_above_it():
-    ranked = [0.9, 0.8, 0.7, 0.1]
-    assert threshold_for_flow_budget(0, [], 1.0) == 0.5  # no benign flow: an uninformed middle
-    # 20,000 flows at 1 in 10k: two may alert, the third-highest must not
-    thr = threshold_for_flow_budget(20_000, ranked[:3], 1.0)
-    assert 0.7 < thr <= np.nextafter(np.float32(0.7), np.float32(1))
-    assert threshold_for_flow_budget(4, ranked, 1e4) == 0.1  # every flow may alert: the lowest

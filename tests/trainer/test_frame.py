@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from sensor.calibrate import threshold_for_flow_budget
 from sensor.features import SCHEMA
 from sensor.parquet import read_windows
-from trainer.evaluate import threshold_for_flow_budget
 from trainer.frame import (
     Block,
     Scorer,
