@@ -278,6 +278,12 @@ class FlowTable:
         self._high = 0
         self._next_id = 1
 
+    def carry_over(self, old: FlowTable) -> None:
+        """Continue ``old``'s counters and flow ids in this new, empty table (a clock restart), so
+        a flow id stays unique within a run: what names a flow across the run's windows."""
+        self.counters = old.counters
+        self._next_id = old._next_id
+
     def __len__(self) -> int:
         return len(self._keys)
 

@@ -139,10 +139,11 @@ class FeaturePipeline:
         self.packets -= len(batch)  # each part is counted again by push
         out = self.push(batch[~far])  # the batch's packets still in the old time close with it
         out.extend(self.finish())
-        # Flows keep their counters; their table starts afresh, as its timeouts are in the old time.
-        counters = self.flows.counters
+        # The flow table starts afresh, as its timeouts are in the old time; its counters and
+        # flow ids go on.
+        old = self.flows
         self.flows = FlowTable(self.config.flows)
-        self.flows.counters = counters
+        self.flows.carry_over(old)
         # So do the link's baseline and the host history: after files out of order or a stepped
         # clock the seconds that follow are not the continuation of the ones they followed.
         self.baseline = LinkBaseline()

@@ -90,6 +90,8 @@ def test_captures_given_out_of_order_are_all_counted(mawi):
     keys, x = collect(outs)
     ref_keys, ref_x = collect(alone)
     assert np.array_equal(x[len(x) - len(ref_x) :], ref_x)
+    # ... and their flows keep ids of their own: a flow id names one flow within a run
+    assert len(np.unique(keys["flow_id"])) == 2 * len(np.unique(ref_keys["flow_id"]))
 
 
 def test_windows_wait_for_the_next_second_only(mawi):
