@@ -2,8 +2,9 @@
 
 A bundle's thresholds meet their budget on the benign flows it was trained on.  On a network
 no training side had, the benign tail is heavier: on the validation network the shipped
-recipe raised 86 false alerts per 10,000 benign flows at a budget of 1, nearly all of them
-single flows whose windows score just above the threshold (docs/model/folds/README.md).  The
+recipe raised 81 to 86 false alerts per 10,000 benign flows at a budget of 1 (four seeds, on
+two machines), nearly all of them single flows whose windows score just above the threshold
+(docs/model/folds/README.md).  The
 network whose benign tail matters to a sensor is its own link, and its operator has that
 traffic.  Calibration scores captures of the link that the operator vouches for as benign
 with every head of the bundle, takes each flow's highest score per head (a flow alerts once),
