@@ -120,6 +120,7 @@ class Calibration:
     flows: int
     windows: int
     budget: float  # false alerts per 10,000 flows, shared by the heads
+    allowed: int  # calibration flows each head may alert on within its share of the budget
     heads: tuple[HeadCalibration, ...]
     alerting_before: int  # calibration flows some head alerts on, with the bundle's thresholds
     alerting_after: int  # ... with the kept ones
@@ -127,6 +128,12 @@ class Calibration:
     @property
     def thresholds(self) -> np.ndarray:
         return np.array([h.threshold for h in self.heads], np.float64)
+
+    @property
+    def saturated(self) -> tuple[HeadCalibration, ...]:
+        """Heads whose budget no threshold meets: more calibration flows than allowed score at
+        the top of the range a threshold may take (float32 scores saturate at 1.0)."""
+        return tuple(h for h in self.heads if h.above_threshold > self.allowed)
 
 
 def calibrate(
@@ -158,6 +165,7 @@ def calibrate(
         n,
         windows,
         budget,
+        int(np.floor(n * per_head / 1e4)),
         tuple(heads),
         int(np.count_nonzero((tops >= before).any(axis=1))),
         int(np.count_nonzero((tops >= after).any(axis=1))),

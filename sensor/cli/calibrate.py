@@ -94,7 +94,13 @@ def _report(cal: Calibration, out: Path, name: str) -> None:
             file=err,
         )
     print(f"  {'any head':<39}   {cal.alerting_before:>6,} → {cal.alerting_after:,}", file=err)
-    if cal.flows * per_head < 1e4:
+    for h in cal.saturated:
+        print(
+            f"flowlstm-sensor: {h.name}: {h.above_threshold:,} calibration flows score at the top of the "
+            f"scale, more than the {cal.allowed:,} the budget allows; no threshold keeps them quiet",
+            file=err,
+        )
+    if cal.allowed == 0:
         print(
             f"flowlstm-sensor: {cal.flows:,} flows are too few for {per_head:g} in 10,000 to alert: each "
             "threshold sits just above the highest benign flow seen; calibrate on more traffic",

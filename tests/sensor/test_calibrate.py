@@ -60,7 +60,7 @@ def test_calibration_splits_the_budget_between_heads_and_only_raises():
     rng = np.random.default_rng(0)
     tops = rng.random((40_000, 2), dtype=np.float32)
     # head 0's bundle threshold is below what the site asks for, head 1's above it
-    cal = calibrate(tops, 99_000, ("supervised", "normal"), (0.5, 0.99999), budget=1.0)
+    cal = calibrate(tops, 99_000, ("supervised", "normal"), np.array([0.5, 0.99999]), budget=1.0)
     assert cal.flows == 40_000 and cal.windows == 99_000 and cal.budget == 1.0
     sup, normal = cal.heads
     assert sup.site > 0.5 and sup.threshold == sup.site
@@ -69,6 +69,18 @@ def test_calibration_splits_the_budget_between_heads_and_only_raises():
     assert sup.site <= np.nextafter(np.sort(tops[:, 0])[-3], np.float32(1))
     assert normal.threshold == 0.99999 and normal.site < normal.threshold  # never lowered
     assert cal.alerting_before >= cal.alerting_after == int((tops >= cal.thresholds).any(axis=1).sum())
+    assert cal.allowed == 2 and cal.saturated == ()
+
+
+def test_flows_scored_at_the_top_of_the_scale_are_reported_not_hidden():
+    """float32 scores saturate at 1.0; a threshold cannot exceed 1 - 1e-6, so flows of an unseen
+    network scored 1.0 alert whatever the calibration (fold B's nDPI traces, stop 38)."""
+    tops = np.full((5_000, 2), 0.2, np.float32)
+    tops[:3, 0] = 1.0
+    cal = calibrate(tops, 5_000, ("supervised", "normal"), np.array([0.9, 0.5]), budget=1.0)
+    sup, normal = cal.heads
+    assert cal.allowed == 0 and sup.threshold == pytest.approx(1 - 1e-6) and sup.above_threshold == 3
+    assert cal.saturated == (sup,) and normal.above_threshold == 0
 
 
 @pytest.fixture(scope="module")
