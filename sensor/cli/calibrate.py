@@ -79,31 +79,27 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _report(cal: Calibration, out: Path, name: str) -> None:
-    err = sys.stderr
     per_head = cal.budget / len(cal.heads)
-    print(
+    lines = [
         f"flowlstm-sensor: {cal.flows:,} flows, {cal.windows:,} windows; budget {cal.budget:g} "
         f"false alerts per 10,000 flows ({per_head:g} per head)",
-        file=err,
-    )
-    print(f"  {'head':<12} {'bundle':>8} {'site':>8} {'kept':>8}   flows alerting: bundle → kept", file=err)
-    for h in cal.heads:
-        print(
-            f"  {h.name:<12} {h.bundle:8.4f} {h.site:8.4f} {h.threshold:8.4f}   "
-            f"{h.above_bundle:>6,} → {h.above_threshold:,}",
-            file=err,
-        )
-    print(f"  {'any head':<39}   {cal.alerting_before:>6,} → {cal.alerting_after:,}", file=err)
-    for h in cal.saturated:
-        print(
-            f"flowlstm-sensor: {h.name}: {h.above_threshold:,} calibration flows score at the top of the "
-            f"scale, more than the {cal.allowed:,} the budget allows; no threshold keeps them quiet",
-            file=err,
-        )
+        f"  {'head':<12} {'bundle':>8} {'site':>8} {'kept':>8}   flows alerting: bundle → kept",
+    ]
+    lines += [
+        f"  {h.name:<12} {h.bundle:8.4f} {h.site:8.4f} {h.threshold:8.4f}   "
+        f"{h.above_bundle:>6,} → {h.above_threshold:,}"
+        for h in cal.heads
+    ]
+    lines.append(f"  {'any head':<39}   {cal.alerting_before:>6,} → {cal.alerting_after:,}")
+    lines += [
+        f"flowlstm-sensor: {h.name}: {h.above_threshold:,} calibration flows score at the top of the scale, "
+        f"more than the {cal.allowed:,} the budget allows; no threshold keeps them quiet"
+        for h in cal.saturated
+    ]
     if cal.allowed == 0:
-        print(
+        lines.append(
             f"flowlstm-sensor: {cal.flows:,} flows are too few for {per_head:g} in 10,000 to alert: each "
-            "threshold sits just above the highest benign flow seen; calibrate on more traffic",
-            file=err,
+            "threshold sits just above the highest benign flow seen; calibrate on more traffic"
         )
-    print(f"flowlstm-sensor: wrote {out} ({name}); run the sensor with --model {out}", file=err)
+    lines.append(f"flowlstm-sensor: wrote {out} ({name}); run the sensor with --model {out}")
+    print("\n".join(lines), file=sys.stderr)
